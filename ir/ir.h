@@ -1,0 +1,419 @@
+/* ir.h — every internal IR struct of rnnc, with the prototypes of each file
+ * grouped under its banner. The public API is include/rnnc.h.
+ *
+ * Two levels:
+ *   Cell   one time step of a recurrent unit: a dataflow graph of primitive ops
+ *          (ir/ops.h) over per-example vectors; the batch dimension is implicit.
+ *   Model  a graph of sequence-level nodes (embedding, cell application over time,
+ *          concat, last, final, softmax, ...), values shaped [T, B, d], [B, d] or [].
+ *
+ * Every node carries the Loc of the text it came from (or of the builder call).
+ * Arrays are indexed by int ids; -1 means "none".
+ */
+#ifndef RNNC_IR_H
+#define RNNC_IR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rnnc.h" /* status codes RNNC_OK, ... */
+
+/* ---- util.c ------------------------------------------------------------ */
+
+/* An internal bug: print file:line and the message, then abort. */
+#define die(...) die_(__FILE__, __LINE__, __VA_ARGS__)
+_Noreturn void die_(const char *file, int line, const char *fmt, ...);
+
+/* Arena: allocations freed together by arena_free. Out of memory aborts
+ * through die(); the library has no partial-allocation recovery yet. */
+typedef struct Arena Arena;
+Arena *arena_new(void);
+void arena_free(Arena *a); /* NULL is fine */
+void *aalloc(Arena *a, size_t n); /* zeroed, aligned to 16 */
+char *astrdup(Arena *a, const char *s);
+char *astrndup(Arena *a, const char *s, size_t n);
+char *aprintf(Arena *a, const char *fmt, ...);
+/* Grow *arr (element size sz, *cap elements) so it holds at least n. */
+void agrow(Arena *a, void **arr, int *cap, int n, size_t sz);
+#define APUSH(a, arr, n, cap, v) \
+  (agrow((a), (void **)&(arr), &(cap), (n) + 1, sizeof *(arr)), (arr)[(n)++] = (v))
+
+/* ---- source locations and diagnostics (diag.c) ------------------------- */
+
+typedef struct Source {
+  const char *name; /* file name as given, or "<prelude>", "<builder>" */
+  const char *text; /* NUL-terminated contents */
+} Source;
+
+typedef struct Loc {
+  const Source *src; /* NULL when the node was made by a pass */
+  int line, col;     /* 1-based */
+} Loc;
+
+enum { DIAG_ERROR, DIAG_WARNING, DIAG_NOTE };
+
+typedef struct Diag {
+  int severity;
+  Loc loc;
+  char *msg;
+} Diag;
+
+typedef struct Diags {
+  Arena *arena;
+  Diag *d;
+  int n, cap;
+  int nerror;
+} Diags;
+
+/* Record a diagnostic (printf-style message, no trailing newline). */
+void diag(Diags *ds, int severity, Loc loc, const char *fmt, ...);
+#define error_at(ds, loc, ...) diag((ds), DIAG_ERROR, (loc), __VA_ARGS__)
+#define warn_at(ds, loc, ...) diag((ds), DIAG_WARNING, (loc), __VA_ARGS__)
+/* Render one diagnostic as
+ *   file:line:col: error: message
+ *    <source line>
+ *    <spaces>^
+ * (the last two lines only when the location has a source). */
+void diag_print(FILE *f, const Diag *d);
+void diags_print(FILE *f, const Diags *ds);
+/* Render into one arena string (for the library's last message). */
+char *diags_string(Arena *a, const Diags *ds);
+
+/* ---- interned names (util.c) -------------------------------------------- */
+
+/* Interned strings compare by pointer. The table lives in the module. */
+typedef struct Names Names;
+Names *names_new(Arena *a);
+const char *intern(Names *t, const char *s, size_t n);
+
+/* ---- dimensions and shapes (dim.c) -------------------------------------- */
+
+/* A dimension is a linear form c + Σ k_i·sym_i over named dimensions, e.g.
+ * 4*H, I + H, 2*H. Terms are kept sorted by name (strcmp), with no zero
+ * coefficient, so equal dimensions are equal structs (dim_eq). */
+enum { DIM_MAXTERM = 4 };
+typedef struct Dim {
+  long c;
+  int nterm;
+  struct {
+    const char *sym; /* interned */
+    long k;
+  } t[DIM_MAXTERM];
+} Dim;
+
+enum { SHAPE_MAXRANK = 3 };
+typedef struct Shape {
+  int rank; /* 0 scalar, 1 vector, 2 matrix; model values up to 3 */
+  Dim d[SHAPE_MAXRANK];
+} Shape;
+
+Dim dim_const(long c);
+Dim dim_sym(const char *sym);
+int dim_add(Dim a, Dim b, Dim *out);      /* 0 when more than DIM_MAXTERM terms */
+Dim dim_scale(Dim a, long k);
+int dim_div(Dim a, long n, Dim *out);     /* 0 unless every coefficient divides */
+int dim_eq(Dim a, Dim b);
+int dim_isconst(Dim a);
+/* Substitute sym_i -> val[i] (names[i] interned) for the listed symbols. */
+int dim_subst(Dim a, int n, const char *const *names, const Dim *val, Dim *out);
+char *dim_str(Arena *a, Dim d);           /* "4*H", "I + H", "2*H + 1", "0" */
+char *shape_str(Arena *a, const Shape *s); /* "[4*H, I]", "[]" */
+int shape_eq(const Shape *a, const Shape *b);
+
+/* Bound values of named dimensions, for running a model. */
+typedef struct Env {
+  int n, cap;
+  const char **sym; /* interned */
+  long *val;
+} Env;
+void env_set(Arena *a, Env *e, const char *sym, long val);
+int env_get(const Env *e, const char *sym, long *val); /* 0 when unbound */
+/* Evaluate; 0 (with *bad set to the unbound symbol) when a symbol is unbound. */
+int dim_eval(Dim d, const Env *e, long *out, const char **bad);
+
+/* ---- cells --------------------------------------------------------------- */
+
+enum {
+#define X(id, sp, ar, sh, pr, ev) OP_##id,
+#include "ops.h"
+  OPS(X)
+#undef X
+      NOPS
+};
+enum { SH_LEAF, SH_EW, SH_MATVEC, SH_MATVECT, SH_OUTER, SH_SPLIT, SH_SLICE, SH_CONCAT };
+
+typedef struct OpInfo {
+  const char *spelling;
+  int arity; /* -1 variadic */
+  int shape_rule;
+  int prec; /* 0: call syntax */
+} OpInfo;
+extern const OpInfo opinfo[NOPS];      /* util.c */
+int op_lookup(const char *spelling);   /* call-syntax ops only; -1 if none */
+
+typedef struct Node {
+  int op;
+  const char *name; /* interned; NULL for an anonymous temporary */
+  Loc loc;
+  int *arg;         /* node ids */
+  int narg;
+  Shape shape;      /* declared (leaves) or inferred by verify */
+  double cval;      /* OP_CONST */
+  int k, n;         /* OP_SPLIT: part k of n */
+  Dim start;        /* OP_SLICE: first element; the size is shape.d[0] */
+} Node;
+
+typedef struct Cell Cell;
+struct Cell {
+  const char *name; /* interned */
+  Loc loc;
+  int builtin;      /* from the prelude */
+  Node *node;       /* in definition order: operands before users */
+  int nnode, capnode;
+  /* Ids into node[]. Declaration order is kept, it fixes argument order. */
+  int *input, ninput, capinput;    /* OP_INPUT nodes */
+  int *state, nstate, capstate;    /* OP_STATE nodes: the value at step start */
+  int *next;                       /* per state: node id of its update (h'), -1 */
+  int *param, nparam, capparam;    /* OP_PARAM nodes */
+  int *grad;                       /* per param: node id of its gradient, or -1;
+                                      only backward cells have grads */
+  int *out, nout, capout;          /* output values, in order */
+  Loc *outloc;                     /* per out: where `out` was written */
+  Loc *nextloc;                    /* per state: where the update was written */
+  /* Named dimensions of the signature, in order of first appearance in
+   * inputs, states, then params (the cell's free dimensions). */
+  const char **dim;
+  int ndim, capdim;
+  Cell *primal;                    /* backward cell: the cell it differentiates */
+};
+
+/* ---- models -------------------------------------------------------------- */
+
+enum {
+  M_INPUT,     /* input name: i32[T, B] | i32[B] | f32[T, B, I] | f32[B, H] */
+  M_EMBEDDING, /* embedding(tokens, V, E): i32[T, B] -> [T, B, E]; param weight [V, E] */
+  M_CELL,      /* cell(x, ..., H = d, backward, init = ...) -> [T, B, out] */
+  M_CONCAT,    /* concat(a, b, ...) along the last dim */
+  M_LAST,      /* last(x): [T, B, d] -> [B, d], the step t = T */
+  M_FINAL,     /* final(node, state): [B, d], the state after the last step applied */
+  M_SOFTMAX,   /* softmax(x, K [, target = y] [, ignore = n]): params weight [K, d],
+                  bias [K]; -> probs [.., K] without target, loss [] with one */
+  M_LOGITS,    /* logits(s): the affine projection of softmax node s */
+  M_PROBS,     /* probs(s): the probabilities of softmax node s */
+  M_SUM,       /* sum(x): [] sum of every element (a loss) */
+  NMKIND
+};
+extern const char *const mkind_name[NMKIND]; /* "input", "embedding", ... */
+
+enum { DT_F32, DT_F64, DT_I32, DT_I64 };
+
+/* A parameter of a model node, named <node>.<name> in parameter files. */
+typedef struct MParam {
+  const char *name;  /* "weight", "W_ih", ...; interned */
+  char *full;        /* "enc.fwd.W_ih" */
+  Shape shape;       /* in model dims (cell dims substituted) */
+} MParam;
+
+typedef struct MNode {
+  int kind;
+  const char *name;  /* interned; NULL for an anonymous nested node */
+  Loc loc;
+  int *arg, narg;    /* model node ids: operands (M_CELL: the cell's inputs) */
+  int dtype;         /* DT_F32 or DT_I32 */
+  Shape shape;       /* inferred by verify (declared for M_INPUT) */
+  int hastime;       /* shape.d[0] is the time dim (and d[1] the batch) */
+  /* M_EMBEDDING, M_SOFTMAX: V/E and K as written */
+  Dim size[2];
+  /* M_CELL */
+  const char *cellname; /* as written; resolved to cell by verify */
+  Loc cellloc;
+  Cell *cell;
+  int nbind;            /* explicit `D = dim` bindings, as written */
+  const char **bindname;
+  Dim *bindval;
+  Loc *bindloc;
+  Dim *dimval;          /* after verify: per cell->dim[i], its value in model dims */
+  int backward;         /* runs t = T..1 */
+  int initfrom;         /* init = node: a cell node whose final states seed this one; -1 */
+  int *init, ninit;     /* init = (a, b): per state a node id [B, d]; ninit 0: zeros */
+  /* M_FINAL */
+  const char *statename; int stateidx;
+  /* M_SOFTMAX */
+  int target;           /* node id or -1 */
+  int hasignore; long ignore;
+  /* parameters (embedding, cell, softmax), filled by verify */
+  MParam *param; int nparam;
+} MNode;
+
+typedef struct MDim {
+  const char *name; /* interned */
+  Loc loc;
+  int hasdefault;
+  long def;
+} MDim;
+
+typedef struct Model {
+  const char *name;
+  Loc loc;
+  MDim *dim; int ndim, capdim;     /* header dims */
+  MNode *node; int nnode, capnode; /* definition order */
+  int *output; int noutput, capoutput;
+  Loc *outputloc;
+  int loss;                        /* after verify: the node differentiated, or -1 */
+} Model;
+
+typedef struct Module {
+  Arena *arena;
+  Names *names;
+  Diags diags;
+  Cell **cell; int ncell, capcell;   /* prelude cells first */
+  Model **model; int nmodel, capmodel;
+} Module;
+
+/* ---- module.c ------------------------------------------------------------ */
+
+/* A new module holding the prelude's cells (rnn, gru, lstm). NULL on a broken
+ * prelude, which is an internal bug. */
+Module *module_new(void);
+void module_free(Module *m);
+Cell *cell_find(Module *m, const char *name);   /* interned or not */
+Model *model_find(Module *m, const char *name); /* NULL name: the only model */
+Cell *cell_new(Module *m, const char *name, Loc loc);
+/* Append a node to a cell; returns its id. args copied. */
+int cell_add(Module *m, Cell *c, int op, const char *name, Loc loc, const int *args, int narg);
+/* Declare an input, state or param leaf with its shape; returns its node id. */
+int cell_decl(Module *m, Cell *c, int op, const char *name, Loc loc, const Shape *shape);
+void cell_addout(Module *m, Cell *c, int node, Loc loc);
+Model *model_new(Module *m, const char *name, Loc loc);
+int model_add(Module *m, Model *md, int kind, const char *name, Loc loc);
+Source *source_new(Module *m, const char *name, const char *text); /* copies */
+extern const char prelude_text[]; /* prelude.c, generated from ir/prelude.rnn */
+
+/* ---- frontends/parse.c --------------------------------------------------- */
+
+/* Parse text into m (cells and models appended). Errors go to m->diags; the
+ * parser recovers at the next statement and reports several in one run.
+ * Returns RNNC_OK or RNNC_ESYNTAX. */
+int parse(Module *m, const Source *src);
+/* Parse a shape such as "[4*H, I]" (the builder API uses it). */
+int parse_shape(Module *m, const Source *src, Shape *out);
+
+/* ---- ir/verify.c --------------------------------------------------------- */
+
+/* require: a parsed module. produce: shapes of every node, cell dims, resolved
+ * cells and params, model->loss. Errors and warnings to m->diags.
+ * Returns RNNC_OK or RNNC_EVERIFY. */
+int verify(Module *m);
+int verify_cell(Module *m, Cell *c);
+
+/* ---- ir/print.c ---------------------------------------------------------- */
+
+/* Canonical text. Prelude cells are printed only with withprelude. */
+void print_module(FILE *f, const Module *m, int withprelude);
+void print_cell(FILE *f, const Cell *c);
+void print_model(FILE *f, const Model *md);
+
+/* ---- compiler/autodiff.c ------------------------------------------------- */
+
+/* The backward step of a cell.
+ *   bwd->input[0 .. nsaved-1]   per-step forward values: fwd node saved[i]
+ *   bwd->input[nsaved + j]      adjoint of fwd->out[j]
+ *   bwd->state[s]               adjoint of fwd state s: carried in, it is the
+ *                               adjoint of the state's new value (h'); its update
+ *                               bwd->next[s] is the adjoint of the old value (h)
+ *   bwd->out[i]                 adjoint of fwd->input[i]
+ *   bwd->param[p]               same name and shape as fwd->param[p];
+ *                               bwd->grad[p] its gradient for this step and example
+ *                               (summed over time and batch by the schedule), -1: zero
+ */
+typedef struct Grad {
+  Cell *fwd, *bwd;
+  int *saved, nsaved;
+} Grad;
+
+/* The BPTT plan of a model: for each node in reverse order, how its adjoint
+ * flows to its operands; for cell nodes the Grad of the cell. */
+typedef struct ModelGrad {
+  Model *model;
+  Grad **cellgrad;   /* per model node: its cell's Grad (M_CELL), else NULL */
+  int *needgrad;     /* per model node: 1 when the loss depends on it through floats */
+} ModelGrad;
+
+/* require: verified module. produce: a Grad per cell used by a model (appended
+ * to m->cell as ordinary cells named <cell>.backward) and a ModelGrad per model.
+ * Returns RNNC_OK, or an error in m->diags. */
+Grad *autodiff_cell(Module *m, Cell *c);
+ModelGrad *autodiff(Module *m, Model *md);
+/* The schedule, as comment lines ("# ..."), for print --after autodiff. */
+void print_schedule(FILE *f, const ModelGrad *g);
+
+/* ---- runtime/tensor.c ---------------------------------------------------- */
+
+enum { TENSOR_MAXRANK = 4 };
+typedef struct Tensor {
+  char *name;
+  int dtype;                 /* DT_* */
+  int rank;
+  int64_t dim[TENSOR_MAXRANK];
+  void *data;                /* row-major, malloc'ed, owned by the set */
+} Tensor;
+
+typedef struct TensorSet {
+  Tensor *t; int n, cap;
+  char **metakey, **metaval; int nmeta, capmeta; /* __metadata__ */
+} TensorSet;
+
+size_t dtype_size(int dtype);
+const char *dtype_name(int dtype); /* "F32", ... */
+int64_t tensor_numel(const Tensor *t);
+void tset_init(TensorSet *s);
+void tset_clear(TensorSet *s);    /* frees every tensor */
+Tensor *tset_find(const TensorSet *s, const char *name);
+/* Add a zeroed tensor (replacing one of that name); NULL when out of memory. */
+Tensor *tset_add(TensorSet *s, const char *name, int dtype, int rank, const int64_t *dim);
+int tset_setmeta(TensorSet *s, const char *key, const char *val);
+
+/* ---- runtime/safetensors.c ----------------------------------------------- */
+
+/* Read/write a safetensors file. On failure returns RNNC_EIO or RNNC_EFORMAT
+ * and writes a one-line message naming the file and the problem into err. */
+int safetensors_read(const char *path, TensorSet *out, char *err, size_t errlen);
+int safetensors_write(const char *path, const TensorSet *s, char *err, size_t errlen);
+
+/* ---- runtime/rng.c, runtime/init.c --------------------------------------- */
+
+typedef struct Rng { uint64_t s[4]; } Rng;  /* xoshiro256** */
+void rng_seed(Rng *r, uint64_t seed);
+uint64_t rng_next(Rng *r);
+double rng_uniform(Rng *r);              /* [0, 1) */
+double rng_normal(Rng *r);               /* N(0, 1) */
+/* Fill parameters as PyTorch's default init does: embedding N(0, 1); cell
+ * params U(-1/sqrt(H), 1/sqrt(H)) with H the cell's hidden size (its first
+ * state's size); softmax (nn.Linear) weight and bias U(-1/sqrt(d), 1/sqrt(d))
+ * with d the input size. Adds one F32 tensor per MParam to out. */
+int init_params(const Model *md, const Env *env, uint64_t seed, TensorSet *out,
+                char *err, size_t errlen);
+
+/* ---- ir/interp.c ---------------------------------------------------------- */
+
+/* The reference interpreter: plain C, values kept as double. In float32 mode
+ * every op's result is rounded to float, so results match a float32
+ * implementation op by op; float64 mode is for gradient checks.
+ *
+ * Binds the model's dims from the defaults, then from inputs' and params'
+ * shapes (env may carry more bindings, e.g. from the command line).
+ * Writes every declared output (named after its node) into out and, with
+ * wantgrad, grad.<node>.<param> for every parameter and grad.<input> for
+ * every float input (feature sequences and initial states).
+ * Returns RNNC_OK or RNNC_ESHAPE / RNNC_EINPUT with a one-line message. */
+enum { PREC_F32, PREC_F64 };
+typedef struct InterpOpts {
+  int prec;
+  int wantgrad;
+} InterpOpts;
+int interp_run(Module *m, Model *md, const ModelGrad *g, Env *env,
+               const TensorSet *params, const TensorSet *inputs,
+               const InterpOpts *o, TensorSet *out, char *err, size_t errlen);
+
+#endif
