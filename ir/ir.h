@@ -186,6 +186,7 @@ struct Cell {
   const char **dim;
   int ndim, capdim;
   Cell *primal;                    /* backward cell: the cell it differentiates */
+  struct Grad *derived;            /* forward cell: its Grad, once autodiff ran */
 };
 
 /* ---- models -------------------------------------------------------------- */
@@ -408,6 +409,16 @@ int init_params(const Model *md, const Env *env, uint64_t seed, TensorSet *out,
  * every float input (feature sequences and initial states).
  * Returns RNNC_OK or RNNC_ESHAPE / RNNC_EINPUT with a one-line message. */
 enum { PREC_F32, PREC_F64 };
+
+/* Number of elements of node i's value for one example, with the cell's dims
+ * bound in cenv (a matrix param counts m*n). */
+long node_numel(const Cell *c, int i, const Env *cenv);
+/* One step of a cell for one example. val[i] is a buffer of node_numel(c, i)
+ * doubles for every node; the caller fills the leaves (input, state, param;
+ * matrices row-major) and cell_eval computes every other node in order.
+ * In PREC_F32 each result is rounded to float. */
+void cell_eval(const Cell *c, const Env *cenv, double **val, int prec);
+
 typedef struct InterpOpts {
   int prec;
   int wantgrad;
