@@ -185,6 +185,7 @@ struct Cell {
    * inputs, states, then params (the cell's free dimensions). */
   const char **dim;
   int ndim, capdim;
+  int verified;                    /* verify.c: 0 not yet, 1 ok, 2 has errors */
   Cell *primal;                    /* backward cell: the cell it differentiates */
   struct Grad *derived;            /* forward cell: its Grad, once autodiff ran */
 };
@@ -262,6 +263,7 @@ typedef struct Model {
   int *output; int noutput, capoutput;
   Loc *outputloc;
   int loss;                        /* after verify: the node differentiated, or -1 */
+  int verified;                    /* verify.c: 0 not yet, 1 ok, 2 has errors */
 } Model;
 
 typedef struct Module {
@@ -300,13 +302,18 @@ int parse(Module *m, const Source *src);
 /* Parse a shape such as "[4*H, I]" (the builder API uses it). */
 int parse_shape(Module *m, const Source *src, Shape *out);
 
-/* ---- ir/verify.c --------------------------------------------------------- */
+/* ---- ir/verify_cell.c, ir/verify_model.c ------------------------------- */
 
 /* require: a parsed module. produce: shapes of every node, cell dims, resolved
  * cells and params, model->loss. Errors and warnings to m->diags.
- * Returns RNNC_OK or RNNC_EVERIFY. */
+ * Returns RNNC_OK or RNNC_EVERIFY. verify() checks every cell, then every
+ * model, not yet verified (c->verified, md->verified), so calling it again
+ * after adding cells or models checks only the new ones and repeats no
+ * diagnostic. verify_cell / verify_model always (re)check the one given;
+ * verify_model requires the cells it applies to be verified. */
 int verify(Module *m);
 int verify_cell(Module *m, Cell *c);
+int verify_model(Module *m, Model *md);
 
 /* ---- ir/print.c ---------------------------------------------------------- */
 
