@@ -293,6 +293,29 @@ int model_add(Module *m, Model *md, int kind, const char *name, Loc loc);
 Source *source_new(Module *m, const char *name, const char *text); /* copies */
 extern const char prelude_text[]; /* prelude.c, generated from ir/prelude.rnn */
 
+/* ---- frontends/lex.c ----------------------------------------------------- */
+
+enum {
+  TK_EOF, TK_NL, TK_IDENT, TK_NUM,
+  TK_LPAREN, TK_RPAREN, TK_LBRACK, TK_RBRACK, TK_LBRACE, TK_RBRACE,
+  TK_COMMA, TK_COLON, TK_EQ, TK_PLUS, TK_MINUS, TK_STAR, TK_SLASH, TK_AT,
+};
+
+typedef struct Token {
+  int kind;
+  Loc loc;
+  const char *s; int len; /* the text (into the source) */
+  const char *name;       /* TK_IDENT: interned, with its prime if any */
+  double num;             /* TK_NUM */
+  int isint;              /* TK_NUM without '.' or exponent; ival valid */
+  long ival;
+} Token;
+
+/* Tokens of src ending with TK_EOF (every newline is a TK_NL; the parser
+ * skips them inside brackets). Bad characters are reported to m->diags and
+ * skipped. The array lives in m's arena. */
+Token *lex(Module *m, const Source *src, int *ntok);
+
 /* ---- frontends/parse.c --------------------------------------------------- */
 
 /* Parse text into m (cells and models appended). Errors go to m->diags; the

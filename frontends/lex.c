@@ -1,0 +1,138 @@
+/* lex.c — the tokens of a .rnn file, each with its file:line:col.
+ * require: NUL-terminated text. produce: tokens ending in TK_EOF; bad bytes
+ * become diagnostics (a run of them reports once) and are skipped. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+
+static int isident0(int c) { return isalpha(c) || c == '_'; }
+static int isident(int c) { return isalnum(c) || c == '_'; }
+
+/* The printable form of one byte for a message. */
+static const char *bytestr(char *buf, size_t n, unsigned char c)
+{
+  if (c >= 0x20 && c < 0x7f)
+    snprintf(buf, n, "'%c'", c);
+  else
+    snprintf(buf, n, "byte 0x%02x", c);
+  return buf;
+}
+
+Token *lex(Module *m, const Source *src, int *ntok)
+{
+  Token *tok = NULL;
+  int n = 0, cap = 0;
+  const char *p = src->text, *linestart = p;
+  int line = 1, badrun = 0;
+
+  for (;;) {
+    Token t = {0};
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\f' || *p == '\v')
+      p++;
+    if (*p == '#')
+      while (*p && *p != '\n')
+        p++;
+    t.loc = (Loc){src, line, (int)(p - linestart) + 1};
+    t.s = p;
+    int c = (unsigned char)*p;
+    if (c == 0) {
+      t.kind = TK_EOF;
+      APUSH(m->arena, tok, n, cap, t);
+      break;
+    }
+    if (c == '\n') {
+      t.kind = TK_NL;
+      t.len = 1;
+      p++;
+      line++;
+      linestart = p;
+      badrun = 0;
+      APUSH(m->arena, tok, n, cap, t);
+      continue;
+    }
+    if (isident0(c)) {
+      const char *q = p;
+      for (;;) {
+        while (isident(*q))
+          q++;
+        if (q[0] == '.' && isident(q[1]))
+          q++;
+        else
+          break;
+      }
+      if (*q == '\'')
+        q++;
+      t.kind = TK_IDENT;
+      t.len = (int)(q - p);
+      t.name = intern(m->names, p, (size_t)t.len);
+      p = q;
+      badrun = 0;
+      APUSH(m->arena, tok, n, cap, t);
+      continue;
+    }
+    if (isdigit(c)) {
+      const char *q = p;
+      int isint = 1;
+      while (isdigit(*q))
+        q++;
+      if (q[0] == '.' && isdigit(q[1])) {
+        isint = 0;
+        q++;
+        while (isdigit(*q))
+          q++;
+      }
+      if ((q[0] == 'e' || q[0] == 'E') &&
+          (isdigit(q[1]) || ((q[1] == '+' || q[1] == '-') && isdigit(q[2])))) {
+        isint = 0;
+        q += 2;
+        while (isdigit(*q))
+          q++;
+      }
+      t.kind = TK_NUM;
+      t.len = (int)(q - p);
+      char *text = astrndup(m->arena, p, (size_t)t.len);
+      t.num = strtod(text, NULL);
+      if (isinf(t.num))
+        error_at(&m->diags, t.loc, "number '%s' is out of range", text);
+      if (isint) {
+        errno = 0;
+        t.ival = strtol(text, NULL, 10);
+        t.isint = errno == 0;
+      }
+      p = q;
+      badrun = 0;
+      APUSH(m->arena, tok, n, cap, t);
+      continue;
+    }
+    static const char punct[] = "()[]{},:=+-*/@";
+    static const int kinds[] = {TK_LPAREN, TK_RPAREN, TK_LBRACK, TK_RBRACK, TK_LBRACE,
+                                TK_RBRACE, TK_COMMA,  TK_COLON,  TK_EQ,     TK_PLUS,
+                                TK_MINUS,  TK_STAR,   TK_SLASH,  TK_AT};
+    const char *k = strchr(punct, c);
+    if (k) {
+      t.kind = kinds[k - punct];
+      t.len = 1;
+      p++;
+      badrun = 0;
+      APUSH(m->arena, tok, n, cap, t);
+      continue;
+    }
+    if (!badrun) {
+      char buf[32];
+      if (c == '\'')
+        error_at(&m->diags, t.loc, "unexpected ''' (only a name may end in one ')");
+      else if (c == '.')
+        error_at(&m->diags, t.loc, "unexpected '.' (a dot may only join two parts of a name)");
+      else
+        error_at(&m->diags, t.loc, "unexpected character %s", bytestr(buf, sizeof buf, (unsigned char)c));
+    }
+    badrun = 1;
+    p++;
+  }
+  *ntok = n;
+  return tok;
+}
