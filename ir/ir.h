@@ -403,12 +403,21 @@ void tset_clear(TensorSet *s);    /* frees every tensor */
 Tensor *tset_find(const TensorSet *s, const char *name);
 /* Add a zeroed tensor (replacing one of that name); NULL when out of memory. */
 Tensor *tset_add(TensorSet *s, const char *name, int dtype, int rank, const int64_t *dim);
+/* Set a metadata entry (replacing that key); RNNC_OK or RNNC_ENOMEM. */
 int tset_setmeta(TensorSet *s, const char *key, const char *val);
+const char *tset_getmeta(const TensorSet *s, const char *key); /* NULL if absent */
+/* Move every tensor and metadata entry of src into dst (replacing same names)
+ * and leave src empty. RNNC_ENOMEM (both sets unchanged) or RNNC_OK. */
+int tset_move(TensorSet *dst, TensorSet *src);
 
 /* ---- runtime/safetensors.c ----------------------------------------------- */
 
 /* Read/write a safetensors file. On failure returns RNNC_EIO or RNNC_EFORMAT
- * and writes a one-line message naming the file and the problem into err. */
+ * and writes a one-line message naming the file and the problem into err.
+ * Reading adds the file's tensors and metadata to out (replacing same names)
+ * only on success; on failure out is unchanged. Writing goes through a
+ * temporary file renamed over path, so path is never left half-written.
+ * docs/formats.md lists every check. */
 int safetensors_read(const char *path, TensorSet *out, char *err, size_t errlen);
 int safetensors_write(const char *path, const TensorSet *s, char *err, size_t errlen);
 
