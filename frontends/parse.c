@@ -14,7 +14,7 @@
 
 #include "ir.h"
 
-enum { MAXDEPTH = 256 };    /* nesting of expressions, in the parser and the printer */
+enum { MAXDEPTH = EXPR_MAXDEPTH, MAXREC = 2 * EXPR_MAXDEPTH + 8 };
 enum { MAXDIMVAL = 1 << 30 }; /* integers inside shapes and dimensions */
 
 /* ---- a small map from interned names to ints ---- */
@@ -182,8 +182,8 @@ static void closetok(P *p, int kind, const char *what)
 
 static void enter(P *p)
 {
-  if (++p->depth > MAXDEPTH)
-    fail_at(p, peek(p)->loc, "expression nested too deeply (more than %d levels)", MAXDEPTH);
+  if (++p->depth > MAXREC)
+    fail_at(p, peek(p)->loc, "expression nested too deeply (at most %d levels)", MAXDEPTH);
 }
 
 static void leave(P *p) { p->depth--; }
@@ -416,7 +416,7 @@ static void setargs(P *p, Expr *e, Expr **args, int n)
     if (args[i]->height + 1 > e->height)
       e->height = args[i]->height + 1;
   if (e->height > MAXDEPTH)
-    fail_at(p, e->loc, "expression nested too deeply (more than %d levels)", MAXDEPTH);
+    fail_at(p, e->loc, "expression nested too deeply (at most %d levels)", MAXDEPTH);
 }
 
 static Expr *cexpr(P *p, int minprec);
@@ -550,7 +550,6 @@ static Expr *cunary(P *p)
 /* Precedence climbing over the infix ops of the op table; all left-assoc. */
 static Expr *cexpr(P *p, int minprec)
 {
-  enter(p);
   Expr *lhs = cunary(p);
   for (;;) {
     Token *t = peek(p);
@@ -567,7 +566,6 @@ static Expr *cexpr(P *p, int minprec)
     setargs(p, e, args, 2);
     lhs = e;
   }
-  leave(p);
   return lhs;
 }
 

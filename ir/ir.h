@@ -324,6 +324,9 @@ Token *lex(Module *m, const Source *src, int *ntok);
 int parse(Module *m, const Source *src);
 /* Parse a shape such as "[4*H, I]" (the builder API uses it). */
 int parse_shape(Module *m, const Source *src, Shape *out);
+/* Deepest expression (tree height, a name or number being 1) that the parser
+ * accepts; the printer names a subexpression rather than nest deeper. */
+enum { EXPR_MAXDEPTH = 256 };
 
 /* ---- ir/verify_cell.c, ir/verify_model.c ------------------------------- */
 
