@@ -1,6 +1,6 @@
 /* lex.c — the tokens of a .rnn file, each with its file:line:col.
- * require: NUL-terminated text. produce: tokens ending in TK_EOF; bad bytes
- * become diagnostics (a run of them reports once) and are skipped. */
+ * require: NUL-terminated text. produce: tokens ending in TK_EOF; a run of bad
+ * bytes becomes one TK_BAD token carrying its message (the parser reports it). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -96,8 +96,10 @@ Token *lex(Module *m, const Source *src, int *ntok)
       t.len = (int)(q - p);
       char *text = astrndup(m->arena, p, (size_t)t.len);
       t.num = strtod(text, NULL);
-      if (isinf(t.num))
-        error_at(&m->diags, t.loc, "number '%s' is out of range", text);
+      if (isinf(t.num)) {
+        t.kind = TK_BAD;
+        t.name = aprintf(m->arena, "number '%.40s' is out of range", text);
+      }
       if (isint) {
         errno = 0;
         t.ival = strtol(text, NULL, 10);
@@ -121,15 +123,21 @@ Token *lex(Module *m, const Source *src, int *ntok)
       APUSH(m->arena, tok, n, cap, t);
       continue;
     }
-    if (!badrun) {
-      char buf[32];
-      if (c == '\'')
-        error_at(&m->diags, t.loc, "unexpected ''' (only a name may end in one ')");
-      else if (c == '.')
-        error_at(&m->diags, t.loc, "unexpected '.' (a dot may only join two parts of a name)");
-      else
-        error_at(&m->diags, t.loc, "unexpected character %s", bytestr(buf, sizeof buf, (unsigned char)c));
+    if (badrun) { /* one token for a run of bad bytes */
+      tok[n - 1].len++;
+      p++;
+      continue;
     }
+    char buf[32];
+    t.kind = TK_BAD;
+    t.len = 1;
+    if (c == '\'')
+      t.name = "unexpected ''' (only a name may end in one ')";
+    else if (c == '.')
+      t.name = "unexpected '.' (a dot may only join two parts of a name)";
+    else
+      t.name = aprintf(m->arena, "unexpected character %s", bytestr(buf, sizeof buf, (unsigned char)c));
+    APUSH(m->arena, tok, n, cap, t);
     badrun = 1;
     p++;
   }

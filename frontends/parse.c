@@ -88,12 +88,19 @@ static Token *peekat(P *p, int k)
   }
 }
 
+_Noreturn static void fail_at(P *p, Loc loc, const char *fmt, ...);
+
+/* The next token (newlines skipped inside brackets). A lexical error is
+ * reported here, where the parser meets it, and abandons the statement. */
 static Token *peek(P *p)
 {
   if (p->nest > 0)
     while (p->tok[p->pos].kind == TK_NL)
       p->pos++;
-  return &p->tok[p->pos];
+  Token *t = &p->tok[p->pos];
+  if (t->kind == TK_BAD)
+    fail_at(p, t->loc, "%s", t->name);
+  return t;
 }
 
 static Token *advance(P *p)
@@ -136,10 +143,23 @@ _Noreturn static void fail_at(P *p, Loc loc, const char *fmt, ...)
   longjmp(p->jb, 1);
 }
 
-/* "expected WHAT, found TOKEN" at the next token, then abandon the statement. */
+/* "expected WHAT, found TOKEN" at the next token, then abandon the statement.
+ * Inside brackets, a token on a later line means the line ended too early
+ * (an unclosed '('): that is reported at the end of the line. */
 _Noreturn static void expected(P *p, const char *what)
 {
   Token *t = peek(p);
+  if (p->nest > 0 && p->pos > 0 && p->tok[p->pos - 1].kind == TK_NL) {
+    int i = p->pos - 1;
+    while (i > 0 && p->tok[i].kind == TK_NL)
+      i--;
+    const Token *prev = &p->tok[i];
+    if (prev->kind != TK_NL) {
+      Loc eol = prev->loc;
+      eol.col += prev->len;
+      fail_at(p, eol, "expected %s, found end of line", what);
+    }
+  }
   fail_at(p, t->loc, "expected %s, found %s", what, tokstr(p, t));
 }
 
@@ -197,9 +217,9 @@ static void recover(P *p)
   int depth = p->nest;
   p->nest = 0;
   p->depth = 0;
-  if (depth > 0 && p->errpos > 0 && p->tok[p->errpos - 1].kind == TK_NL &&
-      p->tok[p->errpos].kind != TK_EOF && p->tok[p->errpos].kind != TK_RPAREN &&
-      p->tok[p->errpos].kind != TK_RBRACK) {
+  int ek = p->tok[p->errpos].kind;
+  if (depth > 0 && p->errpos > 0 && p->tok[p->errpos - 1].kind == TK_NL && ek != TK_EOF &&
+      ek != TK_RPAREN && ek != TK_RBRACK && ek != TK_BAD) {
     p->pos = p->errpos;
     return;
   }
@@ -276,7 +296,7 @@ static long dimint(P *p, Token *t)
   return t->ival;
 }
 
-/* dim := ['-'] term { ('+' | '-') term };  term := INT | NAME | INT '*' NAME | NAME '*' INT */
+/* dim := ['-'] term { ('+' | '-') term };  term := INT | NAME | INT '*' NAME */
 static Dim parse_dim(P *p)
 {
   Dim d = dim_const(0);
@@ -293,13 +313,9 @@ static Dim parse_dim(P *p)
         term = dim_const(k);
     } else if (t->kind == TK_IDENT) {
       term = dim_sym(plainname(p, "a dimension")->name);
-      if (accept(p, TK_STAR)) {
-        Token *k = peek(p);
-        if (k->kind != TK_NUM)
-          expected(p, "a number after '*'");
-        advance(p);
-        term = dim_scale(term, dimint(p, k));
-      }
+      if (peek(p)->kind == TK_STAR)
+        fail_at(p, peek(p)->loc, "a dimension is written with its coefficient first, like 4*%s",
+                t->name);
     } else
       expected(p, "a dimension (a number, a name like H, or 4*H)");
     if (!dim_add(d, dim_scale(term, sign), &d))
@@ -1406,13 +1422,10 @@ int parse(Module *m, const Source *src)
 
 int parse_shape(Module *m, const Source *src, Shape *out)
 {
-  int nerr = m->diags.nerror;
   P *p = aalloc(m->arena, sizeof *p);
   p->m = m;
   p->a = m->arena;
   p->tok = lex(m, src, &p->ntok);
-  if (m->diags.nerror > nerr)
-    return RNNC_ESYNTAX;
   if (setjmp(p->jb))
     return RNNC_ESYNTAX;
   Shape s = parse_shape_(p);

@@ -299,6 +299,7 @@ enum {
   TK_EOF, TK_NL, TK_IDENT, TK_NUM,
   TK_LPAREN, TK_RPAREN, TK_LBRACK, TK_RBRACK, TK_LBRACE, TK_RBRACE,
   TK_COMMA, TK_COLON, TK_EQ, TK_PLUS, TK_MINUS, TK_STAR, TK_SLASH, TK_AT,
+  TK_BAD, /* bad characters or a number out of range; name holds the message */
 };
 
 typedef struct Token {
@@ -312,8 +313,9 @@ typedef struct Token {
 } Token;
 
 /* Tokens of src ending with TK_EOF (every newline is a TK_NL; the parser
- * skips them inside brackets). Bad characters are reported to m->diags and
- * skipped. The array lives in m's arena. */
+ * skips them inside brackets). Lexical errors become TK_BAD tokens that the
+ * parser reports where it meets them, so messages come in source order.
+ * The array lives in m's arena. */
 Token *lex(Module *m, const Source *src, int *ntok);
 
 /* ---- frontends/parse.c --------------------------------------------------- */
