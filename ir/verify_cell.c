@@ -164,14 +164,14 @@ static int infer(Module *m, Cell *c, int id)
     if (!insig(m, c, n->start, n->loc) || !insig(m, c, size, n->loc))
       return 0;
     if ((dim_isconst(n->start) && n->start.c < 0) || (dim_isconst(size) && size.c <= 0)) {
-      error_at(&m->diags, n->loc, "slice from %s of size %s: the start must be >= 0 and the size > 0",
+      error_at(&m->diags, n->loc, "slice(v, %s, %s): the start must be >= 0 and the size > 0",
                dim_str(m->arena, n->start), dim_str(m->arena, size));
       return 0;
     }
     /* room = d - (start + size): decidable when it is a constant */
     if (dim_add(n->start, size, &end) && dim_add(a->d[0], dim_scale(end, -1), &room) &&
         dim_isconst(room) && room.c < 0) {
-      error_at(&m->diags, n->loc, "slice from %s of size %s runs past the end of %s",
+      error_at(&m->diags, n->loc, "slice(v, %s, %s) runs past the end of v, which is %s",
                dim_str(m->arena, n->start), dim_str(m->arena, size), sstr(m, a));
       return 0;
     }
@@ -219,6 +219,21 @@ static int checkarity(Module *m, Cell *c, int id)
   return 1;
 }
 
+/* `a, b = split(v, 2)` is one SPLIT node per part: a part whose sibling was
+ * already found bad is bad without a second message. */
+static int repeated_split(const Cell *c, const char *bad, int id)
+{
+  const Node *n = &c->node[id];
+  if (n->op != OP_SPLIT || n->narg != 1)
+    return 0;
+  for (int j = id - 1; j >= 0; j--) {
+    const Node *o = &c->node[j];
+    if (o->op == OP_SPLIT && o->narg == 1 && o->arg[0] == n->arg[0] && o->n == n->n)
+      return bad[j];
+  }
+  return 0;
+}
+
 int verify_cell(Module *m, Cell *c)
 {
   int nerr0 = m->diags.nerror;
@@ -254,7 +269,7 @@ int verify_cell(Module *m, Cell *c)
       used[n->arg[i]]++;
       argbad |= bad[n->arg[i]];
     }
-    if (!checkarity(m, c, id) || argbad || !infer(m, c, id))
+    if (argbad || repeated_split(c, bad, id) || !checkarity(m, c, id) || !infer(m, c, id))
       bad[id] = 1;
   }
 
@@ -299,7 +314,7 @@ int verify_cell(Module *m, Cell *c)
    * part in the adjoint equations); a written forward cell should */
   if (!hasgrad && !c->primal)
     for (int p = 0; p < c->nparam; p++)
-      if (!used[c->param[p]])
+      if (!used[c->param[p]] && !bad[c->param[p]])
         warn_at(&m->diags, c->node[c->param[p]].loc, "parameter '%s' is never used",
                 c->node[c->param[p]].name);
 

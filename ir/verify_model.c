@@ -258,8 +258,8 @@ static int vinit(V *v, MNode *n, Cell *c)
   if (n->initfrom >= 0) {
     MNode *src = &v->md->node[n->initfrom];
     if (src->kind != M_CELL) {
-      error_at(&m->diags, n->loc, "init = '%s' must be a cell node, got %s", nname(src),
-               mkind_name[src->kind]);
+      error_at(&m->diags, n->loc, "init = '%s' must name a cell node, not %s %s node", nname(src),
+               src->kind == M_INPUT || src->kind == M_EMBEDDING ? "an" : "a", mkind_name[src->kind]);
       return 0;
     }
     Cell *sc = src->cell;
