@@ -376,10 +376,18 @@ typedef struct ModelGrad {
   int *needgrad;     /* per model node: 1 when the loss depends on it through floats */
 } ModelGrad;
 
-/* require: verified module. produce: a Grad per cell used by a model (appended
- * to m->cell as ordinary cells named <cell>.backward) and a ModelGrad per model.
- * Returns RNNC_OK, or an error in m->diags. */
+/* require: a verified cell. produce: its Grad, the backward cell appended to
+ * m->cell as an ordinary, verified cell named <cell>.backward; cached in
+ * c->derived (one backward cell per cell). NULL with an error in m->diags when
+ * the cell cannot be differentiated (a scalar that varies; a cell already
+ * named <cell>.backward). docs/ir.md, "Derivatives", lists the rules. */
 Grad *autodiff_cell(Module *m, Cell *c);
+
+/* ---- compiler/bptt.c ---------------------------------------------------- */
+
+/* require: a verified model. produce: its ModelGrad (autodiff_cell for the
+ * cell of every cell node). NULL with an error in m->diags when the model has
+ * no loss (md->loss < 0) or a cell cannot be differentiated. */
 ModelGrad *autodiff(Module *m, Model *md);
 /* The schedule, as comment lines ("# ..."), for print --after autodiff. */
 void print_schedule(FILE *f, const ModelGrad *g);
