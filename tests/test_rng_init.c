@@ -432,3 +432,154 @@ Test(init, params_roundtrip_through_safetensors)
   tset_clear(&r);
   arena_free(f.a);
 }
+
+/* ---- init_params on parsed and verified models ---- */
+
+static Module *load_text(const char *text)
+{
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/rnnc-test-init-%d.rnn", (int)getpid());
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+  Module *m = load_module(path);
+  unlink(path);
+  cr_assert_not_null(m, "model does not load");
+  return m;
+}
+
+/* The largest |w| over a tensor. */
+static double absmax(const Tensor *t)
+{
+  double m = 0;
+  for (int64_t i = 0; i < tensor_numel(t); i++)
+    m = fmax(m, fabs(((const float *)t->data)[i]));
+  return m;
+}
+
+/* The cell's H bound to an expression of model dims: k follows the value. */
+Test(init, parsed_gru_with_expression_binding)
+{
+  Module *m = load_text("model m(V = 20, E = 8, H = 6) {\n"
+                        "  input tokens: i32[T, B], y: i32[T, B]\n"
+                        "  x = embedding(tokens, V, E)\n"
+                        "  h = gru(x, H = 2*H)\n"
+                        "  loss = softmax(h, V, target = y)\n"
+                        "  output loss\n"
+                        "}\n");
+  TensorSet s;
+  tset_init(&s);
+  char err[256] = "";
+  cr_assert_eq(init_params(model_find(m, NULL), NULL, 5, &s, err, sizeof err), RNNC_OK, "%s", err);
+  static const char *names[] = {"x.weight", "h.W_ih", "h.W_hh", "h.b_ih", "h.b_hh",
+                                "loss.weight", "loss.bias"};
+  static const int64_t d0[] = {20, 36, 36, 36, 36, 20, 20}, d1[] = {8, 8, 12, 0, 0, 12, 0};
+  cr_assert_eq(s.n, 7);
+  for (int i = 0; i < 7; i++) {
+    cr_assert_str_eq(s.t[i].name, names[i]);
+    cr_assert_eq(s.t[i].dim[0], d0[i], "%s", names[i]);
+    cr_assert_eq(s.t[i].dim[1], d1[i], "%s", names[i]);
+  }
+  float k = (float)(1 / sqrt(12.0));
+  for (int i = 1; i < 7; i++) {
+    double a = absmax(&s.t[i]);
+    cr_assert_leq(a, k, "%s: %g > %g", names[i], a, k);
+    cr_assert_gt(a, (i == 4 || i == 6 ? 0.7 : 0.9) * k, "%s: %g, bound %g", names[i], a, k);
+  }
+  cr_assert_gt(absmax(&s.t[0]), 2.0, "the embedding is N(0, 1)");
+  tset_clear(&s);
+  module_free(m);
+}
+
+Test(init, parsed_unbound_dimension)
+{
+  Module *m = load_text("model m(V, E = 8, H = 6) {\n"
+                        "  input tokens: i32[T, B], y: i32[T, B]\n"
+                        "  x = embedding(tokens, V, E)\n"
+                        "  h = rnn(x, H = H)\n"
+                        "  loss = softmax(h, 5, target = y)\n"
+                        "  output loss\n"
+                        "}\n");
+  TensorSet s;
+  tset_init(&s);
+  char err[256] = "";
+  cr_assert_eq(init_params(model_find(m, NULL), NULL, 5, &s, err, sizeof err), RNNC_EINPUT);
+  cr_assert_str_eq(err, "cannot initialize x.weight: dimension V has no value");
+  cr_assert_eq(s.n, 0);
+  Env env = {0};
+  env_set(m->arena, &env, intern(m->names, "V", 1), 11);
+  cr_assert_eq(init_params(model_find(m, NULL), &env, 5, &s, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(tset_find(&s, "x.weight")->dim[0], 11);
+  tset_clear(&s);
+  module_free(m);
+}
+
+/* Every example initializes: one tensor per parameter, of its shape, within
+ * its bound; the bidirectional tagger's two directions differ. */
+Test(init, every_example)
+{
+  static const char *ex[] = {"bilstm_tagger", "charlm_gru", "charlm_lstm", "charlm_rnn",
+                             "concat_cell",   "gru_classifier", "indrnn",  "lstm2_lm",
+                             "mgu",           "peephole_lstm",  "seq2seq"};
+  int checked = 0;
+  for (size_t e = 0; e < sizeof ex / sizeof ex[0]; e++) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "examples/%s.rnn", ex[e]);
+    if (access(srcpath(rel), R_OK) != 0)
+      continue; /* examples are another helper's; those present are checked */
+    Module *m = load_module(srcpath(rel));
+    cr_assert_not_null(m, "%s does not load", rel);
+    Model *md = model_find(m, NULL);
+    TensorSet s;
+    tset_init(&s);
+    char err[256] = "";
+    Env env = {0};
+    env_set(m->arena, &env, intern(m->names, "S", 1), 3);
+    cr_assert_eq(init_params(md, &env, 1, &s, err, sizeof err), RNNC_OK, "%s: %s", rel, err);
+    Env full = {0}; /* env plus the header's defaults, to check shapes */
+    env_set(m->arena, &full, intern(m->names, "S", 1), 3);
+    for (int i = 0; i < md->ndim; i++)
+      if (md->dim[i].hasdefault)
+        env_set(m->arena, &full, md->dim[i].name, md->dim[i].def);
+    int np = 0;
+    for (int i = 0; i < md->nnode; i++)
+      for (int p = 0; p < md->node[i].nparam; p++, np++) {
+        const MParam *mp = &md->node[i].param[p];
+        Tensor *t = tset_find(&s, mp->full);
+        cr_assert_not_null(t, "%s: %s missing", rel, mp->full);
+        cr_assert_eq(t->rank, mp->shape.rank, "%s: %s", rel, mp->full);
+        for (int d = 0; d < t->rank; d++) {
+          long v;
+          cr_assert(dim_eval(mp->shape.d[d], &full, &v, NULL));
+          cr_assert_eq(t->dim[d], v, "%s: %s dim %d", rel, mp->full, d);
+        }
+        const MNode *n = &md->node[i];
+        double k = 0;
+        if (n->kind == M_CELL && n->cell->nstate) { /* 1/sqrt(first state's size) */
+          const Cell *c = n->cell;
+          Dim h;
+          long hv;
+          cr_assert(dim_subst(c->node[c->state[0]].shape.d[0], c->ndim, c->dim, n->dimval, &h));
+          cr_assert(dim_eval(h, &full, &hv, NULL));
+          k = 1 / sqrt((double)hv);
+        } else if (n->kind == M_SOFTMAX) {
+          k = 1 / sqrt((double)tset_find(&s, n->param[0].full)->dim[1]);
+        }
+        if (k > 0) {
+          double a = absmax(t);
+          cr_assert_leq(a, (float)k, "%s: %s: max %g over the bound %g", rel, mp->full, a, k);
+          if (tensor_numel(t) >= 32)
+            cr_assert_gt(a, 0.8 * k, "%s: %s: max %g, bound %g", rel, mp->full, a, k);
+        }
+      }
+    cr_assert_eq(s.n, np, "%s", rel);
+    Tensor *f = tset_find(&s, "enc.fwd.W_ih"), *b = tset_find(&s, "enc.bwd.W_ih");
+    if (f && b)
+      cr_assert_neq(memcmp(f->data, b->data, (size_t)tensor_numel(f) * 4), 0);
+    tset_clear(&s);
+    module_free(m);
+    checked++;
+  }
+  cr_assert_gt(checked, 0, "no example found");
+}

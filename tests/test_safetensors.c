@@ -534,6 +534,25 @@ Test(safetensors, refuses_bad_json)
                  "header is not valid JSON: line 3, column 7: ':' expected near '1'");
 }
 
+/* Nesting deep enough to overflow a naive recursive parser's stack. */
+Test(safetensors, refuses_deep_nesting)
+{
+  enum { DEPTH = 200000 };
+  char *h = malloc(2 * DEPTH + 3);
+  h[0] = '{';
+  h[1] = 0;
+  strcat(h, "\"a\":");
+  size_t n = strlen(h);
+  memset(h + n, '[', DEPTH);
+  h[n + DEPTH] = 0;
+  Bytes b = make_file(h, NULL, 0);
+  free(h);
+  expect_refused_bytes("deep", b, RNNC_EFORMAT,
+                       "header is not valid JSON: line 1, column 2053: maximum parsing depth "
+                       "reached near '['");
+  free(b.p);
+}
+
 Test(safetensors, refuses_duplicate_names)
 {
   expect_refused("dup",
