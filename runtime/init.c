@@ -141,7 +141,7 @@ int init_params(const Model *md, const Env *env, uint64_t seed, TensorSet *out, 
         st = fail(RNNC_ENOMEM, err, errlen, "out of memory for parameter %s", p->full);
         break;
       }
-      float *w = t->data; // row-major, shape dim[0..rank)
+      float *w = t->data; /* row-major, shape dim[0..rank) */
       int64_t m = tensor_numel(t);
       for (int64_t x = 0; x < m; x++)
         w[x] = (float)(normal ? rng_normal(&r) : k * (2.0 * rng_uniform(&r) - 1.0));
