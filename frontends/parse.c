@@ -1260,7 +1260,7 @@ static void mstmt(P *p, ModelAst *ma)
     if (!dup)
       map_put(p->a, &ma->names, t->name, id);
     ma->current = NULL;
-  } else if (isid(t, "input") && t2->kind == TK_IDENT) {
+  } else if (isid(t, "input") && t2->kind != TK_EQ) {
     advance(p);
     do {
       Token *nt = mnodename(p);
@@ -1283,7 +1283,7 @@ static void mstmt(P *p, ModelAst *ma)
       }
     } while (accept(p, TK_COMMA));
     endstmt(p);
-  } else if (isid(t, "output") && t2->kind == TK_IDENT) {
+  } else if (isid(t, "output") && t2->kind != TK_EQ) {
     advance(p);
     do {
       Token *nt = peek(p);

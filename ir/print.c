@@ -9,10 +9,15 @@
 
 #include "ir.h"
 
-/* Shortest decimal that reads back as the same double. */
+/* An integer below 1e15 in plain digits; otherwise the shortest %g form that
+ * reads back as the same double (0.5, 1e-08, 1e+300). */
 static void printnum(FILE *f, double v)
 {
   char buf[64];
+  if (v == floor(v) && fabs(v) < 1e15 && !(v == 0 && signbit(v))) {
+    fprintf(f, "%.0f", v);
+    return;
+  }
   for (int prec = 1; prec <= 17; prec++) {
     snprintf(buf, sizeof buf, "%.*g", prec, v);
     if (strtod(buf, NULL) == v || isnan(v))
@@ -205,16 +210,19 @@ void print_cell(FILE *f, const Cell *c)
         pn = NULL;
     cp.pname[x] = pn ? pn : freshname(a, taken, nn, x);
   }
-  /* deep inline expressions are cut into named ones the parser accepts */
+  /* Deep inline expressions are cut into named pieces the parser accepts:
+   * height[i] is the height of node i written inline (a name counts 1, as
+   * in the parser); an operand that would make it too deep gets a name. */
   for (int i = 0; i < nn; i++) {
     const Node *n = &c->node[i];
     int h = 1;
-    for (int j = 0; j < n->narg; j++)
-      if (!cp.pname[n->arg[j]] && height[n->arg[j]] + 1 > h)
-        h = height[n->arg[j]] + 1;
-    if (h > EXPR_MAXDEPTH && !cp.pname[i]) {
-      cp.pname[i] = freshname(a, taken, nn, i);
-      h = 1;
+    for (int j = 0; j < n->narg; j++) {
+      int x = n->arg[j];
+      if (!cp.pname[x] && height[x] + 1 > EXPR_MAXDEPTH)
+        cp.pname[x] = freshname(a, taken, nn, x);
+      int hx = cp.pname[x] ? 1 : height[x];
+      if (hx + 1 > h)
+        h = hx + 1;
     }
     height[i] = h;
   }
