@@ -4,9 +4,19 @@
  * fail returns an int status, RNNC_OK (0) on success; the message of the last
  * failure is kept on the context (rnnc_errmsg). Results come back through
  * parameters marked OUT. The library never prints and never exits.
+ *
+ * A context (rnnc_ctx) holds one module: the built-in cells rnn, gru and lstm,
+ * then every cell and model loaded from IR text (rnnc_load) or built from C
+ * (the cell and model builders below). Everything the context hands out lives
+ * until rnnc_close, except where a function says otherwise.
+ *
+ * A call that fails changes nothing: the module is as it was before the call,
+ * and an open builder can go on being used.
  */
 #ifndef RNNC_H
 #define RNNC_H
+
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,8 +34,203 @@ enum {
   RNNC_EMISUSE,  /* the API was called wrongly */
 };
 
-/* The builder API and the rest of the public interface are declared in
- * rnnc_api.h-style sections below as they land. */
+/* Element types of tensors and model inputs. */
+enum { RNNC_F32, RNNC_F64, RNNC_I32, RNNC_I64 };
+
+/* ---- contexts ------------------------------------------------------------ */
+
+typedef struct rnnc_ctx rnnc_ctx;
+
+/* A new context holding the built-in cells; NULL when out of memory.
+ * Free it with rnnc_close. */
+rnnc_ctx *rnnc_open(void);
+/* Free the context, its module and any builder still open on it (the builder's
+ * handle is then invalid). NULL is fine. */
+void rnnc_close(rnnc_ctx *ctx);
+/* The message of the last failed call on ctx, "" after a call that succeeded.
+ * For text that does not parse or verify, the rendered diagnostics
+ * ("file:line:col: error: message", the source line and a caret, one or more,
+ * each line ending in '\n'). The string belongs to ctx and stays valid until
+ * the next call on ctx. */
+const char *rnnc_errmsg(rnnc_ctx *ctx);
+
+/* Parse and verify IR text (docs/ir.md) into the context's module; name is the
+ * file name its diagnostics show. All or nothing: on an error no cell or model
+ * of the text is kept. Returns RNNC_OK, RNNC_ESYNTAX or RNNC_EVERIFY. */
+int rnnc_load(rnnc_ctx *ctx, const char *name, const char *text);
+/* rnnc_load of a file's contents; RNNC_EIO when it cannot be read. */
+int rnnc_load_file(rnnc_ctx *ctx, const char *path);
+
+/* The canonical text of the module's cells and models (not the built-in
+ * cells), in the order they were added. RNNC_EMISUSE while a builder is open;
+ * RNNC_EIO when writing to f fails. */
+int rnnc_print(rnnc_ctx *ctx, FILE *f);
+/* The same text in a new NUL-terminated string (*out, freed with rnnc_free). */
+int rnnc_print_string(rnnc_ctx *ctx, char **out /* OUT */);
+/* Free memory the library handed out to the caller. NULL is fine. */
+void rnnc_free(void *p);
+
+/* ---- building a cell from C ---------------------------------------------
+ *
+ * The builder makes the same graph the text makes. Values are int ids; a value
+ * made with a NULL name is an anonymous temporary (printed inline, as in
+ * `sigmoid(W @ x + b)`), and may be used only once: name it to use it twice.
+ * Shapes and dimensions are strings in the IR's syntax: "[4*H, I]", "H + 1".
+ * A value named like "h'" is not allowed; rnnc_cell_update sets a state's new
+ * value. Shapes are checked when the cell ends (rnnc_cell_end), with
+ * diagnostics that point at the builder call ("<builder>:LINE:1", LINE the
+ * number of the builder call on this context, the call shown below it).
+ *
+ *   rnnc_cell_builder *cb;
+ *   rnnc_value x, h, W, U, b, xh, hh, s, hn;
+ *   rnnc_cell_begin(ctx, "elman", &cb);
+ *   rnnc_cell_input(cb, "x", "[I]", &x);
+ *   rnnc_cell_state(cb, "h", "[H]", &h);
+ *   rnnc_cell_param(cb, "W", "[H, I]", &W); ... U, b
+ *   rnnc_op(cb, RNNC_OP_MATVEC, NULL, 2, (rnnc_value[]){W, x}, &xh);
+ *   ...
+ *   rnnc_op(cb, RNNC_OP_TANH, NULL, 1, &s, &hn);
+ *   rnnc_cell_update(cb, "h", hn);            // h' = tanh(...)
+ *   rnnc_cell_out(cb, hn);                    // out h'
+ *   rnnc_cell_end(cb);
+ */
+
+typedef struct rnnc_cell_builder rnnc_cell_builder;
+typedef int rnnc_value;
+
+/* The primitive ops, in the order of the internal op table (ir/ops.h; a
+ * compile-time check in frontends/builder.c keeps the two equal). */
+enum {
+  RNNC_OP_INPUT,   /* leaves: made by rnnc_cell_input/state/param, rnnc_const, */
+  RNNC_OP_STATE,   /*   rnnc_zeros, not by rnnc_op */
+  RNNC_OP_PARAM,
+  RNNC_OP_CONST,
+  RNNC_OP_ZEROS,
+  RNNC_OP_ADD,     /* a + b, elementwise; a scalar operand broadcasts */
+  RNNC_OP_SUB,     /* a - b */
+  RNNC_OP_MUL,     /* a * b */
+  RNNC_OP_DIV,     /* a / b */
+  RNNC_OP_MATVEC,  /* [m, n] @ [n] -> [m] */
+  RNNC_OP_NEG,     /* -a */
+  RNNC_OP_SIGMOID,
+  RNNC_OP_TANH,
+  RNNC_OP_RELU,
+  RNNC_OP_STEP,    /* 1 where a > 0, else 0 */
+  RNNC_OP_EXP,
+  RNNC_OP_LOG,
+  RNNC_OP_MATVECT, /* matvec_t([m, n], [m]) -> [n] */
+  RNNC_OP_OUTER,   /* outer([m], [n]) -> [m, n] */
+  RNNC_OP_SPLIT,   /* made by rnnc_split, not by rnnc_op */
+  RNNC_OP_SLICE,   /* made by rnnc_slice, not by rnnc_op */
+  RNNC_OP_CONCAT,  /* concat(a, b, ...): one or more operands */
+  RNNC_NOPS
+};
+
+/* Start a cell. A context has at most one open builder (cell or model) at a
+ * time. On success *cb is valid until rnnc_cell_end or rnnc_close. */
+int rnnc_cell_begin(rnnc_ctx *ctx, const char *name, rnnc_cell_builder **cb /* OUT */);
+/* Declare the cell's inputs, states and parameters, in signature order. */
+int rnnc_cell_input(rnnc_cell_builder *cb, const char *name, const char *shape, rnnc_value *v /* OUT */);
+int rnnc_cell_state(rnnc_cell_builder *cb, const char *name, const char *shape, rnnc_value *v /* OUT */);
+int rnnc_cell_param(rnnc_cell_builder *cb, const char *name, const char *shape, rnnc_value *v /* OUT */);
+/* A value computed by op from nargs operands (the op's arity, or one or more
+ * for RNNC_OP_CONCAT). name may be NULL. */
+int rnnc_op(rnnc_cell_builder *cb, int op, const char *name, int nargs, const rnnc_value *args,
+            rnnc_value *v /* OUT */);
+/* A scalar constant. */
+int rnnc_const(rnnc_cell_builder *cb, const char *name, double x, rnnc_value *v /* OUT */);
+/* A vector of zeros: shape such as "[H]". */
+int rnnc_zeros(rnnc_cell_builder *cb, const char *name, const char *shape, rnnc_value *v /* OUT */);
+/* `a, b, c = split(v, n)`: the n equal parts of v, named names[0..n-1] (all
+ * given), their ids in parts[0..n-1]. */
+int rnnc_split(rnnc_cell_builder *cb, rnnc_value v, int n, const char *const *names,
+               rnnc_value *parts /* OUT: n ids */);
+/* `split(v, n)[k]`: one part of v; name may be NULL. */
+int rnnc_split_part(rnnc_cell_builder *cb, const char *name, rnnc_value v, int n, int k,
+                    rnnc_value *part /* OUT */);
+/* `slice(v, start, size)`: dimensions as strings, e.g. "H", "2*H". */
+int rnnc_slice(rnnc_cell_builder *cb, const char *name, rnnc_value v, const char *start,
+               const char *size, rnnc_value *part /* OUT */);
+/* `h' = v`: v becomes the new value of the state named state. An anonymous v
+ * takes the name "h'". Each state is updated once. */
+int rnnc_cell_update(rnnc_cell_builder *cb, const char *state, rnnc_value v);
+/* `out v`: the cell's output. */
+int rnnc_cell_out(rnnc_cell_builder *cb, rnnc_value v);
+/* Verify the cell and add it to the module. Frees cb, even on error; on error
+ * the cell is not added (RNNC_EVERIFY, the diagnostics in rnnc_errmsg). */
+int rnnc_cell_end(rnnc_cell_builder *cb);
+
+/* ---- building a model from C --------------------------------------------
+ *
+ * Model nodes are int ids. A node made with a NULL name is anonymous, printed
+ * inline (`softmax(concat(fw, bw), K)`) and used once; nodes with parameters
+ * (embedding, cell application, softmax) need a name, since their parameters
+ * are named <node>.<param>. The model is verified when it ends.
+ *
+ *   rnnc_model_builder *mb;
+ *   rnnc_node tok, tgt, x, h, loss;
+ *   rnnc_model_begin(ctx, "charlm", &mb);
+ *   rnnc_model_dim(mb, "V", RNNC_NODEFAULT);
+ *   rnnc_model_dim(mb, "H", 128);
+ *   rnnc_model_input(mb, "tokens", RNNC_I32, "[T, B]", &tok);
+ *   ...
+ *   rnnc_embedding(mb, "x", tok, "V", "64", &x);
+ *   rnnc_apply(mb, "h", "lstm", 1, &x, "H = H", 0, &h);
+ *   rnnc_softmax(mb, "loss", h, "V", tgt, &loss);
+ *   rnnc_model_output(mb, loss);
+ *   rnnc_model_end(mb);
+ */
+
+typedef struct rnnc_model_builder rnnc_model_builder;
+typedef int rnnc_node;
+
+#define RNNC_NODEFAULT (-1L) /* rnnc_model_dim: the dimension has no default */
+enum { RNNC_BACKWARD = 1 };  /* rnnc_apply flags: run t = T..1 */
+
+/* Start a model (at most one open builder per context). On success *mb is
+ * valid until rnnc_model_end or rnnc_close. */
+int rnnc_model_begin(rnnc_ctx *ctx, const char *name, rnnc_model_builder **mb /* OUT */);
+/* A named dimension of the model's header, with a default value (> 0) or
+ * RNNC_NODEFAULT. */
+int rnnc_model_dim(rnnc_model_builder *mb, const char *name, long def);
+/* `input name: i32[T, B]`: dtype RNNC_I32 or RNNC_F32, shape a string. */
+int rnnc_model_input(rnnc_model_builder *mb, const char *name, int dtype, const char *shape,
+                     rnnc_node *n /* OUT */);
+/* `name = embedding(tokens, V, E)`. */
+int rnnc_embedding(rnnc_model_builder *mb, const char *name, rnnc_node tokens, const char *vocab,
+                   const char *size, rnnc_node *n /* OUT */);
+/* `name = cell(in..., bindings, backward)`: the cell applied over time.
+ * bind is NULL or the bindings as in the IR: "H = 128, I = 2*E".
+ * flags: 0 or RNNC_BACKWARD. The initial state is zero unless set next. */
+int rnnc_apply(rnnc_model_builder *mb, const char *name, const char *cell, int nin,
+               const rnnc_node *in, const char *bind, int flags, rnnc_node *n /* OUT */);
+/* `init = (a, b)`: the initial state of cell node n, one node [B, d] per state. */
+int rnnc_apply_init(rnnc_model_builder *mb, rnnc_node n, int ninit, const rnnc_node *init);
+/* `init = enc`: the final states of cell node from seed cell node n. */
+int rnnc_apply_init_from(rnnc_model_builder *mb, rnnc_node n, rnnc_node from);
+/* `concat(a, b, ...)` along the last dimension. */
+int rnnc_concat(rnnc_model_builder *mb, const char *name, int nargs, const rnnc_node *args,
+                rnnc_node *n /* OUT */);
+/* `last(x)`: the step t = T of a sequence. */
+int rnnc_last(rnnc_model_builder *mb, const char *name, rnnc_node x, rnnc_node *n /* OUT */);
+/* `final(cellnode, state)`: a state after the last step. */
+int rnnc_final(rnnc_model_builder *mb, const char *name, rnnc_node cellnode, const char *state,
+               rnnc_node *n /* OUT */);
+/* `softmax(x, K, target = y)`: target -1 for none (probabilities), else the
+ * loss (mean cross-entropy) against target. */
+int rnnc_softmax(rnnc_model_builder *mb, const char *name, rnnc_node x, const char *classes,
+                 rnnc_node target, rnnc_node *n /* OUT */);
+/* `ignore = index`: softmax node n skips targets equal to index (padding). */
+int rnnc_softmax_ignore(rnnc_model_builder *mb, rnnc_node n, long index);
+/* `logits(s)`, `probs(s)`: of softmax node s. `sum(x)`: all elements. */
+int rnnc_logits(rnnc_model_builder *mb, const char *name, rnnc_node s, rnnc_node *n /* OUT */);
+int rnnc_probs(rnnc_model_builder *mb, const char *name, rnnc_node s, rnnc_node *n /* OUT */);
+int rnnc_sum(rnnc_model_builder *mb, const char *name, rnnc_node x, rnnc_node *n /* OUT */);
+/* `output n`: declare a named node an output. */
+int rnnc_model_output(rnnc_model_builder *mb, rnnc_node n);
+/* Verify the model and add it to the module. Frees mb, even on error; on error
+ * the model is not added (RNNC_EVERIFY, the diagnostics in rnnc_errmsg). */
+int rnnc_model_end(rnnc_model_builder *mb);
 
 #ifdef __cplusplus
 }

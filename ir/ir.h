@@ -350,6 +350,26 @@ void print_module(FILE *f, const Module *m, int withprelude);
 void print_cell(FILE *f, const Cell *c);
 void print_model(FILE *f, const Model *md);
 
+/* ---- frontends/api.c, frontends/builder.c: the public API's context ----- */
+
+/* The opaque rnnc_ctx of include/rnnc.h. */
+struct rnnc_ctx {
+  Module *m;
+  char *msg;          /* the last message (malloc'ed); "" */
+  Source *bsrc;       /* "<builder>": one line per builder call, for diagnostics */
+  char *btext;        /* bsrc->text (malloc'ed, grows) */
+  size_t blen, bcap;
+  int bline;          /* builder calls so far */
+  void *open;         /* the open rnnc_cell_builder or rnnc_model_builder, or NULL */
+  int openkind;       /* 'c' or 'm' */
+};
+/* Set ctx's message (printf-style) and return code. */
+int api_fail(rnnc_ctx *ctx, int code, const char *fmt, ...);
+/* Render m->diags from index mark on into ctx's message, drop them from
+ * m->diags, and return code. */
+int api_diags(rnnc_ctx *ctx, int mark, int code);
+void builder_close(rnnc_ctx *ctx); /* builder.c: free an open builder */
+
 /* ---- compiler/autodiff.c ------------------------------------------------- */
 
 /* The backward step of a cell.
