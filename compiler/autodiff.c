@@ -613,15 +613,11 @@ Grad *autodiff_cell(Module *m, Cell *c)
     a->iidx[c->input[i]] = i;
   classify(a);
 
-  /* a scalar that varies (it could only come from a [] leaf) has no adjoint op */
+  /* the verifier makes every leaf a vector or matrix, so a scalar is a
+   * constant expression: it never carries an adjoint */
   for (int v = 0; v < nn; v++)
-    if (a->reach[v] && c->node[v].shape.rank == 0) {
-      error_at(&m->diags, c->node[v].loc,
-               "cannot differentiate cell '%s': value '%s' is a scalar that depends on an "
-               "input, state or parameter",
-               c->name, c->node[v].name ? c->node[v].name : opinfo[c->node[v].op].spelling);
-      return NULL;
-    }
+    if (a->reach[v] && c->node[v].shape.rank == 0)
+      die("autodiff: scalar node %d of cell '%s' depends on a leaf", v, c->name);
   const char *bname = aprintf(ar, "%s.backward", c->name);
   if (cell_find(m, bname)) {
     error_at(&m->diags, cell_find(m, bname)->loc,

@@ -207,7 +207,10 @@ static void forward_line(S *s, int i)
   default: {
     Buf b = {.n = 0};
     expr(s, &b, i, 1);
-    fprintf(f, "#   %s = %s %s\n", name, b.s, sh(s, &n->shape));
+    if (n->name)
+      fprintf(f, "#   %s = %s %s\n", name, b.s, sh(s, &n->shape));
+    else
+      fprintf(f, "#   %s %s\n", b.s, sh(s, &n->shape));
     break;
   }
   }
@@ -235,22 +238,29 @@ static void cell_backward(S *s, int i)
   const Cell *c = n->cell, *bc = gr->bwd;
   FILE *f = s->f;
   const char *name = ename(s, i);
-  const char *dst = states(s, bc, "");
-  const char *last = n->backward ? "1" : tdim(s, i);
-  fprintf(f, "#   %s: %s: %s carrying %s\n", name, steps(s, i, 0), bc->name, dst);
-  /* where the carried adjoints start */
-  fprintf(f, "#       %s start%s at zero before t = %s", dst, bc->nstate == 1 ? "s" : "",
-          last);
+  const char *dst = states(s, bc, ""), *first = n->backward ? "1" : tdim(s, i);
+  int one = bc->nstate == 1;
+  /* "its" is the backward cell: its states and outs are cell-level names */
+  fprintf(f, "#   %s: %s: %s(saved values of step t, d_out = %s), carrying its state%s %s\n",
+          name, steps(s, i, 0), bc->name,
+          hasadjuser(s, i) ? aprintf(s->a, "d_%s[t]", name) : "0", one ? "" : "s", dst);
+  /* where the carried adjoints start: zero, or another node's initial-state
+   * adjoints (init = this node); plus the adjoints of final(this, state) */
+  Buf from = {.n = 0};
+  for (int j = 0; j < md->nnode; j++) {
+    const MNode *u = &md->node[j];
+    if (u->kind == M_CELL && u->initfrom == i && s->g->needgrad[j])
+      put(&from, "%sthe adjoints of %s's initial states (init = %s)", from.n ? " + " : "",
+          ename(s, j), name);
+  }
+  fprintf(f, "#       before t = %s, its %s start%s %s", first, dst, one ? "s" : "",
+          from.n ? aprintf(s->a, "as %s", from.s) : "at zero");
   for (int j = 0; j < md->nnode; j++) {
     const MNode *u = &md->node[j];
     if (u->kind == M_FINAL && u->arg[0] == i && s->g->needgrad[j])
-      fprintf(f, "; d_%s += d_%s", c->node[c->state[u->stateidx]].name, ename(s, j));
-    if (u->kind == M_CELL && u->initfrom == i && s->g->needgrad[j])
-      fprintf(f, "; plus the adjoints of %s's initial states (init = %s)", ename(s, j), name);
+      fprintf(f, "; its %s += d_%s", bc->node[bc->state[u->stateidx]].name, ename(s, j));
   }
   fprintf(f, "\n");
-  fprintf(f, "#       reads the saved values of step t and the output's adjoint %s\n",
-          hasadjuser(s, i) ? aprintf(s->a, "d_%s[t]", name) : "(zero: only the final states flow on)");
   /* parameters */
   Buf acc = {.n = 0}, zero = {.n = 0};
   for (int p = 0; p < c->nparam; p++) {
@@ -260,31 +270,34 @@ static void cell_backward(S *s, int i)
   if (acc.n)
     fprintf(f, "#       accumulates %s over t and the batch\n", acc.s);
   if (zero.n)
-    fprintf(f, "#       leaves %s at zero (the loss does not depend on %s)\n", zero.s,
-            c->nparam > 1 ? "them" : "it");
+    fprintf(f, "#       leaves %s at zero (no influence on the loss)\n", zero.s);
   /* inputs */
   for (int k = 0; k < n->narg; k++) {
     int x = n->arg[k];
     if (!s->g->needgrad[x])
       continue;
     const Node *o = &bc->node[bc->out[k]];
-    fprintf(f, "#       d_%s[t] += %s (the adjoint of input %s)\n", ename(s, x),
-            o->name ? o->name : o->op == OP_ZEROS ? "0" : aprintf(s->a, "d_%s", c->node[c->input[k]].name),
-            c->node[c->input[k]].name);
+    fprintf(f, "#       d_%s[t] += %s\n", ename(s, x),
+            o->op == OP_ZEROS ? "0 (input unused)"
+            : o->name ? aprintf(s->a, "its out %s (the adjoint of input %s)", o->name,
+                                c->node[c->input[k]].name)
+                      : aprintf(s->a, "its out %d (the adjoint of input %s)", k + 1,
+                                c->node[c->input[k]].name));
   }
   /* initial states */
   const char *after = n->backward ? tdim(s, i) : "1";
   if (n->initfrom >= 0)
-    fprintf(f, "#       after t = %s: %s are the adjoints of %s's final states (init = %s)\n", after,
-            states(s, bc, ""), ename(s, n->initfrom), ename(s, n->initfrom));
+    fprintf(f, "#       after t = %s: its %s %s the adjoint%s of %s's final state%s (init = %s)\n",
+            after, dst, one ? "is" : "are", one ? "" : "s", ename(s, n->initfrom), one ? "" : "s",
+            ename(s, n->initfrom));
   else if (n->ninit > 0) {
     for (int k = 0; k < n->ninit; k++)
       if (s->g->needgrad[n->init[k]])
-        fprintf(f, "#       after t = %s: d_%s += %s (initial state %s)\n", after,
+        fprintf(f, "#       after t = %s: d_%s += its %s (initial state %s)\n", after,
                 ename(s, n->init[k]), bc->node[bc->state[k]].name, c->node[c->state[k]].name);
   } else
-    fprintf(f, "#       after t = %s: %s, the adjoints of the zero initial states, are dropped\n",
-            after, states(s, bc, ""));
+    fprintf(f, "#       after t = %s: its %s, the adjoint%s of the zero initial state%s, %s dropped\n",
+            after, dst, one ? "" : "s", one ? "" : "s", one ? "is" : "are");
 }
 
 static void backward_line(S *s, int i)
@@ -359,7 +372,7 @@ static void backward_line(S *s, int i)
             ename(s, n->arg[0]), name);
     break;
   case M_SUM:
-    fprintf(f, "#   %s: d_%s = 1 everywhere (d %s / d x = 1)\n", name, ename(s, n->arg[0]), name);
+    fprintf(f, "#   %s: d_%s += 1, every element\n", name, ename(s, n->arg[0]));
     break;
   default:
     die("bptt: node kind %d", n->kind);
@@ -393,9 +406,14 @@ void print_schedule(FILE *f, const ModelGrad *g)
   for (int i = 0; i < md->nnode; i++)
     topo(md, i, seen, order, &no);
 
-  fprintf(f, "# loss: %s. Every adjoint d_<node> starts at zero; the batch runs\n"
-             "# as independent examples (rows) and parameter gradients sum over them.\n",
-          ename(&s, md->loss));
+  const MNode *ln = &md->node[md->loss];
+  if (ln->kind == M_SUM)
+    fprintf(f, "# loss: %s = sum(%s), every element", ename(&s, md->loss), ename(&s, ln->arg[0]));
+  else
+    fprintf(f, "# loss: %s, the mean cross-entropy of softmax(%s) against %s", ename(&s, md->loss),
+            ename(&s, ln->arg[0]), ename(&s, ln->target));
+  fprintf(f, ".\n# Every adjoint d_<node> starts at zero; the examples of the batch are\n"
+             "# independent rows, and parameter gradients sum over them.\n");
   fprintf(f, "#\n# forward, saving what the backward pass reads:\n");
   for (int k = 0; k < no; k++)
     forward_line(&s, order[k]);

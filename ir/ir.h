@@ -399,8 +399,8 @@ typedef struct ModelGrad {
 /* require: a verified cell. produce: its Grad, the backward cell appended to
  * m->cell as an ordinary, verified cell named <cell>.backward; cached in
  * c->derived (one backward cell per cell). NULL with an error in m->diags when
- * the cell cannot be differentiated (a scalar that varies; a cell already
- * named <cell>.backward). docs/ir.md, "Derivatives", lists the rules. */
+ * a cell named <cell>.backward exists already. docs/ir.md, "Derivatives",
+ * lists the rules. */
 Grad *autodiff_cell(Module *m, Cell *c);
 
 /* ---- compiler/bptt.c ---------------------------------------------------- */

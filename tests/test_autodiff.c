@@ -217,6 +217,8 @@ static double check_cell(const char *text, const char *name)
     cr_expect(ck.maxerr <= 1e-6, "%s (seed %lu): max relative error %.3g at %s", name,
               (unsigned long)seed, ck.maxerr, ck.where);
     cr_assert(ck.nchecked > 0);
+    cr_log_info("%-14s seed %lu: %4ld elements, max error %.2g", name, (unsigned long)seed,
+                ck.nchecked, ck.maxerr);
     worst = fmax(worst, ck.maxerr);
   }
   cr_assert_eq(verify_cell(m, c->derived->bwd), RNNC_OK, "%s.backward does not verify", name);
@@ -228,97 +230,97 @@ static double check_cell(const char *text, const char *name)
 
 Test(autodiff_ops, add)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  param b: [N]\n"
-             "  h' = tanh(x + h + b + 1 + zeros([N]))\n  out h'\n}\n", "t");
+  check_cell("cell op_add(x: [N]) state(h: [N]) {\n  param b: [N]\n"
+             "  h' = tanh(x + h + b + 1 + zeros([N]))\n  out h'\n}\n", "op_add");
 }
 
 Test(autodiff_ops, sub)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  param b: [N]\n"
-             "  h' = tanh(x - h - b - 0.5) - (1 - x)\n  out h'\n}\n", "t");
+  check_cell("cell op_sub(x: [N]) state(h: [N]) {\n  param b: [N]\n"
+             "  h' = tanh(x - h - b - 0.5) - (1 - x)\n  out h'\n}\n", "op_sub");
 }
 
 Test(autodiff_ops, mul)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  param b: [N]\n"
-             "  h' = x * h * b * 2 + 0.5 * h * h\n  out h'\n}\n", "t");
+  check_cell("cell op_mul(x: [N]) state(h: [N]) {\n  param b: [N]\n"
+             "  h' = x * h * b * 2 + 0.5 * h * h\n  out h'\n}\n", "op_mul");
 }
 
 Test(autodiff_ops, div)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  param b: [N]\n"
-             "  h' = x / (h * h + 1) + b / 2 + 1 / (b * b + 1)\n  out h'\n}\n", "t");
+  check_cell("cell op_div(x: [N]) state(h: [N]) {\n  param b: [N]\n"
+             "  h' = x / (h * h + 1) + b / 2 + 1 / (b * b + 1)\n  out h'\n}\n", "op_div");
 }
 
 Test(autodiff_ops, matvec)
 {
-  check_cell("cell t(x: [I]) state(h: [H]) {\n  param W: [H, I], U: [H, H]\n"
-             "  h' = tanh(W @ x + U @ h)\n  out h'\n}\n", "t");
+  check_cell("cell op_matvec(x: [I]) state(h: [H]) {\n  param W: [H, I], U: [H, H]\n"
+             "  h' = tanh(W @ x + U @ h)\n  out h'\n}\n", "op_matvec");
 }
 
 Test(autodiff_ops, matvec_t)
 {
-  check_cell("cell t(x: [H]) state(h: [I]) {\n  param W: [H, I]\n"
-             "  h' = matvec_t(W, x * x) * h\n  out h'\n}\n", "t");
+  check_cell("cell op_matvec_t(x: [H]) state(h: [I]) {\n  param W: [H, I]\n"
+             "  h' = matvec_t(W, x * x) * h\n  out h'\n}\n", "op_matvec_t");
 }
 
 Test(autodiff_ops, outer)
 {
-  check_cell("cell t(x: [I]) state(h: [H]) {\n  param v: [I], W: [H, I]\n"
-             "  h' = (outer(h, x) * W) @ v + outer(h, x) @ x\n  out h'\n}\n", "t");
+  check_cell("cell op_outer(x: [I]) state(h: [H]) {\n  param v: [I], W: [H, I]\n"
+             "  h' = (outer(h, x) * W) @ v + outer(h, x) @ x\n  out h'\n}\n", "op_outer");
 }
 
 Test(autodiff_ops, neg)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  h' = neg(x) * h + -h\n  out h'\n}\n", "t");
+  check_cell("cell op_neg(x: [N]) state(h: [N]) {\n  h' = neg(x) * h + -h\n  out h'\n}\n", "op_neg");
 }
 
 Test(autodiff_ops, sigmoid)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  h' = sigmoid(x * h + x)\n  out h'\n}\n", "t");
+  check_cell("cell op_sigmoid(x: [N]) state(h: [N]) {\n  h' = sigmoid(x * h + x)\n  out h'\n}\n", "op_sigmoid");
 }
 
 Test(autodiff_ops, tanh)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  h' = tanh(x * h + h)\n  out h'\n}\n", "t");
+  check_cell("cell op_tanh(x: [N]) state(h: [N]) {\n  h' = tanh(x * h + h)\n  out h'\n}\n", "op_tanh");
 }
 
 Test(autodiff_ops, relu)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  param b: [N]\n"
-             "  h' = relu(x * h + b) + relu(x)\n  out h'\n}\n", "t");
+  check_cell("cell op_relu(x: [N]) state(h: [N]) {\n  param b: [N]\n"
+             "  h' = relu(x * h + b) + relu(x)\n  out h'\n}\n", "op_relu");
 }
 
 Test(autodiff_ops, step)
 {
   /* step has no gradient: x reaches h' only through step, so d_x is zero */
-  double e = check_cell("cell t(x: [N]) state(h: [N]) {\n  h' = step(x) * h\n  out h'\n}\n", "t");
+  double e = check_cell("cell op_step(x: [N]) state(h: [N]) {\n  h' = step(x) * h\n  out h'\n}\n", "op_step");
   cr_assert(e <= 1e-6);
-  Module *m = load_text("cell t(x: [N]) state(h: [N]) {\n  h' = step(x) * h\n  out h'\n}\n");
-  Grad *g = autodiff_cell(m, cell_find(m, "t"));
+  Module *m = load_text("cell op_step(x: [N]) state(h: [N]) {\n  h' = step(x) * h\n  out h'\n}\n");
+  Grad *g = autodiff_cell(m, cell_find(m, "op_step"));
   cr_assert_eq(g->bwd->node[g->bwd->out[0]].op, OP_ZEROS, "d_x should be zeros([N])");
   module_free(m);
 }
 
 Test(autodiff_ops, exp)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  h' = exp(x * h) - exp(h)\n  out h'\n}\n", "t");
+  check_cell("cell op_exp(x: [N]) state(h: [N]) {\n  h' = exp(x * h) - exp(h)\n  out h'\n}\n", "op_exp");
 }
 
 Test(autodiff_ops, log)
 {
-  check_cell("cell t(x: [N]) state(h: [N]) {\n  h' = log(x * x + h * h + 0.5) + log(sigmoid(x))\n"
-             "  out h'\n}\n", "t");
+  check_cell("cell op_log(x: [N]) state(h: [N]) {\n  h' = log(x * x + h * h + 0.5) + log(sigmoid(x))\n"
+             "  out h'\n}\n", "op_log");
 }
 
 Test(autodiff_ops, split)
 {
   /* part b is unused: its slot in the concat is zeros */
-  check_cell("cell t(x: [N]) state(h: [3*N]) {\n  a, b, c = split(h, 3)\n"
-             "  h' = concat(a * x, tanh(c), x * split(h, 3)[0])\n  out h'\n}\n", "t");
-  Module *m = load_text("cell t(x: [N]) state(h: [3*N]) {\n  a, b, c = split(h, 3)\n"
+  check_cell("cell op_split(x: [N]) state(h: [3*N]) {\n  a, b, c = split(h, 3)\n"
+             "  h' = concat(a * x, tanh(c), x * split(h, 3)[0])\n  out h'\n}\n", "op_split");
+  Module *m = load_text("cell op_split(x: [N]) state(h: [3*N]) {\n  a, b, c = split(h, 3)\n"
                         "  h' = concat(a * x, tanh(c), x)\n  out h'\n}\n");
-  Grad *g = autodiff_cell(m, cell_find(m, "t"));
+  Grad *g = autodiff_cell(m, cell_find(m, "op_split"));
   const Cell *b = g->bwd;
   const Node *dh = &b->node[b->next[0]];
   cr_assert_eq(dh->op, OP_CONCAT, "d_h' should be one concat of the parts");
@@ -329,22 +331,22 @@ Test(autodiff_ops, split)
 
 Test(autodiff_ops, slice)
 {
-  check_cell("cell t(x: [N + 2]) state(h: [N]) {\n"
+  check_cell("cell op_slice(x: [N + 2]) state(h: [N]) {\n"
              "  h' = slice(x, 1, N) * h + slice(x, 0, N) + tanh(slice(x, 2, N))\n  out h'\n}\n",
-             "t");
+             "op_slice");
 }
 
 Test(autodiff_ops, concat)
 {
-  check_cell("cell t(x: [I]) state(h: [H]) {\n  param W: [H, I + H]\n"
-             "  h' = tanh(W @ concat(x, h))\n  out h'\n}\n", "t");
+  check_cell("cell op_concat(x: [I]) state(h: [H]) {\n  param W: [H, I + H]\n"
+             "  h' = tanh(W @ concat(x, h))\n  out h'\n}\n", "op_concat");
 }
 
 Test(autodiff_ops, input_unused_and_separate_output)
 {
   /* x does not influence anything (d_x = 0); the out is not a state */
-  check_cell("cell t(x: [N], y: [N]) state(h: [N], c: [N]) {\n  param b: [N]\n"
-             "  h' = tanh(h + b * y)\n  c' = c * h'\n  o = h' * c + 2\n  out o\n}\n", "t");
+  check_cell("cell op_input_unused_and_separate_output(x: [N], y: [N]) state(h: [N], c: [N]) {\n  param b: [N]\n"
+             "  h' = tanh(h + b * y)\n  c' = c * h'\n  o = h' * c + 2\n  out o\n}\n", "op_input_unused_and_separate_output");
 }
 
 Test(autodiff_ops, checker_fails_on_a_wrong_gradient)
@@ -494,6 +496,21 @@ Test(autodiff_golden, every_backward_cell_reparses)
   }
 }
 
+Test(autodiff_cells, backward_name_taken)
+{
+  Module *m = load_text("cell t.backward(x: [N]) state(h: [N]) {\n  h' = tanh(x + h)\n  out h'\n}\n"
+                        "cell t(x: [N]) state(h: [N]) {\n  h' = tanh(x * h)\n  out h'\n}\n");
+  cr_assert(m);
+  int ncell = m->ncell;
+  cr_assert_null(autodiff_cell(m, cell_find(m, "t")));
+  cr_assert_eq(m->ncell, ncell, "no cell is added on error");
+  cr_assert_eq(m->diags.nerror, 1);
+  cr_assert_str_eq(m->diags.d[0].msg,
+                   "cell 't.backward' takes the name of the backward cell that autodiff derives for 't'");
+  cr_assert_eq(m->diags.d[0].loc.line, 1);
+  module_free(m);
+}
+
 /* ---- models ---- */
 
 Test(autodiff_model, no_loss)
@@ -572,8 +589,11 @@ Test(autodiff_model, schedule_bidirectional)
   HAS(s, "out: fused softmax + cross-entropy: d_logits = (probs - onehot(tags)) / N,"
          " N = the number of targets not equal to -1");
   HAS(s, "hs: d_enc.fwd += d_hs[.., 0 : H]; d_enc.bwd += d_hs[.., H : 2*H];");
-  HAS(s, "enc.bwd: t = 1..T: lstm.backward carrying d_h, d_c");
-  HAS(s, "enc.fwd: t = T..1: lstm.backward carrying d_h, d_c");
+  HAS(s, "enc.bwd: t = 1..T: lstm.backward(saved values of step t, d_out = d_enc.bwd[t]),"
+         " carrying its states d_h, d_c");
+  HAS(s, "enc.fwd: t = T..1: lstm.backward(saved values of step t, d_out = d_enc.fwd[t]),");
+  HAS(s, "d_emb[t] += its out d_x (the adjoint of input x)");
+  HAS(s, "after t = T: its d_h, d_c, the adjoints of the zero initial states, are dropped");
   HAS(s, "accumulates grad.enc.fwd.W_ih, grad.enc.fwd.W_hh, grad.enc.fwd.b_ih, grad.enc.fwd.b_hh");
   HAS(s, "emb: row updates, for every t, b: grad.emb.weight[tokens[t, b]] += d_emb[t, b]");
   /* backward order: loss first, embedding last */
@@ -587,9 +607,11 @@ Test(autodiff_model, schedule_seq2seq)
   char *s = schedule("examples/seq2seq.rnn");
   HAS(s, "dec = lstm(xt[t]), t = 1..T: h, c start from the final states of enc");
   HAS(s, "enc = lstm(xs[t]), t = 1..S: h, c start from zeros");
-  HAS(s, "plus the adjoints of dec's initial states (init = enc)");
-  HAS(s, "after t = 1: d_h, d_c are the adjoints of enc's final states (init = enc)");
-  HAS(s, "enc: t = S..1: lstm.backward carrying d_h, d_c");
+  HAS(s, "before t = S, its d_h, d_c start as the adjoints of dec's initial states (init = enc)");
+  HAS(s, "before t = T, its d_h, d_c start at zero");
+  HAS(s, "# loss: loss, the mean cross-entropy of softmax(dec) against tgt_out.");
+  HAS(s, "after t = 1: its d_h, d_c are the adjoints of enc's final states (init = enc)");
+  HAS(s, "enc: t = S..1: lstm.backward(saved values of step t, d_out = 0), carrying its states");
   cr_assert(strstr(s, "dec: t = T..1") < strstr(s, "enc: t = S..1"));
   free(s);
 }
