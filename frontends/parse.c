@@ -143,13 +143,31 @@ _Noreturn static void fail_at(P *p, Loc loc, const char *fmt, ...)
   longjmp(p->jb, 1);
 }
 
+/* Whether the raw token at i starts a new statement or ends a block: a sign,
+ * inside brackets, that the line before it ended with a bracket unclosed. */
+static int stmtstart(const P *p, int i)
+{
+  const Token *t = &p->tok[i], *n = t->kind == TK_EOF ? t : &p->tok[i + 1];
+  if (t->kind == TK_RBRACE || t->kind == TK_EOF)
+    return 1;
+  if (t->kind != TK_IDENT)
+    return 0;
+  if (n->kind == TK_EQ || n->kind == TK_COMMA)
+    return 1;
+  static const char *const kw[] = {"out", "param", "grad", "input", "output", "cell", "model"};
+  for (size_t k = 0; k < sizeof kw / sizeof *kw; k++)
+    if (strcmp(t->name, kw[k]) == 0)
+      return 1;
+  return 0;
+}
+
 /* "expected WHAT, found TOKEN" at the next token, then abandon the statement.
- * Inside brackets, a token on a later line means the line ended too early
- * (an unclosed '('): that is reported at the end of the line. */
+ * Inside brackets, a new statement on a later line means the line ended too
+ * early (an unclosed '('): that is reported at the end of the line. */
 _Noreturn static void expected(P *p, const char *what)
 {
   Token *t = peek(p);
-  if (p->nest > 0 && p->pos > 0 && p->tok[p->pos - 1].kind == TK_NL) {
+  if (p->nest > 0 && p->pos > 0 && p->tok[p->pos - 1].kind == TK_NL && stmtstart(p, p->pos)) {
     int i = p->pos - 1;
     while (i > 0 && p->tok[i].kind == TK_NL)
       i--;
@@ -209,17 +227,17 @@ static void enter(P *p)
 static void leave(P *p) { p->depth--; }
 
 /* Skip the rest of a broken statement: to the newline that ends it (brackets
- * counted), or up to a '}' or the end of file. When the error token starts a
- * new line inside unclosed brackets, the statement most likely ended at that
- * line break (a missing ')'), so parsing resumes right there. */
+ * counted), or up to a '}' or the end of file. When the error token is a new
+ * statement at the start of a line inside unclosed brackets, the broken one
+ * most likely ended at that line break (a missing ')'): parsing resumes there. */
 static void recover(P *p)
 {
   int depth = p->nest;
   p->nest = 0;
   p->depth = 0;
   int ek = p->tok[p->errpos].kind;
-  if (depth > 0 && p->errpos > 0 && p->tok[p->errpos - 1].kind == TK_NL && ek != TK_EOF &&
-      ek != TK_RPAREN && ek != TK_RBRACK && ek != TK_BAD) {
+  if (depth > 0 && p->errpos > 0 && p->tok[p->errpos - 1].kind == TK_NL && ek == TK_IDENT &&
+      stmtstart(p, p->errpos)) {
     p->pos = p->errpos;
     return;
   }

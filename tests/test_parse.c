@@ -509,6 +509,29 @@ Test(canonical, fresh_names_for_shared_nodes)
   module_free(m);
 }
 
+/* The backward cells autodiff derives are ordinary IR: printed with the
+ * prelude and the models, they parse back to the same graph. */
+Test(roundtrip, after_autodiff)
+{
+  int n, nbackward = 0;
+  char **files = rnnfiles("examples", &n);
+  for (int i = 0; i < n; i++) {
+    Module *m = load_module(srcpath(files[i]));
+    cr_assert(m, "%s does not load", files[i]);
+    int ncell = m->ncell;
+    for (int k = 0; k < m->nmodel; k++)
+      cr_assert(autodiff(m, m->model[k]), "%s: autodiff failed", files[i]);
+    nbackward += m->ncell - ncell;
+    char *p = print_str(m);
+    const char *why = roundtrip(files[i], p, NULL);
+    cr_expect(why == NULL, "%s after autodiff: %s", files[i], why);
+    free(p);
+    module_free(m);
+  }
+  freefiles(files, n);
+  cr_assert_geq(nbackward, n, "every example has at least one backward cell");
+}
+
 /* ---- the graph the parser builds ---- */
 
 static Module *parse_ok(const char *text)
@@ -752,6 +775,18 @@ Test(errors, unclosed_paren_recovers_at_next_line)
                "t.rnn:4:10: error: expected an expression, found end of line\n"
                "   z = 1 +\n"
                "          ^\n");
+}
+
+Test(errors, continued_line_is_not_an_unclosed_paren)
+{
+  expect_diags("cell c(x: [H]) state(h: [H]) {\n"
+               "  h' = tanh(x +\n"
+               "            )\n"
+               "  out h'\n"
+               "}\n",
+               "t.rnn:3:13: error: expected an expression, found ')'\n"
+               "             )\n"
+               "             ^\n");
 }
 
 Test(errors, several_per_run_in_source_order)
