@@ -21,6 +21,7 @@
  * construction.
  */
 #include <criterion/criterion.h>
+#include <glob.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +400,42 @@ Test(autodiff_cells, lstm) { check_cell("", "lstm"); }
 Test(autodiff_cells, peephole_lstm) { check_cell(peephole, "peephole_lstm"); }
 Test(autodiff_cells, mgu) { check_cell(mgu, "mgu"); }
 Test(autodiff_cells, indrnn) { check_cell(indrnn, "indrnn"); }
+
+/* Every forward cell written in the examples and the test models. */
+Test(autodiff_cells, every_cell_in_the_examples_and_test_models)
+{
+  const char *pats[] = {"examples/*.rnn", "tests/models/*.rnn", "tests/roundtrip/*.rnn"};
+  int ncells = 0;
+  for (int k = 0; k < 3; k++) {
+    glob_t gl;
+    if (glob(srcpath(pats[k]), 0, NULL, &gl) != 0)
+      continue;
+    for (size_t i = 0; i < gl.gl_pathc; i++) {
+      Module *m = load_module(gl.gl_pathv[i]);
+      if (!m)
+        continue; /* not every test model is meant to verify */
+      int nc = m->ncell;
+      for (int j = 0; j < nc; j++) {
+        Cell *c = m->cell[j];
+        int hasgrad = 0;
+        for (int p = 0; p < c->nparam; p++)
+          hasgrad |= c->grad[p] >= 0;
+        if (c->builtin || hasgrad || c->primal)
+          continue;
+        Env env = bind(m, c);
+        Check ck = fdcheck(m, c, &env, 4242, 1.0);
+        cr_log_info("%-14s %s: %ld elements, max error %.2g", c->name, gl.gl_pathv[i], ck.nchecked,
+                    ck.maxerr);
+        cr_expect(ck.maxerr <= 1e-6, "cell %s of %s: max relative error %.3g at %s", c->name,
+                  gl.gl_pathv[i], ck.maxerr, ck.where);
+        ncells++;
+      }
+      module_free(m);
+    }
+    globfree(&gl);
+  }
+  cr_assert_geq(ncells, 8, "only %d cells found", ncells);
+}
 
 Test(autodiff_cells, every_prelude_backward_verifies)
 {
