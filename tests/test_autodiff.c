@@ -350,6 +350,41 @@ Test(autodiff_ops, input_unused_and_separate_output)
              "  h' = tanh(h + b * y)\n  c' = c * h'\n  o = h' * c + 2\n  out o\n}\n", "op_input_unused_and_separate_output");
 }
 
+/* Updates that alias a leaf or another state, a constant update, a named
+ * constant, an output that is an old state: FD-checked, and the printed
+ * backward cell re-parses to the same text. */
+static const char *const edges[] = {
+    "cell e(x: [N]) state(h: [N], c: [N]) {\n  h' = c\n  c' = h * x\n  out h\n}\n",
+    "cell e(x: [N]) state(h: [N]) {\n  h' = h\n  out x * h\n}\n",
+    "cell e(x: [N]) state(h: [N], c: [N]) {\n  h' = zeros([N]) + 1\n  c' = x\n  out c * 2\n}\n",
+    "cell e(x: [N]) state(h: [N]) {\n  k = 0.5\n  d_x = k * x\n  h' = d_x * h + d_x\n  out h'\n}\n",
+    "cell e(d_h: [N]) state(h: [N]) {\n  h' = tanh(d_h * h)\n  out h\n}\n",
+};
+
+static char *cell_text(const Cell *c);
+
+Test(autodiff_ops, edge_cells)
+{
+  for (size_t k = 0; k < sizeof edges / sizeof *edges; k++) {
+    Module *m = load_text(edges[k]);
+    cr_assert(m, "edge cell %zu does not load", k);
+    Cell *c = cell_find(m, "e");
+    Env env = bind(m, c);
+    Check ck = fdcheck(m, c, &env, 99, 1.0);
+    cr_expect(ck.maxerr <= 1e-6, "edge cell %zu: max relative error %.3g at %s", k, ck.maxerr,
+              ck.where);
+    char *got = cell_text(c->derived->bwd);
+    Module *m2 = load_text(got);
+    cr_assert(m2, "edge cell %zu: the backward cell does not re-parse:\n%s", k, got);
+    char *again = cell_text(cell_find(m2, "e.backward"));
+    cr_expect_str_eq(again, got);
+    free(again);
+    free(got);
+    module_free(m2);
+    module_free(m);
+  }
+}
+
 Test(autodiff_ops, checker_fails_on_a_wrong_gradient)
 {
   /* the same check with the analytic gradient off by 1e-4 must fail */
