@@ -74,10 +74,26 @@ static Loc bcall(rnnc_ctx *ctx, const char *fmt, ...)
   return (Loc){ctx->bsrc, ++ctx->bline, 1};
 }
 
-/* A string argument as the transcript shows it: "x", or NULL. */
+/* A string argument as the transcript shows it: "x", or NULL; escaped as in C,
+ * so that each call stays one line. */
 static const char *q(rnnc_ctx *ctx, const char *s)
 {
-  return s ? aprintf(ctx->m->arena, "\"%s\"", s) : "NULL";
+  if (!s)
+    return "NULL";
+  char *r = aalloc(ctx->m->arena, 4 * strlen(s) + 3), *p = r;
+  *p++ = '"';
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      p += sprintf(p, "\\%c", ch);
+    else if (ch < 0x20 || ch == 0x7f)
+      p += sprintf(p, "\\%03o", ch);
+    else
+      *p++ = (char)ch;
+  }
+  *p++ = '"';
+  *p = 0;
+  return r;
 }
 
 /* Ids as the transcript shows them: "{3, 5}". */

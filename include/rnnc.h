@@ -47,8 +47,9 @@ rnnc_ctx *rnnc_open(void);
 /* Free the context, its module and any builder still open on it (the builder's
  * handle is then invalid). NULL is fine. */
 void rnnc_close(rnnc_ctx *ctx);
-/* The message of the last failed call on ctx, "" after a call that succeeded.
- * For text that does not parse or verify, the rendered diagnostics
+/* The message of the last failed call on ctx. After a call that succeeded:
+ * "", or the warnings of a load or builder end (an unused parameter), rendered
+ * like errors. For text that does not parse or verify, the rendered diagnostics
  * ("file:line:col: error: message", the source line and a caret, one or more,
  * each line ending in '\n'). The string belongs to ctx and stays valid until
  * the next call on ctx. */
@@ -122,7 +123,7 @@ enum {
   RNNC_OP_OUTER,   /* outer([m], [n]) -> [m, n] */
   RNNC_OP_SPLIT,   /* made by rnnc_split, not by rnnc_op */
   RNNC_OP_SLICE,   /* made by rnnc_slice, not by rnnc_op */
-  RNNC_OP_CONCAT,  /* concat(a, b, ...): one or more operands */
+  RNNC_OP_CONCAT,  /* concat(a, b, ...): two or more operands */
   RNNC_NOPS
 };
 
@@ -133,8 +134,8 @@ int rnnc_cell_begin(rnnc_ctx *ctx, const char *name, rnnc_cell_builder **cb /* O
 int rnnc_cell_input(rnnc_cell_builder *cb, const char *name, const char *shape, rnnc_value *v /* OUT */);
 int rnnc_cell_state(rnnc_cell_builder *cb, const char *name, const char *shape, rnnc_value *v /* OUT */);
 int rnnc_cell_param(rnnc_cell_builder *cb, const char *name, const char *shape, rnnc_value *v /* OUT */);
-/* A value computed by op from nargs operands (the op's arity, or one or more
- * for RNNC_OP_CONCAT). name may be NULL. */
+/* A value computed by op from nargs operands (the op's arity; two or more for
+ * RNNC_OP_CONCAT). name may be NULL. */
 int rnnc_op(rnnc_cell_builder *cb, int op, const char *name, int nargs, const rnnc_value *args,
             rnnc_value *v /* OUT */);
 /* A scalar constant. */

@@ -343,6 +343,60 @@ Test(builder, every_builder_call_prints_like_text)
   rnnc_close(ctx);
 }
 
+/* `h' = n` with a named n: the state's new value is n itself, as in the text. */
+Test(builder, update_with_a_named_value_prints_like_text)
+{
+  static const char text[] = "cell alias(x: [H]) state(h: [H]) {\n"
+                             "  n = tanh(x + h)\n"
+                             "  h' = n\n"
+                             "  out n\n"
+                             "}\n";
+  rnnc_ctx *ctx = rnnc_open();
+  cr_assert(ctx);
+  rnnc_cell_builder *cb;
+  rnnc_value x, h, s, n;
+  OK(rnnc_cell_begin(ctx, "alias", &cb));
+  OK(rnnc_cell_input(cb, "x", "[H]", &x));
+  OK(rnnc_cell_state(cb, "h", "[H]", &h));
+  OK(rnnc_op(cb, RNNC_OP_ADD, NULL, 2, (rnnc_value[]){x, h}, &s));
+  OK(rnnc_op(cb, RNNC_OP_TANH, "n", 1, &s, &n));
+  OK(rnnc_cell_update(cb, "h", n));
+  OK(rnnc_cell_out(cb, n));
+  OK(rnnc_cell_end(cb));
+  char *built = printed(ctx);
+  char *fromtext = printed_text("alias.rnn", text);
+  same_text(built, fromtext);
+  same_text(built, text);
+  free(built);
+  free(fromtext);
+  rnnc_close(ctx);
+}
+
+/* A warning does not fail the call; it is the message after it. */
+Test(builder, warnings_are_the_message_after_success)
+{
+  rnnc_ctx *ctx = rnnc_open();
+  cr_assert(ctx);
+  rnnc_cell_builder *cb;
+  rnnc_value x, b;
+  OK(rnnc_cell_begin(ctx, "w", &cb));
+  OK(rnnc_cell_input(cb, "x", "[H]", &x));
+  OK(rnnc_cell_param(cb, "b", "[H]", &b));
+  OK(rnnc_cell_out(cb, x));
+  cr_assert_eq(rnnc_cell_end(cb), RNNC_OK);
+  cr_assert_str_eq(rnnc_errmsg(ctx), "<builder>:3:1: warning: parameter 'b' is never used\n"
+                                     " rnnc_cell_param(\"b\", \"[H]\")\n"
+                                     " ^\n");
+  cr_assert_eq(rnnc_load(ctx, "u.rnn", "cell u(x: [H]) {\n  param c: [H]\n  out x\n}\n"), RNNC_OK);
+  cr_assert_str_eq(rnnc_errmsg(ctx), "u.rnn:2:9: warning: parameter 'c' is never used\n"
+                                     "   param c: [H]\n"
+                                     "         ^\n");
+  char *s = printed(ctx);
+  cr_assert_str_eq(rnnc_errmsg(ctx), "");
+  free(s);
+  rnnc_close(ctx);
+}
+
 /* ---- errors: a status and the exact message; a failed call changes nothing -- */
 
 #define FAILS(call, code, msg)                                                         \
@@ -436,7 +490,7 @@ Test(builder, cell_verify_error_points_at_the_builder_call)
   rnnc_cell_builder *cb;
   rnnc_value x, h, W, t, v;
   OK(rnnc_cell_begin(ctx, "bad", &cb));
-  OK(rnnc_cell_input(cb, "x", "[I]", &x));
+  OK(rnnc_cell_input(cb, "x", "[I\n]", &x)); /* one transcript line all the same */
   OK(rnnc_cell_state(cb, "h", "[H]", &h));
   OK(rnnc_cell_param(cb, "W", "[H, 2*I]", &W));
   OK(rnnc_op(cb, RNNC_OP_MATVEC, NULL, 2, (rnnc_value[]){W, x}, &t));
@@ -627,4 +681,61 @@ Test(builder, close_with_errors_and_open_builder_leaks_nothing)
 #endif
   rnnc_close(NULL);
   cr_assert_str_eq(rnnc_errmsg(NULL), "out of memory (no context)");
+}
+
+/* ---- docs/api.md: its example program compiles, runs and prints what the
+ * page shows. The link line is the page's; when rnnc_core gains libraries
+ * (LLVM for the JIT), both change together. */
+
+/* The fenced block whose text begins skip bytes into marker (malloc'ed). */
+static char *mdblock(const char *md, const char *marker, size_t skip)
+{
+  const char *a = strstr(md, marker);
+  cr_assert(a, "docs/api.md has no block at %s", marker);
+  a += skip;
+  const char *b = strstr(a, "\n```\n");
+  cr_assert(b);
+  return strndup(a, (size_t)(b - a) + 1);
+}
+
+Test(builder, docs_example_compiles_runs_and_prints_what_the_page_shows, .timeout = 120)
+{
+  char *md = read_file(srcpath("docs/api.md"));
+  cr_assert(md);
+  char *prog = mdblock(md, "```c\n/* irnn_lm.c", strlen("```c\n"));
+  char *want = mdblock(md, "Its output:\n\n```\n", strlen("Its output:\n\n```\n"));
+  char dir[] = "/tmp/rnnc_api_XXXXXX";
+  cr_assert(mkdtemp(dir));
+  char path[256], cmd[2048];
+  snprintf(path, sizeof path, "%s/irnn_lm.c", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fputs(prog, f);
+  fclose(f);
+  char bindir[1024];
+  snprintf(bindir, sizeof bindir, "%s", RNNC_BINARY);
+  *strrchr(bindir, '/') = 0;
+#if defined(__SANITIZE_ADDRESS__)
+  const char *san = "-fsanitize=address,undefined";
+#else
+  const char *san = "";
+#endif
+  snprintf(cmd, sizeof cmd,
+           "cd %s && cc -std=c17 -Wall -Wextra -Wpedantic -Werror %s -I%s/include irnn_lm.c "
+           "%s/librnnc_core.a -ljansson -lsleef -lm -fopenmp -o irnn_lm",
+           dir, san, RNNC_SOURCE_DIR, bindir);
+  char *out = NULL;
+  int rc = run_cmd(cmd, &out);
+  cr_assert_eq(rc, 0, "%s\n%s", cmd, out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "cd %s && ./irnn_lm 2>/dev/null", dir);
+  rc = run_cmd(cmd, &out);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert_str_eq(out, want);
+  free(out);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  run_cmd(cmd, NULL);
+  free(prog);
+  free(want);
+  free(md);
 }
