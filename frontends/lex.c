@@ -1,7 +1,6 @@
 /* lex.c — the tokens of a .rnn file, each with its file:line:col.
  * require: NUL-terminated text. produce: tokens ending in TK_EOF; a run of bad
  * bytes becomes one TK_BAD token carrying its message (the parser reports it). */
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -9,8 +8,10 @@
 
 #include "ir.h"
 
-static int isident0(int c) { return isalpha(c) || c == '_'; }
-static int isident(int c) { return isalnum(c) || c == '_'; }
+/* ASCII classes of a byte, whatever the locale. */
+static int isdig(char c) { return c >= '0' && c <= '9'; }
+static int isident0(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static int isident(char c) { return isident0(c) || isdig(c); }
 
 /* The printable form of one byte for a message. */
 static const char *bytestr(char *buf, size_t n, unsigned char c)
@@ -54,7 +55,7 @@ Token *lex(Module *m, const Source *src, int *ntok)
       APUSH(m->arena, tok, n, cap, t);
       continue;
     }
-    if (isident0(c)) {
+    if (isident0((char)c)) {
       const char *q = p;
       for (;;) {
         while (isident(*q))
@@ -74,22 +75,22 @@ Token *lex(Module *m, const Source *src, int *ntok)
       APUSH(m->arena, tok, n, cap, t);
       continue;
     }
-    if (isdigit(c)) {
+    if (isdig((char)c)) {
       const char *q = p;
       int isint = 1;
-      while (isdigit(*q))
+      while (isdig(*q))
         q++;
-      if (q[0] == '.' && isdigit(q[1])) {
+      if (q[0] == '.' && isdig(q[1])) {
         isint = 0;
         q++;
-        while (isdigit(*q))
+        while (isdig(*q))
           q++;
       }
       if ((q[0] == 'e' || q[0] == 'E') &&
-          (isdigit(q[1]) || ((q[1] == '+' || q[1] == '-') && isdigit(q[2])))) {
+          (isdig(q[1]) || ((q[1] == '+' || q[1] == '-') && isdig(q[2])))) {
         isint = 0;
         q += 2;
-        while (isdigit(*q))
+        while (isdig(*q))
           q++;
       }
       t.kind = TK_NUM;
