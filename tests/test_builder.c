@@ -17,24 +17,101 @@ static char *printed(rnnc_ctx *ctx)
   return s;
 }
 
-/* Load text into a fresh context and print it. */
-static char *printed_text(const char *name, const char *text)
+/* ---- the same graph: node by node, not only the same text ---- */
+
+static const char *dstr(Module *m, Dim d) { return dim_str(m->arena, d); }
+static const char *sstr(Module *m, const Shape *s) { return shape_str(m->arena, s); }
+static int samename(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+static int sameids(const int *a, const int *b, int n) { return n == 0 || !memcmp(a, b, (size_t)n * sizeof *a); }
+
+static void same_cell(Module *ma, const Cell *a, Module *mb, const Cell *b)
+{
+  cr_assert_str_eq(a->name, b->name);
+  cr_assert_eq(a->nnode, b->nnode, "cell %s: %d nodes built, %d from text", a->name, a->nnode, b->nnode);
+  for (int i = 0; i < a->nnode; i++) {
+    const Node *x = &a->node[i], *y = &b->node[i];
+    cr_assert(x->op == y->op && samename(x->name, y->name) && x->narg == y->narg &&
+                  sameids(x->arg, y->arg, x->narg) && x->cval == y->cval && x->k == y->k &&
+                  x->n == y->n && !strcmp(sstr(ma, &x->shape), sstr(mb, &y->shape)) &&
+                  !strcmp(dstr(ma, x->start), dstr(mb, y->start)),
+              "cell %s: node %d differs (%s '%s' vs %s '%s')", a->name, i,
+              opinfo[x->op].spelling, x->name ? x->name : "", opinfo[y->op].spelling,
+              y->name ? y->name : "");
+  }
+  cr_assert(a->ninput == b->ninput && sameids(a->input, b->input, a->ninput));
+  cr_assert(a->nstate == b->nstate && sameids(a->state, b->state, a->nstate) &&
+            sameids(a->next, b->next, a->nstate));
+  cr_assert(a->nparam == b->nparam && sameids(a->param, b->param, a->nparam));
+  cr_assert(a->nout == b->nout && sameids(a->out, b->out, a->nout));
+  cr_assert(a->ndim == b->ndim);
+  for (int i = 0; i < a->ndim; i++)
+    cr_assert_str_eq(a->dim[i], b->dim[i]);
+}
+
+static void same_model(Module *ma, const Model *a, Module *mb, const Model *b)
+{
+  cr_assert_str_eq(a->name, b->name);
+  cr_assert_eq(a->ndim, b->ndim);
+  for (int i = 0; i < a->ndim; i++)
+    cr_assert(!strcmp(a->dim[i].name, b->dim[i].name) && a->dim[i].hasdefault == b->dim[i].hasdefault &&
+              a->dim[i].def == b->dim[i].def);
+  cr_assert_eq(a->nnode, b->nnode, "model %s: %d nodes built, %d from text", a->name, a->nnode, b->nnode);
+  for (int i = 0; i < a->nnode; i++) {
+    const MNode *x = &a->node[i], *y = &b->node[i];
+    int same = x->kind == y->kind && samename(x->name, y->name) && x->narg == y->narg &&
+               sameids(x->arg, y->arg, x->narg) && x->dtype == y->dtype &&
+               !strcmp(sstr(ma, &x->shape), sstr(mb, &y->shape)) &&
+               !strcmp(dstr(ma, x->size[0]), dstr(mb, y->size[0])) &&
+               !strcmp(dstr(ma, x->size[1]), dstr(mb, y->size[1])) &&
+               samename(x->cellname, y->cellname) && x->nbind == y->nbind &&
+               x->backward == y->backward && x->initfrom == y->initfrom && x->ninit == y->ninit &&
+               sameids(x->init, y->init, x->ninit) && samename(x->statename, y->statename) &&
+               x->target == y->target && x->hasignore == y->hasignore && x->ignore == y->ignore &&
+               x->nparam == y->nparam;
+    for (int k = 0; same && k < x->nbind; k++)
+      same = !strcmp(x->bindname[k], y->bindname[k]) &&
+             !strcmp(dstr(ma, x->bindval[k]), dstr(mb, y->bindval[k]));
+    for (int k = 0; same && k < x->nparam; k++)
+      same = !strcmp(x->param[k].full, y->param[k].full) &&
+             !strcmp(sstr(ma, &x->param[k].shape), sstr(mb, &y->param[k].shape));
+    cr_assert(same, "model %s: node %d ('%s') differs", a->name, i, x->name ? x->name : "");
+  }
+  cr_assert(a->noutput == b->noutput && sameids(a->output, b->output, a->noutput));
+  cr_assert_eq(a->loss, b->loss);
+}
+
+/* Every cell and model of the two contexts' modules, field by field. */
+static void same_graph(rnnc_ctx *built, rnnc_ctx *text)
+{
+  Module *ma = built->m, *mb = text->m;
+  cr_assert_eq(ma->ncell, mb->ncell);
+  cr_assert_eq(ma->nmodel, mb->nmodel);
+  for (int i = 0; i < ma->ncell; i++)
+    same_cell(ma, ma->cell[i], mb, mb->cell[i]);
+  for (int i = 0; i < ma->nmodel; i++)
+    same_model(ma, ma->model[i], mb, mb->model[i]);
+}
+
+/* Load text into a fresh context and print it; with built, check that the
+ * two modules hold the same graph. */
+static char *printed_text(const char *name, const char *text, rnnc_ctx *built)
 {
   rnnc_ctx *ctx = rnnc_open();
   cr_assert(ctx);
   cr_assert_eq(rnnc_load(ctx, name, text), RNNC_OK, "%s", rnnc_errmsg(ctx));
   char *s = printed(ctx);
+  if (built)
+    same_graph(built, ctx);
   rnnc_close(ctx);
   return s;
 }
 
-static char *printed_file(const char *rel)
+static char *printed_file(const char *rel, rnnc_ctx *built)
 {
-  rnnc_ctx *ctx = rnnc_open();
-  cr_assert(ctx);
-  cr_assert_eq(rnnc_load_file(ctx, srcpath(rel)), RNNC_OK, "%s", rnnc_errmsg(ctx));
-  char *s = printed(ctx);
-  rnnc_close(ctx);
+  char *text = read_file(srcpath(rel));
+  cr_assert(text, "cannot read %s", rel);
+  char *s = printed_text(srcpath(rel), text, built);
+  free(text);
   return s;
 }
 
@@ -75,12 +152,12 @@ Test(builder, lstm_language_model_prints_like_its_text)
   cr_assert(ctx);
   build_charlm(ctx, "lstm");
   char *built = printed(ctx);
-  char *text = printed_file("examples/charlm_lstm.rnn");
+  char *text = printed_file("examples/charlm_lstm.rnn", ctx);
   same_text(built, text);
   cr_assert(strstr(built, "model charlm_lstm(") != NULL, "%s", built);
 
   /* and the printed text loads back to the same text */
-  char *again = printed_text("built.rnn", built);
+  char *again = printed_text("built.rnn", built, ctx);
   same_text(again, built);
   free(again);
   free(built);
@@ -153,7 +230,7 @@ Test(builder, lstm_cell_and_model_built_from_c_print_like_text)
   char *text = malloc(len);
   snprintf(text, len, "%s%.*slstm_b(%s", lstm_b_text, (int)(at + 2 - model), model,
            at + strlen("= lstm("));
-  char *fromtext = printed_text("lstm_b.rnn", text);
+  char *fromtext = printed_text("lstm_b.rnn", text, ctx);
   same_text(built, fromtext);
   cr_assert(strstr(built, "= lstm_b(x, H = H)") != NULL, "%s", built);
   free(fromtext);
@@ -224,7 +301,7 @@ Test(builder, mgu_cell_and_tagger_print_like_their_text)
   cr_assert(ctx);
   build_mgu(ctx);
   char *built = printed(ctx);
-  char *text = printed_file("examples/mgu.rnn");
+  char *text = printed_file("examples/mgu.rnn", ctx);
   same_text(built, text);
   cr_assert(strstr(built, "cell mgu(") != NULL, "%s", built);
   free(built);
@@ -258,7 +335,7 @@ Test(builder, seq2seq_prints_like_its_text)
   OK(rnnc_model_output(mb, loss));
   OK(rnnc_model_end(mb));
   char *built = printed(ctx);
-  char *text = printed_file("examples/seq2seq.rnn");
+  char *text = printed_file("examples/seq2seq.rnn", ctx);
   same_text(built, text);
   free(built);
   free(text);
@@ -336,7 +413,7 @@ Test(builder, every_builder_call_prints_like_text)
   OK(rnnc_model_output(mb, total));
   OK(rnnc_model_end(mb));
   char *built = printed(ctx);
-  char *fromtext = printed_text("odd.rnn", text);
+  char *fromtext = printed_text("odd.rnn", text, ctx);
   same_text(built, fromtext);
   free(built);
   free(fromtext);
@@ -364,7 +441,7 @@ Test(builder, update_with_a_named_value_prints_like_text)
   OK(rnnc_cell_out(cb, n));
   OK(rnnc_cell_end(cb));
   char *built = printed(ctx);
-  char *fromtext = printed_text("alias.rnn", text);
+  char *fromtext = printed_text("alias.rnn", text, ctx);
   same_text(built, fromtext);
   same_text(built, text);
   free(built);
