@@ -493,10 +493,57 @@ void cell_eval(const Cell *c, const Env *cenv, double **val, int prec);
 
 typedef struct InterpOpts {
   int prec;
-  int wantgrad;
+  int wantgrad; /* needs md->loss >= 0 and g (autodiff(m, md)) */
+  int wantloss; /* also write the loss under its node name without wantgrad */
 } InterpOpts;
+/* ir/interp_model.c. env (NULL: none) is read, not changed. Dims are bound
+ * from env, then the header defaults, then the shapes of the inputs and
+ * params (RNNC_ESHAPE on a mismatch, RNNC_EINPUT for a missing tensor, an
+ * unbound dim, a token id or target out of range). Inputs and params may be
+ * F32 or F64 (token ids and targets I32 or I64). The loss of a softmax with a
+ * target is the mean cross-entropy over the positions whose target is not the
+ * ignore index; when no position counts it is 0 with zero gradient. With
+ * wantgrad the loss is written too. out receives tensors only on RNNC_OK. */
 int interp_run(Module *m, Model *md, const ModelGrad *g, Env *env,
                const TensorSet *params, const TensorSet *inputs,
                const InterpOpts *o, TensorSet *out, char *err, size_t errlen);
+
+/* ---- ir/gradcheck.c ------------------------------------------------------- */
+
+/* Analytic float64 gradients of the reference interpreter against central
+ * finite differences, on small sizes and random data. See gradcheck.c for
+ * the sizes, the data and the definition of the error. */
+typedef struct GradcheckOpts {
+  int ncoord;             /* coordinates checked per tensor; 0: 16 */
+  double step;            /* relative finite-difference step; 0: 1e-4 */
+  double tol;             /* pass when every error <= tol; 0: 1e-6 */
+  const ModelGrad *grad;  /* NULL: autodiff(m, md) */
+} GradcheckOpts;
+
+typedef struct GradcheckTensor {
+  char name[128];         /* "grad.h.W_ih", "grad.feats" */
+  long numel, checked;    /* elements, and how many were compared */
+  long skipped;           /* drawn but not compared: the loss is not smooth
+                             there (a relu or step switches near the point) */
+  double maxerr;          /* the largest error over the checked elements */
+  long worst;             /* its flat (row-major) index */
+  double analytic, numeric; /* the two values there */
+} GradcheckTensor;
+
+typedef struct GradcheckReport {
+  GradcheckTensor *t; int n; /* malloc'ed; gradcheck_report_free */
+  double loss;            /* at the unperturbed point */
+  double floor;           /* the error's denominator floor (see gradcheck.c) */
+  double maxerr;          /* over every tensor */
+  long skipped;           /* over every tensor */
+  int pass;               /* maxerr <= tol */
+  Env env;                /* the dims it bound (names interned in m) */
+} GradcheckReport;
+
+/* Returns RNNC_OK with the report filled (pass or not), or an error status
+ * with a one-line message when the model cannot be checked. */
+int gradcheck(Module *m, Model *md, const Env *env, uint64_t seed, const GradcheckOpts *o,
+              GradcheckReport *r, char *err, size_t errlen);
+void gradcheck_report_free(GradcheckReport *r);
 
 #endif
