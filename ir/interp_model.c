@@ -920,7 +920,7 @@ static int put(Run *r, TensorSet *out, const char *name, const Shape *shape, con
       return st;
     dim[k] = dv;
   }
-  int dt = id ? DT_I64 : r->prec == PREC_F32 ? DT_F32 : DT_F64;
+  int dt = id ? DT_I32 : r->prec == PREC_F32 ? DT_F32 : DT_F64;
   Tensor *t = tset_add(out, name, dt, rank, dim);
   if (!t)
     return fail(r, RNNC_ENOMEM, "out of memory for tensor '%s'", name);
@@ -928,7 +928,7 @@ static int put(Run *r, TensorSet *out, const char *name, const Shape *shape, con
     die("tensor '%s': %lld elements, value has %ld", name, (long long)tensor_numel(t), n);
   for (long e = 0; e < n; e++) {
     if (id)
-      ((int64_t *)t->data)[e] = id[e];
+      ((int32_t *)t->data)[e] = (int32_t)id[e];
     else if (dt == DT_F32)
       ((float *)t->data)[e] = (float)x[e];
     else

@@ -567,3 +567,36 @@ Test(interp, unused_float_input_gets_a_zero_gradient)
   tset_clear(&p), tset_clear(&in), tset_clear(&out);
   module_free(m);
 }
+
+static void targets_flat(TensorSet *p, TensorSet *in)
+{
+  (void)p;
+  PUT(in, "targets", DT_I32, (double[6]){0}, 6);
+}
+
+Test(interp, input_rank_mismatch_message)
+{
+  int st;
+  char *err = run_err(lm_text, targets_flat, &st);
+  cr_assert_eq(st, RNNC_ESHAPE);
+  cr_assert_str_eq(err, "input 'targets' has shape [6], expected [T, B] with T = 6, B = 2");
+}
+
+static void drop_tokens(TensorSet *p, TensorSet *in)
+{
+  (void)p;
+  TensorSet q;
+  tset_init(&q);
+  const Tensor *t = tset_find(in, "targets");
+  put(&q, "targets", DT_I32, t->rank, t->dim, (double[12]){0});
+  tset_clear(in);
+  *in = q;
+}
+
+Test(interp, missing_input_message)
+{
+  int st;
+  char *err = run_err(lm_text, drop_tokens, &st);
+  cr_assert_eq(st, RNNC_EINPUT);
+  cr_assert_str_eq(err, "missing input 'tokens'");
+}
