@@ -44,5 +44,7 @@ run_suite "$RNNC_ROOT/build"
 rnnc_build "$RNNC_ROOT/build-asan" -DRNNC_SANITIZE=ON "${extra[@]}"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_suite "$RNNC_ROOT/build-asan"
 
-echo "ctest (build and build-asan): $passed passed, $failed failed"
+# one closing line over both suites (ctest's own summaries are above)
+echo "tests in build/ and build-asan/:"
+echo "total: $passed passed, $failed failed"
 exit $status
