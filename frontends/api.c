@@ -1,5 +1,6 @@
 /* api.c — the public API's context: open and close, the last message, loading
- * IR text and printing it (include/rnnc.h). The builders are in builder.c.
+ * IR text and printing it (include/rnnc.h). The builders are in builder.c,
+ * builder_cell.c and builder_model.c.
  *
  * Every call leaves the module verified: a load that fails is undone, so the
  * context stays usable after any error. Diagnostics a call produces are moved
