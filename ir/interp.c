@@ -4,7 +4,7 @@
  * definition order; in PREC_F32 every element of every result is rounded to
  * float, so the values match a float32 implementation op by op.
  * The model level (time, batch, softmax, backward through time) is in
- * interp_model.c. */
+ * interp_model.c, interp_forward.c and interp_backward.c. */
 #include <math.h>
 #include <string.h>
 
