@@ -264,6 +264,7 @@ typedef struct Model {
   Loc *outputloc;
   int loss;                        /* after verify: the node differentiated, or -1 */
   int verified;                    /* verify.c: 0 not yet, 1 ok, 2 has errors */
+  struct ModelGrad *grad;          /* pipeline.c: its BPTT plan, once autodiff ran */
 } Model;
 
 typedef struct Module {
@@ -411,6 +412,22 @@ Grad *autodiff_cell(Module *m, Cell *c);
 ModelGrad *autodiff(Module *m, Model *md);
 /* The schedule, as comment lines ("# ..."), for print --after autodiff. */
 void print_schedule(FILE *f, const ModelGrad *g);
+
+/* ---- compiler/pipeline.c ------------------------------------------------- */
+
+/* The passes, in the order they run. */
+enum { PASS_PARSE, PASS_VERIFY, PASS_AUTODIFF, NPASS };
+extern const char *const pass_name[NPASS]; /* "parse", "verify", "autodiff" */
+int pass_lookup(const char *name);         /* -1 when there is no such pass */
+
+/* Run the passes parse .. upto over src into m, stopping after the first pass
+ * that reports an error (its diagnostics are in m->diags). autodiff
+ * differentiates every model that has a loss, or only the model named only,
+ * into md->grad. Returns RNNC_OK or the failing pass's status. */
+int pipeline(Module *m, const Source *src, int upto, const char *only);
+/* The IR as it stands after pass: canonical text and, after autodiff, each
+ * differentiated model's BPTT schedule as # comments. */
+void print_after(FILE *f, const Module *m, int pass, int withprelude);
 
 /* ---- runtime/tensor.c ---------------------------------------------------- */
 

@@ -69,12 +69,12 @@ typedef struct Loaded {
   const char *name; /* the name in diagnostics: path, or "<stdin>" */
 } Loaded;
 
-enum { LOAD_PARSE, LOAD_VERIFY };
-
-/* Read path ("-": stdin), parse it and, with LOAD_VERIFY, verify it. Prints
- * the diagnostics (warnings too) to stderr. EXIT_OK, or EXIT_USER with the
- * reason printed and ld->m freed. */
-int load_model(Loaded *ld, const char *path, int upto);
+/* Read path ("-": stdin) and run the pipeline over it up to pass upto
+ * (PASS_PARSE, PASS_VERIFY or PASS_AUTODIFF; autodiff: of model only, or of
+ * every model with a loss when only is NULL). Prints the diagnostics
+ * (warnings too) to stderr. EXIT_OK, or EXIT_USER with the reason printed and
+ * ld->m freed. */
+int load_model(Loaded *ld, const char *path, int upto, const char *only);
 void loaded_free(Loaded *ld);
 /* Print diagnostics recorded since index *from, and advance *from. */
 void print_diags_since(Loaded *ld, int *from);

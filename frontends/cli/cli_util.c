@@ -178,7 +178,7 @@ static int slurp(FILE *f, char **text, size_t *len)
   return 0;
 }
 
-int load_model(Loaded *ld, const char *path, int upto)
+int load_model(Loaded *ld, const char *path, int upto, const char *only)
 {
   memset(ld, 0, sizeof *ld);
   ld->path = path;
@@ -204,9 +204,7 @@ int load_model(Loaded *ld, const char *path, int upto)
   const Source *src = source_new(ld->m, ld->name, text);
   free(text);
   int from = ld->d0;
-  int st = parse(ld->m, src);
-  if (st == RNNC_OK && upto >= LOAD_VERIFY)
-    st = verify(ld->m);
+  int st = pipeline(ld->m, src, upto, only);
   print_diags_since(ld, &from);
   if (st != RNNC_OK || ld->m->diags.nerror) {
     loaded_free(ld);

@@ -245,7 +245,7 @@ int cmd_check(int argc, char **argv)
   if ((st = opts_model_path(&o, &path)))
     return st;
   Loaded ld;
-  if ((st = load_model(&ld, path, LOAD_VERIFY)))
+  if ((st = load_model(&ld, path, PASS_VERIFY, NULL)))
     return st;
   Module *m = ld.m;
   const Model *only = NULL;

@@ -107,7 +107,7 @@ int cmd_gradcheck(int argc, char **argv)
   }
 
   Loaded ld;
-  if ((st = load_model(&ld, path, LOAD_VERIFY)))
+  if ((st = load_model(&ld, path, PASS_VERIFY, NULL)))
     return st;
   Model *md = pick_model(&ld, opt_str(&o, "--model"));
   Env env = {0};

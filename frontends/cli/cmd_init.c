@@ -134,7 +134,7 @@ int cmd_init(int argc, char **argv)
       (st = opt_u64(&o, "--seed", 0, &seed)))
     return st;
   Loaded ld;
-  if ((st = load_model(&ld, path, LOAD_VERIFY)))
+  if ((st = load_model(&ld, path, PASS_VERIFY, NULL)))
     return st;
   Model *md = pick_model(&ld, opt_str(&o, "--model"));
   Env env = {0};

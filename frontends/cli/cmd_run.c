@@ -102,7 +102,7 @@ int cmd_run(int argc, char **argv)
   int wantgrad = opt_given(&o, "--grad");
 
   Loaded ld;
-  if ((st = load_model(&ld, path, LOAD_VERIFY)))
+  if ((st = load_model(&ld, path, PASS_VERIFY, NULL)))
     return st;
   Model *md = pick_model(&ld, opt_str(&o, "--model"));
   Env env = {0};
