@@ -20,13 +20,8 @@
 
 #include "builder.h"
 
-/* One source of truth for ops and dtypes: the public constants must mirror
- * ir/ops.h and ir.h exactly; adding an op without its RNNC_OP_ fails here. */
-#define X(id, sp, ar, sh, pr, ev) \
-  static_assert((int)RNNC_OP_##id == (int)OP_##id, "RNNC_OP_" #id " differs from OP_" #id " (ir/ops.h)");
-OPS(X)
-#undef X
-static_assert((int)RNNC_NOPS == (int)NOPS, "include/rnnc.h's RNNC_OP_ list differs from ir/ops.h");
+/* The public RNNC_OP_* and the internal OP_* come from one table (rnnc_ops.h);
+ * the dtypes are two lists, kept equal here. */
 static_assert((int)RNNC_F32 == (int)DT_F32 && (int)RNNC_F64 == (int)DT_F64 &&
                   (int)RNNC_I32 == (int)DT_I32 && (int)RNNC_I64 == (int)DT_I64,
               "RNNC_ dtypes differ from DT_");

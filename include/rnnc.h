@@ -18,6 +18,8 @@
 
 #include <stdio.h>
 
+#include "rnnc_ops.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -99,31 +101,15 @@ void rnnc_free(void *p);
 typedef struct rnnc_cell_builder rnnc_cell_builder;
 typedef int rnnc_value;
 
-/* The primitive ops, in the order of the internal op table (ir/ops.h; a
- * compile-time check in frontends/builder.c keeps the two equal). */
+/* The primitive ops: RNNC_OP_ADD, RNNC_OP_TANH, ..., one per row of the op
+ * table (rnnc_ops.h, which gives each op's spelling, arity and shape rule).
+ * The leaves RNNC_OP_INPUT, _STATE, _PARAM, _CONST and _ZEROS are made by
+ * rnnc_cell_input/state/param, rnnc_const and rnnc_zeros, and RNNC_OP_SPLIT
+ * and _SLICE by rnnc_split and rnnc_slice, not by rnnc_op. */
 enum {
-  RNNC_OP_INPUT,   /* leaves: made by rnnc_cell_input/state/param, rnnc_const, */
-  RNNC_OP_STATE,   /*   rnnc_zeros, not by rnnc_op */
-  RNNC_OP_PARAM,
-  RNNC_OP_CONST,
-  RNNC_OP_ZEROS,
-  RNNC_OP_ADD,     /* a + b, elementwise; a scalar operand broadcasts */
-  RNNC_OP_SUB,     /* a - b */
-  RNNC_OP_MUL,     /* a * b */
-  RNNC_OP_DIV,     /* a / b */
-  RNNC_OP_MATVEC,  /* [m, n] @ [n] -> [m] */
-  RNNC_OP_NEG,     /* -a */
-  RNNC_OP_SIGMOID,
-  RNNC_OP_TANH,
-  RNNC_OP_RELU,
-  RNNC_OP_STEP,    /* 1 where a > 0, else 0 */
-  RNNC_OP_EXP,
-  RNNC_OP_LOG,
-  RNNC_OP_MATVECT, /* matvec_t([m, n], [m]) -> [n] */
-  RNNC_OP_OUTER,   /* outer([m], [n]) -> [m, n] */
-  RNNC_OP_SPLIT,   /* made by rnnc_split, not by rnnc_op */
-  RNNC_OP_SLICE,   /* made by rnnc_slice, not by rnnc_op */
-  RNNC_OP_CONCAT,  /* concat(a, b, ...): two or more operands */
+#define RNNC_X(id, sp, ar, sh, pr, ev) RNNC_OP_##id,
+  OPS(RNNC_X)
+#undef RNNC_X
   RNNC_NOPS
 };
 

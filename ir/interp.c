@@ -32,7 +32,7 @@ long node_numel(const Cell *c, int i, const Env *cenv)
 }
 
 /* The scalar value of elementwise op `op` on operands a (and b): one case per
- * SH_EW op, generated from the eval column of the op table (ir/ops.h). */
+ * SH_EW op, generated from the eval column of the op table (include/rnnc_ops.h). */
 static double ew(int op, double a, double b)
 {
   if (opinfo[op].shape_rule != SH_EW)
@@ -41,7 +41,6 @@ static double ew(int op, double a, double b)
 #define X(id, sp, ar, sh, pr, ev) \
   case OP_##id:                   \
     return (ev);
-#include "ops.h"
     OPS(X)
 #undef X
   }

@@ -3,7 +3,7 @@
  *
  * Two levels:
  *   Cell   one time step of a recurrent unit: a dataflow graph of primitive ops
- *          (ir/ops.h) over per-example vectors; the batch dimension is implicit.
+ *          (include/rnnc_ops.h) over per-example vectors; the batch dimension is implicit.
  *   Model  a graph of sequence-level nodes (embedding, cell application over time,
  *          concat, last, final, softmax, ...), values shaped [T, B, d], [B, d] or [].
  *
@@ -136,7 +136,6 @@ int dim_eval(Dim d, const Env *e, long *out, const char **bad);
 
 enum {
 #define X(id, sp, ar, sh, pr, ev) OP_##id,
-#include "ops.h"
   OPS(X)
 #undef X
       NOPS

@@ -73,7 +73,7 @@ static int checkleaf(Module *m, Cell *c, int id)
 }
 
 /* The shape of node id from its operands' (already computed) shapes, by the
- * op's rule in ops.h; 0 with an error when the operands do not fit. */
+ * op's rule in rnnc_ops.h; 0 with an error when the operands do not fit. */
 static int infer(Module *m, Cell *c, int id)
 {
   Node *n = &c->node[id];

@@ -1,4 +1,6 @@
-/* ops.h — the one table of cell-level primitive ops.
+/* rnnc_ops.h — the one table of cell-level primitive ops. The public
+ * RNNC_OP_* constants (rnnc.h) and the internal OP_* (ir/ir.h) are both
+ * generated from it.
  *
  * OP(id, spelling, arity, shape rule, infix precedence, scalar eval)
  *
@@ -26,6 +28,8 @@
  *   SH_SLICE   slice([d], start, size) -> [size]
  *   SH_CONCAT  concat([d1], [d2], ...) -> [d1 + d2 + ...]
  */
+#ifndef RNNC_OPS_H
+#define RNNC_OPS_H
 #define OPS(OP)                                                              \
   OP(INPUT,    "input",    0, SH_LEAF,    0, 0)                              \
   OP(STATE,    "state",    0, SH_LEAF,    0, 0)                              \
@@ -49,3 +53,4 @@
   OP(SPLIT,    "split",    1, SH_SPLIT,   0, 0)                              \
   OP(SLICE,    "slice",    1, SH_SLICE,   0, 0)                              \
   OP(CONCAT,   "concat",  -1, SH_CONCAT,  0, 0)
+#endif
