@@ -5,12 +5,14 @@
  *   verify    names, arity, shapes, dims, params  ir/verify_cell.c, verify_model.c
  *   autodiff  a backward cell per cell,           compiler/autodiff.c
  *             a BPTT plan per model               compiler/bptt.c
+ *   schedule  per cell: what runs before, in and   compiler/schedule.c
+ *             after the time loop, what is a GEMM
  */
 #include <string.h>
 
 #include "ir.h"
 
-const char *const pass_name[NPASS] = {"parse", "verify", "autodiff"};
+const char *const pass_name[NPASS] = {"parse", "verify", "autodiff", "schedule"};
 
 int pass_lookup(const char *name)
 {
@@ -40,7 +42,9 @@ int pipeline(Module *m, const Source *src, int upto, const char *only)
     return st != RNNC_OK ? st : m->diags.nerror ? RNNC_ESYNTAX : RNNC_OK;
   if ((st = verify(m)) != RNNC_OK || upto == PASS_VERIFY)
     return st;
-  return differentiate(m, only);
+  if ((st = differentiate(m, only)) != RNNC_OK || upto == PASS_AUTODIFF)
+    return st;
+  return schedule(m);
 }
 
 void print_after(FILE *f, const Module *m, int pass, int withprelude)
@@ -55,4 +59,9 @@ void print_after(FILE *f, const Module *m, int pass, int withprelude)
       print_schedule(f, md->grad);
     }
   }
+  if (pass < PASS_SCHEDULE)
+    return;
+  for (int k = 0; k < m->ncell; k++)
+    if (m->cell[k]->sched)
+      print_cellsched(f, m->cell[k]->sched);
 }

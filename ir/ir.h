@@ -187,6 +187,7 @@ struct Cell {
   int verified;                    /* verify.c: 0 not yet, 1 ok, 2 has errors */
   Cell *primal;                    /* backward cell: the cell it differentiates */
   struct Grad *derived;            /* forward cell: its Grad, once autodiff ran */
+  struct CellSched *sched;         /* schedule.c: its schedule, once scheduled */
 };
 
 /* ---- models -------------------------------------------------------------- */
@@ -412,11 +413,51 @@ ModelGrad *autodiff(Module *m, Model *md);
 /* The schedule, as comment lines ("# ..."), for print --after autodiff. */
 void print_schedule(FILE *f, const ModelGrad *g);
 
+/* ---- compiler/schedule.c ------------------------------------------------ */
+
+/* Where each node of a cell runs relative to the time loop over T steps of B
+ * rows (docs/ir.md, "Schedule"). S(n): n reads a state, transitively.
+ *   SCHED_PRE   reads no state: before the loop, over all T*B rows at once
+ *               (leaves but states are PRE: inputs, params, constants)
+ *   SCHED_LOOP  reads a state and a state update reads it: per step, B rows
+ *               (state leaves are LOOP: the carried value at step start)
+ *   SCHED_POST  reads a state, no update reads it: after the loop, T*B rows
+ *   SCHED_DEAD  nothing the step produces reads it: not computed */
+enum { SCHED_DEAD, SCHED_PRE, SCHED_LOOP, SCHED_POST };
+enum { GEMM_NONE, GEMM_TB, GEMM_B };
+enum { GSUM_NONE, GSUM_GEMM, GSUM_ROWS };
+
+typedef struct CellSched {
+  const Cell *c;
+  int *phase;   /* per node: SCHED_* */
+  int *gemm;    /* per node: GEMM_TB one GEMM over all T*B rows (a PRE or POST
+                   matvec / matvec_t with a parameter matrix and a per-row vector,
+                   [T*B, n] x W^T; an outer summed into a grad, [m, T*B] x [T*B, n]);
+                   GEMM_B the same in LOOP, one GEMM over the B rows of a step;
+                   GEMM_NONE otherwise */
+  int *store;   /* per node: 1 when a LOOP value is kept per step, [T, B, d], for
+                   POST or for a grad summed after the loop */
+  int *sumonly; /* per node: 1 when only summed into grads by GEMMs (an outer of
+                   GEMM_TB, a + or - of such): never computed per row */
+  int *gsum;    /* per param: how its grad is summed over time and batch, after
+                   the loop: GSUM_GEMM by the GEMMs of its outers, GSUM_ROWS as the
+                   sum of its T*B rows (a column sum), GSUM_NONE no grad line */
+} CellSched;
+
+/* require: a verified cell (its Grad made, if it is a backward cell or has
+ * one). produce: its schedule, cached in c->sched. */
+CellSched *schedule_cell(Module *m, Cell *c);
+/* schedule_cell for every cell a model applies and, when md->grad, its
+ * backward cell. Returns RNNC_OK. */
+int schedule(Module *m);
+/* The schedule as comment lines ("# ..."), for print --after schedule. */
+void print_cellsched(FILE *f, const CellSched *s);
+
 /* ---- compiler/pipeline.c ------------------------------------------------- */
 
 /* The passes, in the order they run. */
-enum { PASS_PARSE, PASS_VERIFY, PASS_AUTODIFF, NPASS };
-extern const char *const pass_name[NPASS]; /* "parse", "verify", "autodiff" */
+enum { PASS_PARSE, PASS_VERIFY, PASS_AUTODIFF, PASS_SCHEDULE, NPASS };
+extern const char *const pass_name[NPASS]; /* "parse", "verify", "autodiff", "schedule" */
 int pass_lookup(const char *name);         /* -1 when there is no such pass */
 
 /* Run the passes parse .. upto over src into m, stopping after the first pass
@@ -425,7 +466,8 @@ int pass_lookup(const char *name);         /* -1 when there is no such pass */
  * into md->grad. Returns RNNC_OK or the failing pass's status. */
 int pipeline(Module *m, const Source *src, int upto, const char *only);
 /* The IR as it stands after pass: canonical text and, after autodiff, each
- * differentiated model's BPTT schedule as # comments. */
+ * differentiated model's BPTT schedule as # comments; after schedule, also
+ * each scheduled cell's schedule (print_cellsched). */
 void print_after(FILE *f, const Module *m, int pass, int withprelude);
 
 /* ---- runtime/tensor.c ---------------------------------------------------- */

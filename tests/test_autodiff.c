@@ -630,7 +630,7 @@ Test(autodiff_model, stacked_layers_share_one_backward_cell)
   module_free(m);
 }
 
-static char *schedule(const char *path)
+static char *bptt_schedule(const char *path)
 {
   Module *m = load_module(srcpath(path));
   cr_assert(m, "%s does not load", path);
@@ -654,7 +654,7 @@ static char *schedule(const char *path)
 
 Test(autodiff_model, schedule_bidirectional)
 {
-  char *s = schedule("tests/fixtures/bilstm.rnn");
+  char *s = bptt_schedule("tests/fixtures/bilstm.rnn");
   HAS(s, "enc.fwd = lstm(emb[t]), t = 1..T: h, c start from zeros");
   HAS(s, "enc.bwd = lstm(emb[t]), t = T..1 (backward direction)");
   HAS(s, "saves per step and example, for lstm.backward: x [E], h [H], c [H], sigmoid_f [H]");
@@ -676,7 +676,7 @@ Test(autodiff_model, schedule_bidirectional)
 
 Test(autodiff_model, schedule_seq2seq)
 {
-  char *s = schedule("examples/seq2seq.rnn");
+  char *s = bptt_schedule("examples/seq2seq.rnn");
   HAS(s, "dec = lstm(xt[t]), t = 1..T: h, c start from the final states of enc");
   HAS(s, "enc = lstm(xs[t]), t = 1..S: h, c start from zeros");
   HAS(s, "before t = S, its d_h, d_c start as the adjoints of dec's initial states (init = enc)");
@@ -690,7 +690,7 @@ Test(autodiff_model, schedule_seq2seq)
 
 Test(autodiff_model, schedule_many_to_one)
 {
-  char *s = schedule("examples/gru_classifier.rnn");
+  char *s = bptt_schedule("examples/gru_classifier.rnn");
   HAS(s, "last(h): d_h[T] += d_last(h) (the other steps get nothing)");
   HAS(s, "N = B");
   free(s);

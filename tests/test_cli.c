@@ -221,7 +221,8 @@ Test(cli, bad_dims_and_passes)
                         "'H=abc'\ntry 'rnnc gradcheck --help'\n");
   free(out);
   cr_assert_eq(rnnc(&out, "print '%s' --after codegen", ex("mgu.rnn")), 2);
-  cr_assert_str_eq(out, "rnnc print: unknown pass 'codegen' (passes: parse, verify, autodiff)\n"
+  cr_assert_str_eq(out, "rnnc print: unknown pass 'codegen' (passes: parse, verify, autodiff, "
+                        "schedule)\n"
                         "try 'rnnc print --help'\n");
   free(out);
   cr_assert_eq(rnnc(&out, "gradcheck '%s' --seed -1", ex("mgu.rnn")), 2);
@@ -297,7 +298,7 @@ Test(cli, help_of_every_command)
     const char *cmd, *opts[8];
   } c[] = {
       {"check", {"--model"}},
-      {"print", {"--after", "parse", "verify", "autodiff", "--model", "--prelude"}},
+      {"print", {"--after", "parse", "verify", "autodiff", "schedule", "--model", "--prelude"}},
       {"init", {"--out", "--inputs", "--seed", "--dim", "--model"}},
       {"run", {"--params", "--inputs", "--out", "--grad", "--engine", "--dim", "--f64", "--model"}},
       {"gradcheck", {"--seed", "--dim", "--coords", "--tol", "--model"}},

@@ -1,5 +1,5 @@
 /* cmd_print.c — `rnnc print MODEL.rnn [--after PASS]`: the canonical IR text
- * after a pass of the pipeline (parse, verify, autodiff). */
+ * after a pass of the pipeline (parse, verify, autodiff, schedule). */
 #include "cli.h"
 
 static const OptSpec spec[] = {
@@ -23,7 +23,11 @@ static void help(void)
         "                  autodiff  also the backward cell derived for each cell a model\n"
         "                            applies (<cell>.backward), and each model's BPTT\n"
         "                            schedule as # comments\n"
-        "  --model NAME  with --after autodiff: differentiate only model NAME\n"
+        "                  schedule  also, per cell a model applies (and its backward\n"
+        "                            cell), what runs before the time loop over all\n"
+        "                            T*B rows, per step, and after the loop, and which\n"
+        "                            matmuls are GEMMs, as # comments\n"
+        "  --model NAME  with --after autodiff or schedule: differentiate only model NAME\n"
         "  --prelude     also print the built-in cells (rnn, gru, lstm)\n"
         "\n"
         "exit status: 0 printed, 1 the model has errors (or cannot be read), 2 bad usage\n",
@@ -46,10 +50,10 @@ int cmd_print(int argc, char **argv)
   const char *after = opt_str(&o, "--after");
   int pass = pass_lookup(after ? after : "verify");
   if (pass < 0)
-    return usage_error("print", "unknown pass '%s' (passes: parse, verify, autodiff)", after);
+    return usage_error("print", "unknown pass '%s' (passes: parse, verify, autodiff, schedule)", after);
   const char *only = opt_str(&o, "--model");
-  if (only && pass != PASS_AUTODIFF)
-    return usage_error("print", "--model goes with --after autodiff");
+  if (only && pass < PASS_AUTODIFF)
+    return usage_error("print", "--model goes with --after autodiff or schedule");
 
   Loaded ld;
   if ((st = load_model(&ld, path, pass, only)))
