@@ -18,6 +18,9 @@
  *   LOOP  when S(n) and N(n): per step, on the B rows of the step;
  *   POST  when S(n) and !N(n): after the loop, over all T*B rows at once
  *         (the LOOP values it reads are stored per step: store).
+ * A matrix per row ([m, n] for each row, e.g. outer(s, c) in backward) is never
+ * kept for all T*B rows: in PRE it moves to the first phase that reads it, and a
+ * POST node reading one from LOOP moves into LOOP when its operands allow.
  * A matvec or matvec_t with a time- and row-invariant matrix (a parameter) and a
  * per-row vector is a GEMM: over T*B rows in PRE and POST, over B rows per step
  * in LOOP. A grad is summed over time and batch after the loop: an outer(a, b)
@@ -58,6 +61,12 @@ static int sumtree(const Cell *c, const int *R, const int *V, int g, int *mark)
     return a && b;
   }
   return n->op == OP_OUTER && R[g] && V[n->arg[0]] && V[n->arg[1]];
+}
+
+/* Node i is a matrix that differs per row, computed (not only summed). */
+static int permatrix(const Cell *c, const int *V, const CellSched *s, int i)
+{
+  return c->node[i].shape.rank == 2 && V[i] && !isleaf(c->node[i].op) && !s->sumonly[i];
 }
 
 CellSched *schedule_cell(Module *m, Cell *c)
@@ -127,9 +136,6 @@ CellSched *schedule_cell(Module *m, Cell *c)
       s->phase[i] = SCHED_DEAD;
     else
       s->phase[i] = !S[i] ? SCHED_PRE : N[i] ? SCHED_LOOP : SCHED_POST;
-    if (s->phase[i] != SCHED_DEAD && (n->op == OP_MATVEC || n->op == OP_MATVECT) &&
-        !V[n->arg[0]] && V[n->arg[1]])
-      s->gemm[i] = s->phase[i] == SCHED_LOOP ? GEMM_B : GEMM_TB;
   }
   /* grads: a + / - tree of outers is summed by GEMMs; its nodes are not
    * computed per row unless a grad summed by rows reads them too */
@@ -146,9 +152,42 @@ CellSched *schedule_cell(Module *m, Cell *c)
       if (mark[i])
         (s->gsum[p] == GSUM_GEMM ? ingemm : inrows)[i] = 1;
   }
-  for (int i = 0; i < nn; i++) {
+  for (int i = 0; i < nn; i++)
     s->sumonly[i] = ingemm[i] && !inrows[i];
-    if (ingemm[i] && c->node[i].op == OP_OUTER)
+  /* A matrix per row ([m, n] for each of the T*B rows) is not materialized for
+   * the whole sequence: one in PRE runs in the first phase that reads it, and a
+   * POST node that reads one from LOOP runs in LOOP when it can (its operands
+   * are all PRE or LOOP), so that only its result is stored. */
+  for (int i = nn - 1; i >= 0; i--) {
+    if (!permatrix(c, V, s, i) || s->phase[i] != SCHED_PRE)
+      continue;
+    int first = SCHED_DEAD;
+    for (int j = i + 1; j < nn; j++)
+      for (int k = 0; k < c->node[j].narg; k++)
+        if (c->node[j].arg[k] == i && s->phase[j] != SCHED_DEAD &&
+            (first == SCHED_DEAD || s->phase[j] < first))
+          first = s->phase[j];
+    if (first != SCHED_DEAD)
+      s->phase[i] = first;
+  }
+  for (int i = 0; i < nn; i++) {
+    const Node *n = &c->node[i];
+    if (s->phase[i] != SCHED_POST || s->sumonly[i])
+      continue;
+    int reads = 0, early = 1;
+    for (int k = 0; k < n->narg; k++) {
+      reads |= permatrix(c, V, s, n->arg[k]) && s->phase[n->arg[k]] == SCHED_LOOP;
+      early &= s->phase[n->arg[k]] <= SCHED_LOOP;
+    }
+    if (reads && early)
+      s->phase[i] = SCHED_LOOP;
+  }
+  for (int i = 0; i < nn; i++) {
+    const Node *n = &c->node[i];
+    if (s->phase[i] != SCHED_DEAD && (n->op == OP_MATVEC || n->op == OP_MATVECT) &&
+        !V[n->arg[0]] && V[n->arg[1]])
+      s->gemm[i] = s->phase[i] == SCHED_LOOP ? GEMM_B : GEMM_TB;
+    if (ingemm[i] && n->op == OP_OUTER)
       s->gemm[i] = GEMM_TB;
   }
   /* store: a LOOP value that POST reads, or a LOOP grad summed after the loop */

@@ -422,7 +422,9 @@ void print_schedule(FILE *f, const ModelGrad *g);
  *   SCHED_LOOP  reads a state and a state update reads it: per step, B rows
  *               (state leaves are LOOP: the carried value at step start)
  *   SCHED_POST  reads a state, no update reads it: after the loop, T*B rows
- *   SCHED_DEAD  nothing the step produces reads it: not computed */
+ *   SCHED_DEAD  nothing the step produces reads it: not computed
+ * except that a matrix per row is never kept for all T*B rows (it runs where
+ * it is read, and a POST reader of a LOOP one runs in LOOP when it can). */
 enum { SCHED_DEAD, SCHED_PRE, SCHED_LOOP, SCHED_POST };
 enum { GEMM_NONE, GEMM_TB, GEMM_B };
 enum { GSUM_NONE, GSUM_GEMM, GSUM_ROWS };

@@ -298,7 +298,15 @@ Test(schedule, per_row_matrix_is_no_gemm)
   GEMM(c, oh, GEMM_NONE); /* o = outer(s, c) differs per row */
   Cell *b = bwd(c);
   cr_assert_eq(b->sched->gsum[param(b, "W")], GSUM_GEMM);
-  cr_assert_eq(b->sched->gsum[param(b, "s")], GSUM_ROWS); /* d_o @ c, per row */
+  int p = param(b, "s"), g = b->grad[p], dO = named(b, "d_o");
+  cr_assert_eq(b->sched->gsum[p], GSUM_ROWS); /* d_o @ c, per row */
+  /* No [H, H] matrix is kept for all T*B rows: o = outer(s, c) reads only saved
+   * values but runs in the loop that reads it; d_o @ c, which no state needs,
+   * runs in the loop too, so only that [H] vector is stored, not d_o. */
+  PHASE(b, named(b, "o"), SCHED_LOOP);
+  PHASE(b, g, SCHED_LOOP);
+  cr_assert_eq(b->sched->store[dO], 0);
+  cr_assert_eq(b->sched->store[g], 1);
   module_free(m);
 }
 
