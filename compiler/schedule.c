@@ -48,9 +48,9 @@ static int isgrad(const Cell *c, int id)
   return 0;
 }
 
-/* Mark the + / - tree of grad g, down to its other nodes (the leaves): with
- * set, return 1 when every leaf is an outer of two per-row vectors that only
- * feeds grads (R); mark[] gets the tree's nodes. */
+/* Mark in mark[] the nodes of the + / - tree of grad g, down to its other
+ * nodes (the leaves). 1 when every leaf is an outer of two per-row vectors that
+ * feeds only grads (R). */
 static int sumtree(const Cell *c, const int *R, const int *V, int g, int *mark)
 {
   const Node *n = &c->node[g];
@@ -451,6 +451,11 @@ void print_cellsched(FILE *f, const CellSched *s)
   if (!any)
     fprintf(f, "#     nothing\n");
 
+  l = (List){&p, "   ", "not computed (nothing reads them): ", 0, 0};
+  for (int i = 0; i < c->nnode; i++)
+    if (s->phase[i] == SCHED_DEAD)
+      item(&l, ntext(&p, i));
+  endlist(&l);
   l = (List){&p, "   ", "outs: ", 0, 0};
   for (int k = 0; k < c->nout; k++) {
     int o = c->out[k];
