@@ -472,6 +472,49 @@ int pipeline(Module *m, const Source *src, int upto, const char *only);
  * each scheduled cell's schedule (print_cellsched). */
 void print_after(FILE *f, const Module *m, int pass, int withprelude);
 
+/* ---- compiler/jit.c ------------------------------------------------------ */
+
+/* LLVM handles, declared through llvm-c's own struct tags so this header
+ * needs no LLVM include (they are LLVMContextRef and LLVMModuleRef). */
+struct LLVMOpaqueContext;
+struct LLVMOpaqueModule;
+
+/* The in-process JIT (ORC LLJIT) for the host CPU. Functions return RNNC_OK,
+ * or a status with a one-line message in err: RNNC_EVERIFY for a module that
+ * fails LLVMVerifyModule (a code generator bug; the message is the
+ * verifier's), RNNC_EINPUT for any other LLVM error (no native target, a
+ * symbol not found), RNNC_ENOMEM. */
+typedef struct Jit Jit;
+int jit_new(Jit **out, char *err, size_t errlen);
+void jit_free(Jit *j); /* NULL is fine; frees every module added and its code */
+/* The context modules for j must be built in (owned by j). */
+struct LLVMOpaqueContext *jit_context(Jit *j);
+/* Verify, optimize (default<O3>, host CPU) and add mod. Takes ownership of
+ * mod, even when it fails. */
+int jit_add(Jit *j, struct LLVMOpaqueModule *mod, char *err, size_t errlen);
+/* The address of a symbol of an added module (compiling it on first use). */
+int jit_lookup(Jit *j, const char *name, uintptr_t *addr, char *err, size_t errlen);
+
+/* ---- compiler/cellgen.c -------------------------------------------------- */
+
+/* The ABI of a generated cell step, over nrows independent rows (examples):
+ *   in[k]   the leaves, in the order c->input, c->state, c->param. An input
+ *           or state is [nrows, d] row-major; a param is one tensor shared by
+ *           every row, row-major as declared ([m, n] or [d] or []).
+ *   out[k]  every other node (const and zeros included), in node order:
+ *           [nrows, numel] row-major (numel: node_numel).
+ * float32 throughout; buffers must not overlap. */
+typedef void (*CellStepFn)(const float *const *in, float *const *out, int64_t nrows);
+/* The number of leaves (in[]) and of computed nodes (out[]) of c. */
+int cellgen_nin(const Cell *c);
+int cellgen_nout(const Cell *c);
+/* require: a verified cell; env binds every dim of c. produce: in a new
+ * module of cx, the function `sym` computing one step of c with c's dims as
+ * compile-time constants. RNNC_EINPUT (a dim unbound) or RNNC_ESHAPE (a
+ * negative size, a slice past the end) with a message in err; *out NULL. */
+int cellgen(struct LLVMOpaqueContext *cx, const Cell *c, const Env *env, const char *sym,
+            struct LLVMOpaqueModule **out, char *err, size_t errlen);
+
 /* ---- runtime/tensor.c ---------------------------------------------------- */
 
 enum { TENSOR_MAXRANK = 4 };
