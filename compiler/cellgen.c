@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h> /* LLVMTemporaryMDNode */
 
 #include "ir.h"
 
@@ -38,6 +39,11 @@ int cellgen_nout(const Cell *c)
   for (int i = 0; i < c->nnode; i++)
     n += !isleaf(c->node[i].op);
   return n;
+}
+
+static void addattr(LLVMContextRef cx, LLVMValueRef fn, unsigned idx, const char *name)
+{
+  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(cx, LLVMGetEnumAttributeKindForName(name, strlen(name)), 0));
 }
 
 static LLVMValueRef ci64(Gen *g, long v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
@@ -72,8 +78,16 @@ static void loop_end(Gen *g, Loop *l)
 {
   LLVMValueRef next = LLVMBuildNSWAdd(g->b, l->iv, ci64(g, 1), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  LLVMBuildBr(g->b, l->head);
+  LLVMValueRef br = LLVMBuildBr(g->b, l->head);
   LLVMAddIncoming(l->iv, &next, &latch, 1);
+  /* !llvm.loop !{self, !{"llvm.loop.unroll.disable"}}: trip counts are
+   * constants, and fully unrolled nests cost compile time for no gain */
+  LLVMMetadataRef self = LLVMTemporaryMDNode(g->cx, NULL, 0);
+  LLVMMetadataRef s = LLVMMDStringInContext2(g->cx, "llvm.loop.unroll.disable", 24);
+  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(g->cx, &s, 1)};
+  LLVMMetadataRef md = LLVMMDNodeInContext2(g->cx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(self, md);
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->cx, "llvm.loop", 9), LLVMMetadataAsValue(g->cx, md));
   LLVMPositionBuilderAtEnd(g->b, l->exit);
 }
 
@@ -105,13 +119,9 @@ static LLVMValueRef call1(Gen *g, const char *name, LLVMValueRef x)
   LLVMValueRef f = LLVMGetNamedFunction(g->mod, name);
   if (!f) {
     f = LLVMAddFunction(g->mod, name, ft);
-    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                            LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
-    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                            LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("willreturn", 10), 0));
-    /* memory(none) */
-    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                            LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("memory", 6), 0));
+    addattr(g->cx, f, LLVMAttributeFunctionIndex, "nounwind");
+    addattr(g->cx, f, LLVMAttributeFunctionIndex, "willreturn");
+    addattr(g->cx, f, LLVMAttributeFunctionIndex, "memory"); /* 0: memory(none) */
   }
   return LLVMBuildCall2(g->b, ft, f, &x, 1, "");
 }
@@ -341,37 +351,62 @@ int cellgen(LLVMContextRef cx, const Cell *c, const Env *env, const char *sym, L
   g.f32 = LLVMFloatTypeInContext(cx);
   g.i64 = LLVMInt64TypeInContext(cx);
   g.ptr = LLVMPointerTypeInContext(cx, 0);
-  LLVMTypeRef params[3] = {g.ptr, g.ptr, g.i64};
-  g.fn = LLVMAddFunction(g.mod, sym, LLVMFunctionType(LLVMVoidTypeInContext(cx), params, 3, 0));
-  LLVMAddAttributeAtIndex(g.fn, LLVMAttributeFunctionIndex,
-                          LLVMCreateEnumAttribute(cx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
-  g.entry = LLVMAppendBasicBlockInContext(cx, g.fn, "entry");
-  LLVMPositionBuilderAtEnd(g.b, g.entry);
-  LLVMValueRef in = LLVMGetParam(g.fn, 0), outv = LLVMGetParam(g.fn, 1);
-  g.nrows = LLVMGetParam(g.fn, 2);
-  LLVMSetValueName2(in, "in", 2);
-  LLVMSetValueName2(outv, "out", 3);
-  LLVMSetValueName2(g.nrows, "nrows", 5);
 
-  /* every node's buffer: leaves from in[], the rest from out[] */
+  /* The body: void sym.body(i64 nrows, ptr noalias buf...), one buffer per
+   * leaf (ABI order) then per computed node, always inlined into the entry
+   * point, where the noalias arguments become alias scopes: the vectorizer
+   * needs no run-time overlap checks. */
+  int nin = cellgen_nin(c), nbuf = nin + cellgen_nout(c);
+  int *slot = aalloc(ar, sizeof *slot * (size_t)(c->nnode + 1)); /* node -> buffer */
   const int *leaves[3] = {c->input, c->state, c->param};
   int nleaves[3] = {c->ninput, c->nstate, c->nparam};
-  int k = 0;
-  for (int l = 0; l < 3; l++)
-    for (int j = 0; j < nleaves[l]; j++, k++) {
-      LLVMValueRef idx = ci64(&g, k);
-      LLVMValueRef p = LLVMBuildInBoundsGEP2(g.b, g.ptr, in, &idx, 1, "");
-      g.base[leaves[l][j]] = LLVMBuildLoad2(g.b, g.ptr, p, c->node[leaves[l][j]].name);
-    }
-  k = 0;
-  for (int i = 0; i < c->nnode; i++)
-    if (!isleaf(c->node[i].op)) {
-      LLVMValueRef idx = ci64(&g, k++);
-      LLVMValueRef p = LLVMBuildInBoundsGEP2(g.b, g.ptr, outv, &idx, 1, "");
-      g.base[i] = LLVMBuildLoad2(g.b, g.ptr, p, c->node[i].name ? c->node[i].name : "");
-    }
+  for (int l = 0, k = 0; l < 3; l++)
+    for (int j = 0; j < nleaves[l]; j++)
+      slot[leaves[l][j]] = k++;
+  for (int i = 0, k = nin; i < c->nnode; i++)
+    if (!isleaf(c->node[i].op))
+      slot[i] = k++;
+  LLVMTypeRef *bt = aalloc(ar, sizeof *bt * (size_t)(nbuf + 1));
+  bt[0] = g.i64;
+  for (int k = 0; k < nbuf; k++)
+    bt[1 + k] = g.ptr;
+  LLVMTypeRef bodyty = LLVMFunctionType(LLVMVoidTypeInContext(cx), bt, (unsigned)nbuf + 1, 0);
+  g.fn = LLVMAddFunction(g.mod, aprintf(ar, "%s.body", sym), bodyty);
+  LLVMSetLinkage(g.fn, LLVMInternalLinkage);
+  addattr(cx, g.fn, LLVMAttributeFunctionIndex, "nounwind");
+  addattr(cx, g.fn, LLVMAttributeFunctionIndex, "alwaysinline");
+  for (int k = 0; k < nbuf; k++)
+    addattr(cx, g.fn, (unsigned)k + 2, "noalias");
+  g.nrows = LLVMGetParam(g.fn, 0);
+  LLVMSetValueName2(g.nrows, "nrows", 5);
+  for (int i = 0; i < c->nnode; i++) {
+    g.base[i] = LLVMGetParam(g.fn, (unsigned)slot[i] + 1);
+    if (c->node[i].name)
+      LLVMSetValueName2(g.base[i], c->node[i].name, strlen(c->node[i].name));
+  }
+  g.entry = LLVMAppendBasicBlockInContext(cx, g.fn, "entry");
+  LLVMPositionBuilderAtEnd(g.b, g.entry);
   for (int i = 0; i < c->nnode; i++)
     gen_node(&g, i, start[i]);
+  LLVMBuildRetVoid(g.b);
+
+  /* The entry point: void sym(ptr in, ptr out, i64 nrows) */
+  LLVMTypeRef params[3] = {g.ptr, g.ptr, g.i64};
+  LLVMValueRef fn = LLVMAddFunction(g.mod, sym, LLVMFunctionType(LLVMVoidTypeInContext(cx), params, 3, 0));
+  addattr(cx, fn, LLVMAttributeFunctionIndex, "nounwind");
+  LLVMValueRef in = LLVMGetParam(fn, 0), outv = LLVMGetParam(fn, 1);
+  LLVMSetValueName2(in, "in", 2);
+  LLVMSetValueName2(outv, "out", 3);
+  LLVMSetValueName2(LLVMGetParam(fn, 2), "nrows", 5);
+  LLVMPositionBuilderAtEnd(g.b, LLVMAppendBasicBlockInContext(cx, fn, "entry"));
+  LLVMValueRef *args = aalloc(ar, sizeof *args * (size_t)(nbuf + 1));
+  args[0] = LLVMGetParam(fn, 2);
+  for (int k = 0; k < nbuf; k++) {
+    LLVMValueRef idx = ci64(&g, k < nin ? k : k - nin);
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(g.b, g.ptr, k < nin ? in : outv, &idx, 1, "");
+    args[1 + k] = LLVMBuildLoad2(g.b, g.ptr, p, "");
+  }
+  LLVMBuildCall2(g.b, bodyty, g.fn, args, (unsigned)nbuf + 1, "");
   LLVMBuildRetVoid(g.b);
   LLVMDisposeBuilder(g.b);
   arena_free(ar);

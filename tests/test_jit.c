@@ -53,6 +53,15 @@ static Env bind(Module *m, const Cell *c, int ones)
   return env;
 }
 
+/* Bind the dims of c to vals[0], vals[1], ... in signature order. */
+static Env bindv(Module *m, const Cell *c, const long *vals)
+{
+  Env env = {0};
+  for (int d = 0; d < c->ndim; d++)
+    env_set(m->arena, &env, c->dim[d], vals[d]);
+  return env;
+}
+
 static int isleaf(int op) { return op == OP_INPUT || op == OP_STATE || op == OP_PARAM; }
 
 typedef struct Result {
@@ -359,6 +368,33 @@ Test(jit, rows_are_independent)
       free(out[k++]);
     }
   free(out);
+  module_free(m);
+  jit_free(j);
+}
+
+/* Sizes where the vectorized loops run with remainders (I = 19, H = 37), and
+ * the sizes of benchmark C2 (I = 128, H = 512), for the prelude cells and
+ * their backward cells; compile times are logged. */
+Test(jit, larger_sizes)
+{
+  static const long dims[][2] = {{19, 37}, {128, 512}};
+  Jit *j = newjit();
+  Module *m = module_new();
+  const char *names[] = {"rnn", "gru", "lstm"};
+  for (int s = 0; s < 2; s++)
+    for (int k = 0; k < 3; k++) {
+      Cell *c = cell_find(m, names[k]);
+      Cell *cells[2] = {c, autodiff_cell(m, c)->bwd};
+      for (int q = 0; q < 2; q++) {
+        Env env = bindv(m, cells[q], dims[s]);
+        Result r = check(j, cells[q], &env, 77);
+        cr_assert_eq(r.rc, RNNC_OK, "%s: %s", cells[q]->name, r.where);
+        cr_log_info("%-14s I=%ld H=%ld: max error %.2g; compile ms: IR %.2f, verify+O3 %.2f, codegen %.2f",
+                    cells[q]->name, dims[s][0], dims[s][1], r.maxerr, r.tgen, r.tadd, r.tlookup);
+        cr_expect(r.maxerr <= 1e-5, "%s at I=%ld H=%ld: max relative error %.3g at %s", cells[q]->name,
+                  dims[s][0], dims[s][1], r.maxerr, r.where);
+      }
+    }
   module_free(m);
   jit_free(j);
 }
