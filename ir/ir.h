@@ -515,6 +515,31 @@ int cellgen_nout(const Cell *c);
 int cellgen(struct LLVMOpaqueContext *cx, const Cell *c, const Env *env, const char *sym,
             struct LLVMOpaqueModule **out, char *err, size_t errlen);
 
+/* ---- compiler/gemm.c ----------------------------------------------------- */
+
+/* C[M, N] = A[M, K] · B (or +=), float32 row-major, M, N, K compile-time
+ * constants. B is [K, N], or with GEMM_BT its transpose [N, K]. */
+enum {
+  GEMM_ACC = 1,      /* C += A · B instead of C = A · B */
+  GEMM_BT = 2,       /* B is given transposed, as [N, K] */
+  GEMM_PORTABLE = 4, /* 4-wide vectors and llvm.fmuladd, whatever the host has */
+};
+/* Floats of the scratch buffer `pack` (B packed in column panels): enough
+ * for any vector width and flags. */
+size_t gemm_pack_size(int64_t N, int64_t K);
+/* produce: in mod (built in cx), three external functions
+ *   void sym(const float *A, const float *B, float *C, float *pack);
+ *   void sym_pack(const float *B, float *pack);        packs B
+ *   void sym_packed(const float *A, const float *pack, float *C);
+ * sym = sym_pack then sym_packed (C names: AOT headers can declare them); pack has gemm_pack_size(N, K) floats
+ * (alignment of a float suffices); A, B, C and pack must not overlap.
+ * The summation order is fixed by M, N, K and the flags alone.
+ * RNNC_ESHAPE for M, N or K < 1 or too large, with a message in err. */
+int gemm_gen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t M, int64_t N,
+             int64_t K, int flags, char *err, size_t errlen);
+/* Register block of the generated micro-kernel (rows, columns) for flags. */
+void gemm_block(int flags, int *mr, int *nr);
+
 /* ---- runtime/tensor.c ---------------------------------------------------- */
 
 enum { TENSOR_MAXRANK = 4 };
