@@ -13,9 +13,10 @@
  * under a reduction), neg, sigmoid, tanh, relu, step, exp (of a value bounded
  * by 3, else of tanh(v)), log (of sigmoid(v), exp(t) + 1 or v * v + 0.5),
  * split (both forms), slice (start and size random linear forms that fit for
- * every binding), concat (with zeros parts) and vector parameters. Every state
- * gets an update of its shape (a value of that shape, or a projection), and
- * the cell one out. The text must parse and verify: a generated cell that does
+ * every binding), concat (with zeros parts), vector parameters and constant
+ * vectors (zeros([d]) + c, ...). Every state gets an update of its shape (a
+ * value of that shape, a projection, now and then itself or zeros), and the
+ * cell one out. The text must parse and verify: a generated cell that does
  * not is a generator bug, and fails with the text.
  *
  * The checks, per case (the cell's IR text, the seed and the case number are
@@ -42,9 +43,10 @@
  *     tests/test_autodiff.c: (8 (L(+e) - L(-e)) - (L(+2e) - L(-2e))) / (12 e),
  *     e = 1e-3, at NCOORD random coordinates of every input, state and param;
  *     error |a - n| / max(|a|, |n|, 1e-3) <= 1e-6. Where e = 1e-3 misses, e =
- *     2.5e-4 is tried too (256 times less truncation error: deep random cells
- *     have large fifth derivatives) and the smaller error counts; a wrong rule
- *     misses at any e. A coordinate whose
+ *     2.5e-4 (256 times less truncation error: deep random cells have large
+ *     fifth derivatives) and e = 4e-3 (4 times less rounding error) are tried
+ *     too and the smallest error counts; a wrong rule misses at any e. A
+ *     coordinate whose
  *     perturbations flip the sign of a relu or step operand is skipped (the
  *     loss is not smooth there).
  *
@@ -146,10 +148,11 @@ typedef struct Gen {
 } Gen;
 
 enum { K_ADD, K_SUB, K_MUL, K_DIV, K_CONSTL, K_MATVEC, K_MATVECT, K_OUTERMV, K_OUTERMVT, K_NEG, K_SIGMOID,
-       K_TANH, K_RELU, K_STEP, K_EXP, K_LOG, K_SPLIT1, K_SPLITN, K_SLICE, K_CONCAT, K_ZEROS, K_VPARAM, NK };
+       K_TANH, K_RELU, K_STEP, K_EXP, K_LOG, K_SPLIT1, K_SPLITN, K_SLICE, K_CONCAT, K_ZEROS, K_VPARAM, K_CONSTVEC, NK };
 static const char *const kname[NK] = {"+", "-", "*", "/", "const op v", "@", "matvec_t", "outer @", "matvec_t(outer)",
                                       "neg", "sigmoid", "tanh", "relu", "step", "exp", "log", "split[k]",
-                                      "a, b = split", "slice", "concat", "zeros", "vector param"};
+                                      "a, b = split", "slice", "concat", "zeros", "vector param",
+                                      "constant vector"};
 static long kseen[NK];
 
 static int dm_eq(Dm a, Dm b) { return memcmp(&a, &b, sizeof a) == 0; }
@@ -502,6 +505,19 @@ static int stmt(Gen *g, int k)
     bprintf(&g->body, ")\n");
     return 1;
   }
+  case K_CONSTVEC: { /* v op (a constant expression of v's dim): no adjoint flows into it */
+    int form = rint_(3);
+    const char *c = cst();
+    int y = newval(g, va->d, ba * 3 + 3);
+    if (form == 0)
+      bprintf(&g->body, "  %s = %s * (zeros([%s]) + %s)\n", g->v[y].name, use(g, a), dm_str(va->d, ds), c);
+    else if (form == 1)
+      bprintf(&g->body, "  %s = %s + exp(zeros([%s]) - %s)\n", g->v[y].name, use(g, a), dm_str(va->d, ds),
+              cstabs(c) < 1 ? "0.5" : "1");
+    else
+      bprintf(&g->body, "  %s = tanh(zeros([%s]) + %s) - %s\n", g->v[y].name, dm_str(va->d, ds), c, use(g, a));
+    return 1;
+  }
   case K_VPARAM: { /* v * p + q with vector params */
     const char *p = param(g, va->d, va->d, 0);
     int y = newval(g, va->d, ba + 1);
@@ -512,7 +528,7 @@ static int stmt(Gen *g, int k)
   die("stmt: kind %d", k);
 }
 
-static const int kweight[NK] = {6, 4, 5, 3, 2, 6, 3, 2, 2, 2, 3, 3, 2, 1, 2, 2, 4, 4, 3, 3, 1, 2};
+static const int kweight[NK] = {6, 4, 5, 3, 2, 6, 3, 2, 2, 2, 3, 3, 2, 1, 2, 2, 4, 4, 3, 3, 1, 2, 1};
 
 /* The text of a random cell `fz`. */
 static char *gencell(Gen *g, int *nstate_out)
@@ -563,11 +579,20 @@ static char *gencell(Gen *g, int *nstate_out)
   for (int i = 0; i < nst; i++) {
     Dm d = g->v[st[i]].d;
     int cand[MAXVAL], n = 0;
+    char t2[64];
     for (int j = 0; j < g->nv; j++)
       if (!g->v[j].leaf && dm_eq(g->v[j].d, d))
         cand[n++] = j;
     if (n && chance(0.6)) {
       bprintf(&g->body, "  s%d' = %s\n", i, use(g, cand[rint_(n)]));
+      continue;
+    }
+    if (chance(0.06)) { /* kept as it is */
+      bprintf(&g->body, "  s%d' = s%d\n", i, i);
+      continue;
+    }
+    if (chance(0.04)) { /* reset */
+      bprintf(&g->body, "  s%d' = zeros([%s])\n", i, dm_str(d, t2));
       continue;
     }
     int s = pick(g);
@@ -962,9 +987,10 @@ static void run_case(Ctx *x, Jit *j)
           double ana = an >= 0 ? bv[an][e] * (x->adscale ? x->adscale : 1) : 0, num = 0, er = INFINITY;
           int kinks = 0;
           /* e = 1e-3, and where that misses, e = 2.5e-4 (truncation error
-           * 256 times smaller): the smaller error counts */
-          for (int pass = 0; pass < 2 && !(er <= 1e-6) && !kinks; pass++) {
-            double h = pass ? eps / 4 : eps, xe = v[leaf][e], Ld[4];
+           * 256 times smaller) and e = 4e-3 (rounding error 4 times
+           * smaller): the smallest error counts */
+          for (int pass = 0; pass < 3 && !(er <= 1e-6) && !kinks; pass++) {
+            double h = pass == 0 ? eps : pass == 1 ? eps / 4 : eps * 4, xe = v[leaf][e], Ld[4];
             const double off[4] = {h, -h, 2 * h, -2 * h};
             for (int t = 0; t < 4; t++) {
               v[leaf][e] = xe + off[t];
