@@ -6,9 +6,12 @@
  * B is packed into column panels of NR columns, panel p holding
  * pack[(p·K + k)·NR + j] = B[k, p·NR + j] (zero past column N), so the
  * micro-kernel reads B contiguously. The product runs in blocks:
- *   for each KC slice of k        (a panel slice, KC·NR floats, stays in L1)
- *     for each MC block of rows   (MC·KC floats of A stay in L2)
- *       for each panel p: for each MR rows: micro-kernel MR x NR over the slice
+ *   for each KC slice of k
+ *     for each NC block of columns  (its KC·NC floats of panels stay in L3)
+ *       for each MC block of rows   (A's block packed after B: MC·KC floats,
+ *                                    MR-row micro-panels, k-major, in L2)
+ *         for each panel p of the column block:
+ *           for each MR rows: micro-kernel MR x NR over the slice
  * The micro-kernel keeps an MR x NR block of C in MR·NR/W vector registers
  * (W = 8 floats with AVX2 + FMA on the host, else 4), and per k broadcasts
  * one float of each A row against NR/W vectors of the panel with llvm.fma;
@@ -27,10 +30,11 @@
 #include "ir.h"
 
 enum {
-  MR = 6,   /* rows of the register block */
-  KC = 256, /* k per slice */
-  MC = 120, /* rows per block, a multiple of MR */
-  MAXNR = 16,
+  MR = 6,    /* rows of the register block */
+  KC = 512,  /* k per slice */
+  MC = 120,  /* rows per block, a multiple of MR */
+  NC = 4096, /* columns per block, a multiple of every NR */
+  MAXNR = 16, /* the widest NR */
 };
 
 typedef struct G {
@@ -67,7 +71,16 @@ void gemm_block(int flags, int *mr, int *nr)
   *nr = !(flags & GEMM_PORTABLE) && host_avx2_fma() ? 16 : 8;
 }
 
-size_t gemm_pack_size(int64_t N, int64_t K) { return (size_t)((N + MAXNR - 1) / MAXNR * MAXNR * K); }
+/* Floats of B's panels for the widest NR, and of one block of A packed
+ * (up to MC rows, rounded up to MR, by up to KC columns). */
+static int64_t bpanels(int64_t N, int64_t K) { return (N + MAXNR - 1) / MAXNR * MAXNR * K; }
+static int64_t ablock(int64_t M, int64_t K)
+{
+  int64_t rows = (M + MR - 1) / MR * MR;
+  return (rows < MC ? rows : MC) * (K < KC ? K : KC);
+}
+
+size_t gemm_pack_size(int64_t M, int64_t N, int64_t K) { return (size_t)(bpanels(N, K) + ablock(M, K)); }
 
 static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
 
@@ -187,7 +200,7 @@ static void gen_pack(G *g)
 /* ---- the micro-kernel -------------------------------------------------------- */
 
 /* void kern(A, Bp, C, i64 kc, i1 first), internal: for r < mr, j < nr,
- *   C[r·N + j] = (first ? 0 : C[r·N + j]) + Σ_{k < kc} A[r·K + k] Bp[k·NR + j]
+ *   C[r·N + j] = (first ? 0 : C[r·N + j]) + Σ_{k < kc} Ap[k·MR + r] Bp[k·NR + j]
  * with the sum in increasing k; kc >= 1. */
 static LLVMValueRef gen_kernel(G *g, int mr, int nr)
 {
@@ -198,6 +211,19 @@ static LLVMValueRef gen_kernel(G *g, int mr, int nr)
   LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
   LLVMValueRef kc = LLVMGetParam(fn, 3), first = LLVMGetParam(fn, 4);
   int nv = (nr + g->W - 1) / g->W;
+  /* the C tile is needed after the k loop: prefetch it for writing now
+   * (llvm.prefetch(p, rw 1, locality 3, data 1)), its first and last float
+   * per row, so a tile far in C does not stall the stores */
+  unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+  LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->mod, pid, &g->ptr, 1);
+  LLVMTypeRef pfty = LLVMIntrinsicGetType(g->cx, pid, &g->ptr, 1);
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
+  for (int r = 0; r < mr; r++)
+    for (int e = 0; e < 2; e++) {
+      LLVMValueRef pa[4] = {gep(g, C, ci64(g, (int64_t)r * g->N + (e ? nr - 1 : 0))), LLVMConstInt(i32, 1, 0),
+                            LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
+      LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
+    }
   LLVMBasicBlockRef entry = LLVMGetInsertBlock(g->b);
   LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, fn, "k");
   LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->cx, fn, "store");
@@ -222,7 +248,7 @@ static LLVMValueRef gen_kernel(G *g, int mr, int nr)
   LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(g->cx), (unsigned)g->W));
   LLVMValueRef poison = LLVMGetPoison(g->vty);
   for (int r = 0; r < mr; r++) {
-    LLVMValueRef a = LLVMBuildLoad2(g->b, g->f32, gep(g, A, add(g, k, ci64(g, r * g->K))), "a");
+    LLVMValueRef a = LLVMBuildLoad2(g->b, g->f32, gep(g, A, add(g, mul(g, k, MR), ci64(g, r))), "a");
     LLVMValueRef s = LLVMBuildInsertElement(g->b, poison, a, LLVMConstInt(g->i64, 0, 0), "");
     s = LLVMBuildShuffleVector(g->b, s, poison, mask, "splat");
     for (int v = 0; v < nv; v++) {
@@ -275,20 +301,23 @@ static LLVMValueRef smin(G *g, LLVMValueRef a, LLVMValueRef b)
   return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, b, ""), a, b, "");
 }
 
-/* One panel p against the rows [i0, iend) of a block: MR rows at a time,
- * then, in the last block, the M % MR rows left (kern[1]). */
-static void gen_rows(G *g, LLVMValueRef *kern, LLVMValueRef p, LLVMValueRef A, LLVMValueRef pack, LLVMValueRef C,
+/* One panel p against the rows [i0, iend) of a block, whose A slice is
+ * packed at Ap: MR rows at a time, then, in the last block, the M % MR rows
+ * left (kern[1]). */
+static void gen_rows(G *g, LLVMValueRef *kern, LLVMValueRef p, LLVMValueRef Ap, LLVMValueRef pack, LLVMValueRef C,
                      LLVMValueRef k0, LLVMValueRef kc, LLVMValueRef first, LLVMValueRef ib, LLVMValueRef i0,
-                     LLVMValueRef iend)
+                     LLVMValueRef nq)
 {
   LLVMValueRef Bp = gep(g, pack, mul(g, add(g, mul(g, p, g->K), k0), g->NR)); /* panel p, row k0 */
   LLVMValueRef Cp = gep(g, C, mul(g, p, g->NR));                                /* column p·NR */
-  Loop li;
-  LLVMValueRef hi = LLVMBuildNSWSub(g->b, iend, ci64(g, MR - 1), "");
-  LLVMValueRef i = loop_begin(g, &li, i0, hi, MR, "i");
-  LLVMValueRef args[5] = {gep(g, A, add(g, mul(g, i, g->K), k0)), Bp, gep(g, Cp, mul(g, i, g->N)), kc, first};
+  LLVMValueRef qstride = mul(g, kc, MR);
+  Loop lq;
+  LLVMValueRef q = loop_begin(g, &lq, ci64(g, 0), nq, 1, "q");
+  LLVMValueRef i = add(g, i0, mul(g, q, MR));
+  LLVMValueRef args[5] = {gep(g, Ap, LLVMBuildNSWMul(g->b, q, qstride, "")), Bp, gep(g, Cp, mul(g, i, g->N)), kc,
+                          first};
   call(g, kern[0], args, 5);
-  loop_end(g, &li);
+  loop_end(g, &lq);
   int64_t mt = g->M % MR, nib = (g->M + MC - 1) / MC;
   if (mt) {
     LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(g->cx, g->fn, "mtail");
@@ -296,11 +325,30 @@ static void gen_rows(G *g, LLVMValueRef *kern, LLVMValueRef p, LLVMValueRef A, L
     LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, ib, ci64(g, nib - 1), ""), tail, after);
     LLVMPositionBuilderAtEnd(g->b, tail);
     LLVMValueRef r = ci64(g, g->M - mt);
-    LLVMValueRef targs[5] = {gep(g, A, add(g, mul(g, r, g->K), k0)), Bp, gep(g, Cp, mul(g, r, g->N)), kc, first};
+    LLVMValueRef targs[5] = {gep(g, Ap, LLVMBuildNSWMul(g->b, nq, qstride, "")), Bp, gep(g, Cp, mul(g, r, g->N)),
+                             kc, first};
     call(g, kern[1], targs, 5);
     LLVMBuildBr(g->b, after);
     LLVMPositionBuilderAtEnd(g->b, after);
   }
+}
+
+/* Ap[(q·kc + k)·MR + r] = A[i0 + q·MR + r, k0 + k] for the rows [i0, iend):
+ * MR-row micro-panels read contiguously by the kernel. */
+static void gen_pack_a(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LLVMValueRef iend, LLVMValueRef k0,
+                       LLVMValueRef kc)
+{
+  Loop li, lk;
+  LLVMValueRef i = loop_begin(g, &li, i0, iend, 1, "ai");
+  LLVMValueRef ir = LLVMBuildNSWSub(g->b, i, i0, "");
+  LLVMValueRef q = LLVMBuildUDiv(g->b, ir, ci64(g, MR), ""), r = LLVMBuildURem(g->b, ir, ci64(g, MR), "");
+  LLVMValueRef dst = add(g, mul(g, LLVMBuildNSWMul(g->b, q, kc, ""), MR), r);
+  LLVMValueRef src = add(g, mul(g, i, g->K), k0);
+  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "ak");
+  LLVMValueRef v = LLVMBuildLoad2(g->b, g->f32, gep(g, A, add(g, src, k)), "");
+  LLVMBuildStore(g->b, v, gep(g, Ap, add(g, dst, mul(g, k, MR))));
+  loop_end(g, &lk);
+  loop_end(g, &li);
 }
 
 /* void sym_packed(A, pack, C): the loop nest of the header comment. */
@@ -319,23 +367,39 @@ static void gen_packed(G *g)
   LLVMSetValueName2(A, "A", 1);
   LLVMSetValueName2(pack, "pack", 4);
   LLVMSetValueName2(C, "C", 1);
-  Loop lk, li, lp;
+  LLVMValueRef Ap = gep(g, pack, ci64(g, bpanels(g->N, g->K)));
+  /* column blocks of NC columns: the panels of one block and one k slice
+   * (KC·NC floats) stay in L3 while every row block passes over them */
+  int64_t ncp = NC / g->NR, njb = np ? (np + ncp - 1) / ncp : 1;
+  Loop lk, lj, li, lp;
   LLVMValueRef kb = loop_begin(g, &lk, ci64(g, 0), ci64(g, (g->K + KC - 1) / KC), 1, "kb");
   LLVMValueRef k0 = mul(g, kb, KC);
   LLVMValueRef kc = smin(g, LLVMBuildNSWSub(g->b, ci64(g, g->K), k0, ""), ci64(g, KC));
   LLVMValueRef first = g->flags & GEMM_ACC ? LLVMConstInt(g->i1, 0, 0)
                                            : LLVMBuildICmp(g->b, LLVMIntEQ, kb, ci64(g, 0), "first");
+  LLVMValueRef jb = loop_begin(g, &lj, ci64(g, 0), ci64(g, njb), 1, "jb");
+  LLVMValueRef p0 = mul(g, jb, ncp), p1 = smin(g, add(g, p0, ci64(g, ncp)), ci64(g, np));
   LLVMValueRef ib = loop_begin(g, &li, ci64(g, 0), ci64(g, (g->M + MC - 1) / MC), 1, "ib");
   LLVMValueRef i0 = mul(g, ib, MC);
   LLVMValueRef iend = smin(g, add(g, i0, ci64(g, MC)), ci64(g, g->M));
+  LLVMValueRef nq = LLVMBuildSDiv(g->b, LLVMBuildNSWSub(g->b, iend, i0, ""), ci64(g, MR), "nq"); /* whole MR blocks */
+  gen_pack_a(g, A, Ap, i0, iend, k0, kc);
   if (np) {
-    LLVMValueRef p = loop_begin(g, &lp, ci64(g, 0), ci64(g, np), 1, "p");
-    gen_rows(g, kfull, p, A, pack, C, k0, kc, first, ib, i0, iend);
+    LLVMValueRef p = loop_begin(g, &lp, p0, p1, 1, "p");
+    gen_rows(g, kfull, p, Ap, pack, C, k0, kc, first, ib, i0, nq);
     loop_end(g, &lp);
   }
-  if (nt)
-    gen_rows(g, ktail, ci64(g, np), A, pack, C, k0, kc, first, ib, i0, iend);
+  if (nt) { /* the last panel, partial, with the last column block */
+    LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(g->cx, g->fn, "ntail");
+    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(g->cx, g->fn, "after");
+    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, jb, ci64(g, njb - 1), ""), tail, after);
+    LLVMPositionBuilderAtEnd(g->b, tail);
+    gen_rows(g, ktail, ci64(g, np), Ap, pack, C, k0, kc, first, ib, i0, nq);
+    LLVMBuildBr(g->b, after);
+    LLVMPositionBuilderAtEnd(g->b, after);
+  }
   loop_end(g, &li);
+  loop_end(g, &lj);
   loop_end(g, &lk);
   LLVMBuildRetVoid(g->b);
 }

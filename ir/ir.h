@@ -524,15 +524,17 @@ enum {
   GEMM_BT = 2,       /* B is given transposed, as [N, K] */
   GEMM_PORTABLE = 4, /* 4-wide vectors and llvm.fmuladd, whatever the host has */
 };
-/* Floats of the scratch buffer `pack` (B packed in column panels): enough
+/* Floats of the scratch buffer `pack`: B packed in column panels (written
+ * by sym_pack), then one block of A packed (sym_packed's scratch); enough
  * for any vector width and flags. */
-size_t gemm_pack_size(int64_t N, int64_t K);
+size_t gemm_pack_size(int64_t M, int64_t N, int64_t K);
 /* produce: in mod (built in cx), three external functions
  *   void sym(const float *A, const float *B, float *C, float *pack);
- *   void sym_pack(const float *B, float *pack);        packs B
- *   void sym_packed(const float *A, const float *pack, float *C);
- * sym = sym_pack then sym_packed (C names: AOT headers can declare them); pack has gemm_pack_size(N, K) floats
- * (alignment of a float suffices); A, B, C and pack must not overlap.
+ *   void sym_pack(const float *B, float *pack);    packs B into pack
+ *   void sym_packed(const float *A, float *pack, float *C);  B as packed
+ * sym = sym_pack then sym_packed (C names: AOT headers can declare them).
+ * pack has gemm_pack_size(M, N, K) floats (a float's alignment suffices);
+ * A, B, C and pack must not overlap.
  * The summation order is fixed by M, N, K and the flags alone.
  * RNNC_ESHAPE for M, N or K < 1 or too large, with a message in err. */
 int gemm_gen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t M, int64_t N,

@@ -22,7 +22,7 @@
 
 typedef void (*GemmFn)(const float *A, const float *B, float *C, float *pack);
 typedef void (*PackFn)(const float *B, float *pack);
-typedef void (*PackedFn)(const float *A, const float *pack, float *C);
+typedef void (*PackedFn)(const float *A, float *pack, float *C);
 
 enum { GUARD = 37 };
 static const float CANARY = 12345.0f;
@@ -68,7 +68,7 @@ static double check(Jit *j, int64_t M, int64_t N, int64_t K, int flags)
   snprintf(name, sizeof name, "%s_packed", sym);
   PackedFn packed = (PackedFn)lookup(j, name);
 
-  size_t np = gemm_pack_size(N, K);
+  size_t np = gemm_pack_size(M, N, K);
   float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(K * N));
   float *C0 = malloc(sizeof(float) * (size_t)(M * N));
   float *C = malloc(sizeof(float) * (size_t)(M * N + GUARD)), *C2 = malloc(sizeof(float) * (size_t)(M * N + GUARD));
@@ -127,11 +127,12 @@ static double check(Jit *j, int64_t M, int64_t N, int64_t K, int flags)
 static const int64_t small[][3] = {
     {1, 1, 1},    {1, 17, 13},  {7, 1, 13},    {13, 17, 1},  {7, 13, 17},  {17, 33, 7},
     {33, 7, 33},  {6, 16, 256}, {5, 15, 257},  {12, 32, 513}, {2, 9, 3},   {121, 47, 300},
-    {241, 24, 5}, {6, 8, 4},    {11, 31, 100}, {4, 4, 4},
+    {241, 24, 5}, {6, 8, 4},    {11, 31, 100}, {4, 4, 4},    {7, 20, 1100}, {7, 4100, 3},
 };
 
 /* Edge and odd shapes (M, N, K of 1; 7, 13, 17, 33; tails in M, N and K
- * slices; more than one row block), with every combination of flags. */
+ * slices; more than one row block, k slice and column block), with every
+ * combination of flags. */
 Test(gemm, small_shapes_all_flags)
 {
   Jit *j = newjit();
