@@ -22,7 +22,7 @@
  * The checks, per case (the cell's IR text, the seed and the case number are
  * printed on any failure; RNNC_FUZZ_SEED=S RNNC_FUZZ_CASE=k reruns case k):
  *  1. The forward cell and its backward cell (autodiff_cell) are JIT-compiled at
- *     the drawn dims and run on NROWS rows; every computed node is compared
+ *     the drawn dims and run on 1 to 3 rows; every computed node is compared
  *     with cell_eval(PREC_F32) on each row. Forward leaves are uniform in
  *     [-1, 1); the backward cell gets the forward cell's values (saved inputs,
  *     params) and random output and state adjoints. Both sides round every op
@@ -38,7 +38,8 @@
  *     whose operand is within its bound of 0 may switch: that is in the bound).
  *     Unlike a relative error per node, this cannot fail by cancellation, and
  *     stays tight (bitwise equality where the bound is 0).
- *  2. The backward cell, evaluated in float64 on the forward values, must give
+ *  2. Both cells print to text that parses, verifies and prints the same.
+ *  3. The backward cell, evaluated in float64 on the forward values, must give
  *     the float64 finite differences of L = Σ <w, out> + Σ <u_s, h'_s>, as in
  *     tests/test_autodiff.c: (8 (L(+e) - L(-e)) - (L(+2e) - L(-2e))) / (12 e),
  *     e = 1e-3, at NCOORD random coordinates of every input, state and param;
@@ -775,7 +776,7 @@ static int nsym;
 /* JIT c at env, run it on rows whose leaves are lv[r][leaf node] (the param
  * values from row 0), compare every computed node with cell_eval(PREC_F32).
  * Returns 1 when it passes. */
-static int jitcheck(Ctx *x, Jit *j, const Cell *c, const Env *env, double **lv[NROWS])
+static int jitcheck(Ctx *x, Jit *j, const Cell *c, const Env *env, double **lv[NROWS], int nrows)
 {
   char err[1024], sym[64];
   snprintf(sym, sizeof sym, "fz%d", nsym++);
@@ -810,7 +811,7 @@ static int jitcheck(Ctx *x, Jit *j, const Cell *c, const Env *env, double **lv[N
     for (int q = 0; q < nleaves[l]; q++, k++) {
       int i = leaves[l][q];
       slot[i] = k;
-      long rows = l == 2 ? 1 : NROWS;
+      long rows = l == 2 ? 1 : nrows;
       in[k] = calloc((size_t)(numel[i] * rows) + 1, sizeof **in);
       for (long r = 0; r < rows; r++)
         for (long e = 0; e < numel[i]; e++)
@@ -818,12 +819,12 @@ static int jitcheck(Ctx *x, Jit *j, const Cell *c, const Env *env, double **lv[N
     }
   for (int i = 0; i < c->nnode; i++)
     if (!isleaf(c->node[i].op))
-      out[slot[i]] = calloc((size_t)(numel[i] * NROWS) + 1, sizeof **out);
-  step((const float *const *)in, out, NROWS);
+      out[slot[i]] = calloc((size_t)(numel[i] * nrows) + 1, sizeof **out);
+  step((const float *const *)in, out, nrows);
 
   int ok = 1;
   double **ref = vals(c, env), **eb = vals(c, env);
-  for (int r = 0; r < NROWS && ok; r++) {
+  for (int r = 0; r < nrows && ok; r++) {
     for (int l = 0; l < 3; l++)
       for (int q = 0; q < nleaves[l]; q++) {
         int i = leaves[l][q];
@@ -888,6 +889,35 @@ static double loss(const Cell *c, const Env *env, double **v, double **w, double
   return L;
 }
 
+/* print_cell's text parses and verifies, and prints again byte for byte. */
+static void roundtrip(Ctx *x, const Cell *c)
+{
+  char *t1 = NULL, *t2 = NULL;
+  size_t n1 = 0, n2 = 0;
+  FILE *f = open_memstream(&t1, &n1);
+  cr_assert(f);
+  print_cell(f, c);
+  fclose(f);
+  Module *m = module_new();
+  cr_assert(m);
+  const Source *src = source_new(m, "<printed>", t1);
+  if (parse(m, src) != RNNC_OK || verify(m) != RNNC_OK) {
+    report(x, "the printed cell '%s' does not parse and verify:\n%s\n%s", c->name, diags_string(m->arena, &m->diags), t1);
+  } else {
+    Cell *c2 = cell_find(m, c->name);
+    cr_assert(c2, "no cell '%s' in\n%s", c->name, t1);
+    f = open_memstream(&t2, &n2);
+    cr_assert(f);
+    print_cell(f, c2);
+    fclose(f);
+    if (strcmp(t1, t2) != 0)
+      report(x, "the printed cell '%s' prints differently when parsed:\n%s\nthen\n%s", c->name, t1, t2);
+  }
+  module_free(m);
+  free(t1);
+  free(t2);
+}
+
 /* One case: generate, parse, verify, differentiate, JIT both cells, check. */
 static void run_case(Ctx *x, Jit *j)
 {
@@ -919,6 +949,8 @@ static void run_case(Ctx *x, Jit *j)
     goto done;
   }
   Cell *b = gr->bwd;
+  roundtrip(x, c);
+  roundtrip(x, b);
 
   /* forward leaves per row; the forward values in float32 feed the backward cell */
   double **fv[NROWS], **bvv[NROWS];
@@ -941,8 +973,9 @@ static void run_case(Ctx *x, Jit *j)
     for (int p = 0; p < b->nparam; p++)
       memcpy(bvv[r][b->param[p]], fv[0][c->param[p]], (size_t)node_numel(c, c->param[p], &env) * sizeof(double));
   }
-  if (jitcheck(x, j, c, &env, fv))
-    jitcheck(x, j, b, &env, bvv);
+  int nrows = 1 + rint_(NROWS);
+  if (jitcheck(x, j, c, &env, fv, nrows))
+    jitcheck(x, j, b, &env, bvv, nrows);
 
   /* autodiff against float64 finite differences, at row 0's leaves */
   {
