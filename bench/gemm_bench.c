@@ -1,7 +1,8 @@
 /* gemm_bench.c — rnnc's generated GEMM (compiler/gemm.c) against OpenBLAS
  * sgemm, one thread, on the GEMM shapes of the benchmark configurations.
  *
- *   gemm_bench [RUNS]      (default 21 runs per shape)
+ *   gemm_bench [RUNS [M K N]]   (default 21 runs per shape; the shapes
+ *                               below, or the one given)
  *
  * For each shape C[M, N] = A[M, K] · B[K, N]: first validate (rnnc vs
  * OpenBLAS on the same inputs, max |difference| <= 1e-6 · (K + 1) · max|A| ·
@@ -107,8 +108,11 @@ static void *xmalloc(size_t n)
 int main(int argc, char **argv)
 {
   int runs = argc > 1 ? atoi(argv[1]) : 21;
-  if (runs < 1 || argc > 2) {
-    fprintf(stderr, "usage: gemm_bench [RUNS]\n");
+  int64_t one[3] = {0, 0, 0}; /* M K N of a shape given on the command line */
+  for (int a = 2; a < argc && a < 5; a++)
+    one[a - 2] = atoll(argv[a]);
+  if (runs < 1 || (argc != 2 && argc != 5 && argc != 1) || (argc == 5 && (one[0] < 1 || one[1] < 1 || one[2] < 1))) {
+    fprintf(stderr, "usage: gemm_bench [RUNS [M K N]]\n");
     return 2;
   }
   openblas_set_num_threads(1);
@@ -124,8 +128,12 @@ int main(int argc, char **argv)
          runs);
   printf("| GEMM [M x K] x [K x N] | what | rnnc GFLOP/s | rnnc, B prepacked | OpenBLAS GFLOP/s | rnnc / OpenBLAS "
          "|\n|---|---|---|---|---|---|\n");
-  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+  size_t nshape = argc == 5 ? 1 : sizeof shapes / sizeof shapes[0];
+  for (size_t s = 0; s < nshape; s++) {
     int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
+    const char *what = shapes[s].what;
+    if (argc == 5)
+      M = one[0], K = one[1], N = one[2], what = "given";
     char sym[64];
     snprintf(sym, sizeof sym, "bench%zu", s);
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext(sym, jit_context(j));
@@ -180,7 +188,7 @@ int main(int argc, char **argv)
       gf[w] = 2.0 * (double)M * (double)N * (double)K / t[w * runs + runs / 2] * 1e-9;
     }
     printf("| [%lld x %lld] x [%lld x %lld] | %s | %.1f | %.1f | %.1f | %.2f |\n", (long long)M, (long long)K,
-           (long long)K, (long long)N, shapes[s].what, gf[0], gf[1], gf[2], ratio[runs / 2]);
+           (long long)K, (long long)N, what, gf[0], gf[1], gf[2], ratio[runs / 2]);
     free(ratio);
     fflush(stdout);
     free(t), free(A), free(B), free(C), free(Cr), free(P);
