@@ -681,7 +681,7 @@ static void errbound(const Cell *c, const Env *env, double **y, double **err)
           r = fabs(B) > eb ? (ea + fabs(Y[e]) * eb) / (fabs(B) - eb) + (ea + eb > 0 ? u * fabs(Y[e]) : 0) : INFINITY;
           break;
         case OP_NEG: r = ea; break;
-        case OP_SIGMOID: r = fmin(ea, 1) * 0.25 * 1.01 + 4 * u * fabs(Y[e]); break;
+        case OP_SIGMOID: r = fmin(ea * 0.2525, 1) + 4 * u * fabs(Y[e]); break;
         case OP_TANH: r = fmin(ea, 2) * (1 - Y[e] * Y[e] + 2 * ea) + 4 * u * fabs(Y[e]); break;
         case OP_RELU: r = fabs(A) > ea ? (A > 0 ? ea : 0) : fabs(A) + ea; break;
         case OP_STEP: r = fabs(A) > ea ? 0 : 1; break;
@@ -689,7 +689,7 @@ static void errbound(const Cell *c, const Env *env, double **y, double **err)
         case OP_LOG: r = fabs(A) > ea ? -log1p(-ea / fabs(A)) + 4 * u * fabs(Y[e]) : INFINITY; break;
         default: die("errbound: op %s", opinfo[nd->op].spelling);
         }
-        E[e] = r;
+        E[e] = isnan(r) ? INFINITY : r; /* inf * 0 */
       }
       break;
     }
@@ -704,7 +704,7 @@ static void errbound(const Cell *c, const Env *env, double **y, double **err)
           s += fabs(W) * err[b][k] + err[a][ij] * fabs(V) + err[a][ij] * err[b][k];
           sabs += fabs(W * V) + fabs(W) * err[b][k] + err[a][ij] * fabs(V);
         }
-        E[o] = s + (double)(nin + 1) * u * sabs;
+        E[o] = isnan(s + sabs) ? INFINITY : s + (double)(nin + 1) * u * sabs;
       }
       break;
     }
@@ -712,7 +712,8 @@ static void errbound(const Cell *c, const Env *env, double **y, double **err)
       long nb = node_numel(c, b, env);
       for (long e = 0; e < n; e++) {
         double A = y[a][e / nb], B = y[b][e % nb], ea = err[a][e / nb], eb = err[b][e % nb];
-        E[e] = ea * fabs(B) + eb * fabs(A) + ea * eb + (ea + eb > 0 ? u * fabs(Y[e]) : 0);
+        double r = ea * fabs(B) + eb * fabs(A) + ea * eb + (ea + eb > 0 ? u * fabs(Y[e]) : 0);
+        E[e] = isnan(r) ? INFINITY : r;
       }
       break;
     }
