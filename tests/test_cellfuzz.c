@@ -5,7 +5,8 @@
  * The generator. Each case draws three named dims D0, D1, D2 with values in
  * {1, 2, 3, 5, 7, 9, 13, 17}, one or two inputs and one to three states (each
  * a vector of a random linear form of the dims: D1, 2*D0, D0 + D2 + 1, ...),
- * then 3 to 14 statements, one op each (operands are named values, constants
+ * then 3 to 14 statements (RNNC_FUZZ_STMTS) of at most 48 elements
+ * (RNNC_FUZZ_MAXNUMEL), one op each (operands are named values, constants
  * or short inline expressions, so the parser's anonymous nodes are fuzzed too):
  * + - * / (with scalar constants broadcast on either side; a vector divisor is
  * made positive: sigmoid(v) + 0.5), @ and matvec_t with fresh or shared
@@ -75,7 +76,9 @@
 #define FUZZ_SANITIZED 0
 #endif
 
-enum { NROWS = 3, NCOORD = 4, NSYM = 3, MAXVAL = 96, MAXPARAM = 32, MAXNUMEL = 48 };
+enum { NROWS = 3, NCOORD = 4, NSYM = 3, MAXVAL = 256, MAXPARAM = 64 };
+/* RNNC_FUZZ_STMTS, RNNC_FUZZ_MAXNUMEL: bigger cells for a campaign */
+static long maxstmt = 14, maxnumel = 48;
 static const long dimchoice[] = {1, 2, 3, 5, 7, 9, 13, 17};
 
 /* ---- a deterministic generator (splitmix64) ---- */
@@ -295,7 +298,7 @@ static const char *cst(void)
 }
 static double cstabs(const char *s) { return fabs(atof(s)); }
 
-static int fits(const Gen *g, Dm d) { return !dm_zero(d) && dm_val(g, d) <= MAXNUMEL; }
+static int fits(const Gen *g, Dm d) { return !dm_zero(d) && dm_val(g, d) <= maxnumel; }
 
 /* One statement; returns 0 when the drawn kind does not apply here. */
 static int stmt(Gen *g, int k)
@@ -564,7 +567,7 @@ static char *gencell(Gen *g, int *nstate_out)
     bprintf(&head, "%ss%d: [%s]", i ? ", " : "", i, dm_str(d, ds));
   }
   bprintf(&head, ") {\n");
-  int nstmt = 3 + rint_(12), wsum = 0;
+  int nstmt = 3 + rint_((int)maxstmt - 2), wsum = 0;
   for (int k = 0; k < NK; k++)
     wsum += kweight[k];
   for (int s = 0; s < nstmt && g->nv < MAXVAL - 12 && g->np < MAXPARAM - 6;) {
@@ -1083,6 +1086,9 @@ Test(cellfuzz, random_cells_compiled_vs_interpreted_and_autodiff_vs_finite_diffe
   long ncase = envlong("RNNC_FUZZ_CASES", FUZZ_SANITIZED ? 60 : 150);
   long only = envlong("RNNC_FUZZ_CASE", -1);
   uint64_t seed = (uint64_t)envlong("RNNC_FUZZ_SEED", 20261127);
+  maxstmt = envlong("RNNC_FUZZ_STMTS", 14);
+  maxnumel = envlong("RNNC_FUZZ_MAXNUMEL", 48);
+  cr_assert(maxstmt >= 3 && maxnumel >= 17, "RNNC_FUZZ_STMTS >= 3, RNNC_FUZZ_MAXNUMEL >= 17");
   Ctx x = {.seed = seed};
   Jit *j = NULL;
   char err[512];
