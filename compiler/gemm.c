@@ -35,6 +35,7 @@ enum {
   MC = 120,  /* rows per block, a multiple of MR */
   NC = 4096, /* columns per block, a multiple of every NR */
   MAXNR = 16, /* the widest NR */
+  PFD = 32,   /* k steps before the end of a slice at which C is prefetched */
 };
 
 typedef struct G {
@@ -199,46 +200,27 @@ static void gen_pack(G *g)
 
 /* ---- the micro-kernel -------------------------------------------------------- */
 
-/* void kern(A, Bp, C, i64 kc, i1 first), internal: for r < mr, j < nr,
- *   C[r·N + j] = (first ? 0 : C[r·N + j]) + Σ_{k < kc} Ap[k·MR + r] Bp[k·NR + j]
- * with the sum in increasing k; kc >= 1. */
-static LLVMValueRef gen_kernel(G *g, int mr, int nr)
+/* for (k = lo; k < hi; k++) acc[r][v] = fma(A[k·MR + r], Bp[k·NR + v·W ..], acc[r][v])
+ * for r < mr, v < nv; out gets the accumulators after the loop (out may be
+ * in). */
+static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef lo, LLVMValueRef hi,
+                      LLVMValueRef in[MR][MAXNR / 4], LLVMValueRef out[MR][MAXNR / 4])
 {
-  char suffix[32];
-  snprintf(suffix, sizeof suffix, "_k%dx%d", mr, nr);
-  LLVMTypeRef pt[5] = {g->ptr, g->ptr, g->ptr, g->i64, g->i1};
-  LLVMValueRef fn = newfn(g, suffix, pt, 5, 1);
-  LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
-  LLVMValueRef kc = LLVMGetParam(fn, 3), first = LLVMGetParam(fn, 4);
-  int nv = (nr + g->W - 1) / g->W;
-  /* the C tile is needed after the k loop: prefetch it for writing now
-   * (llvm.prefetch(p, rw 1, locality 3, data 1)), its first and last float
-   * per row, so a tile far in C does not stall the stores */
-  unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-  LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->mod, pid, &g->ptr, 1);
-  LLVMTypeRef pfty = LLVMIntrinsicGetType(g->cx, pid, &g->ptr, 1);
-  LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
-  for (int r = 0; r < mr; r++)
-    for (int e = 0; e < 2; e++) {
-      LLVMValueRef pa[4] = {gep(g, C, ci64(g, (int64_t)r * g->N + (e ? nr - 1 : 0))), LLVMConstInt(i32, 1, 0),
-                            LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
-      LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
-    }
-  LLVMBasicBlockRef entry = LLVMGetInsertBlock(g->b);
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, fn, "k");
-  LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->cx, fn, "store");
-  LLVMBuildBr(g->b, body);
-  LLVMPositionBuilderAtEnd(g->b, body);
-
-  /* phis: k and the mr x nv accumulators */
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->cx, g->fn, "k");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, g->fn, "kbody");
+  LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->cx, g->fn, "kdone");
+  LLVMBuildBr(g->b, head);
+  LLVMPositionBuilderAtEnd(g->b, head);
   LLVMValueRef k = LLVMBuildPhi(g->b, g->i64, "k"), acc[MR][MAXNR / 4], next[MR][MAXNR / 4];
-  LLVMValueRef zero = ci64(g, 0), vzero = LLVMConstNull(g->vty);
-  LLVMAddIncoming(k, &zero, &entry, 1);
+  LLVMAddIncoming(k, &lo, &pre, 1);
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
       acc[r][v] = LLVMBuildPhi(g->b, g->vty, "acc");
-      LLVMAddIncoming(acc[r][v], &vzero, &entry, 1);
+      LLVMAddIncoming(acc[r][v], &in[r][v], &pre, 1);
     }
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, k, hi, ""), body, exit);
+  LLVMPositionBuilderAtEnd(g->b, body);
   LLVMValueRef bv[MAXNR / 4];
   LLVMValueRef brow = mul(g, k, g->NR);
   for (int v = 0; v < nv; v++) {
@@ -261,11 +243,50 @@ static LLVMValueRef gen_kernel(G *g, int mr, int nr)
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++)
       LLVMAddIncoming(acc[r][v], &next[r][v], &body, 1);
-  nounroll(g, LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, k1, kc, ""), body, exit));
+  nounroll(g, LLVMBuildBr(g->b, head));
+  LLVMPositionBuilderAtEnd(g->b, exit);
+  for (int r = 0; r < mr; r++)
+    for (int v = 0; v < nv; v++)
+      out[r][v] = acc[r][v];
+}
+
+/* void kern(A, Bp, C, i64 kc, i1 first), internal: for r < mr, j < nr,
+ *   C[r·N + j] = (first ? 0 : C[r·N + j]) + Σ_{k < kc} Ap[k·MR + r] Bp[k·NR + j]
+ * with the sum in increasing k; kc >= 1. */
+static LLVMValueRef gen_kernel(G *g, int mr, int nr)
+{
+  char suffix[32];
+  snprintf(suffix, sizeof suffix, "_k%dx%d", mr, nr);
+  LLVMTypeRef pt[5] = {g->ptr, g->ptr, g->ptr, g->i64, g->i1};
+  LLVMValueRef fn = newfn(g, suffix, pt, 5, 1);
+  LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
+  LLVMValueRef kc = LLVMGetParam(fn, 3), first = LLVMGetParam(fn, 4);
+  int nv = (nr + g->W - 1) / g->W;
+  /* acc = Σ over k in [0, split), prefetch the C tile for writing
+   * (llvm.prefetch(p, rw 1, locality 3, data 1), the first and last float of
+   * each row), then k in [split, kc): the tile arrives while the last PFD
+   * steps run and is not evicted by the panel streaming through L1 */
+  LLVMValueRef acc[MR][MAXNR / 4], next[MR][MAXNR / 4];
+  for (int r = 0; r < mr; r++)
+    for (int v = 0; v < nv; v++)
+      acc[r][v] = LLVMConstNull(g->vty);
+  LLVMValueRef split = LLVMBuildNSWSub(g->b, kc, ci64(g, PFD), "");
+  split = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, split, ci64(g, 0), ""), ci64(g, 0), split, "split");
+  gen_kloop(g, mr, nv, A, Bp, ci64(g, 0), split, acc, next);
+  unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+  LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->mod, pid, &g->ptr, 1);
+  LLVMTypeRef pfty = LLVMIntrinsicGetType(g->cx, pid, &g->ptr, 1);
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
+  for (int r = 0; r < mr; r++)
+    for (int e = 0; e < 2; e++) {
+      LLVMValueRef pa[4] = {gep(g, C, ci64(g, (int64_t)r * g->N + (e ? nr - 1 : 0))), LLVMConstInt(i32, 1, 0),
+                            LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
+      LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
+    }
+  gen_kloop(g, mr, nv, A, Bp, split, kc, next, next);
 
   /* C += acc (or C = acc on the first slice): whole vectors, then the lanes
    * of a last partial vector one by one */
-  LLVMPositionBuilderAtEnd(g->b, exit);
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
       int lanes = nr - v * g->W < g->W ? nr - v * g->W : g->W;
