@@ -8,11 +8,12 @@
  * OpenBLAS on the same inputs, max |difference| <= 1e-6 · (K + 1) · max|A| ·
  * max|B|; exit 1 on a mismatch), then time. A run is enough calls back to
  * back to last >= 10 ms of the thread's CPU time (CLOCK_THREAD_CPUTIME_ID:
- * time the shared machine gives other processes is not counted); the figure is the median over RUNS runs of the time
- * per call, rnnc and OpenBLAS runs interleaved; the ratio is the median
- * over runs of OpenBLAS time / rnnc time of the same run. rnnc is timed with packing
- * (sym: packs B then multiplies, as OpenBLAS does) and without (sym_packed,
- * B packed once, as for weights reused across time steps).
+ * time the shared machine gives other processes is not counted); the
+ * figure is the median over RUNS runs of the time per call, rnnc and
+ * OpenBLAS runs interleaved; the ratio is the median over runs of OpenBLAS
+ * time / rnnc time of the same run. rnnc is timed with packing (sym: packs
+ * B then multiplies, as OpenBLAS does) and without (sym_packed, B packed
+ * once, as for weights reused across time steps).
  * GFLOP/s = 2·M·N·K / time. */
 #include <cblas.h>
 #include <math.h>
