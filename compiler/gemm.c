@@ -7,11 +7,14 @@
  * pack[(p·K + k)·NR + j] = B[k, p·NR + j] (zero past column N), so the
  * micro-kernel reads B contiguously. The product runs in blocks:
  *   for each KC slice of k
- *     for each NC block of columns  (its KC·NC floats of panels stay in L3)
+ *     for each NC block of columns  (its KC·NC floats of panels, in L3)
  *       for each MC block of rows   (A's block packed after B: MC·KC floats,
- *                                    MR-row micro-panels, k-major, in L2)
+ *                                    MR-row micro-panels, k-major)
  *         for each panel p of the column block:
  *           for each MR rows: micro-kernel MR x NR over the slice
+ * KC, MC and NC were tuned against OpenBLAS on the benchmark shapes
+ * (bench/README.md); KC = 1024 keeps C5's K in one slice, so C is read and
+ * written once.
  * The micro-kernel keeps an MR x NR block of C in MR·NR/W vector registers
  * (W = 8 floats with AVX2 + FMA on the host, else 4), and per k broadcasts
  * one float of each A row against NR/W vectors of the panel with llvm.fma;
@@ -31,7 +34,7 @@
 
 enum {
   MR = 6,    /* rows of the register block */
-  KC = 512,  /* k per slice */
+  KC = 1024, /* k per slice: a panel slice (KC·NR floats) in L2 */
   MC = 120,  /* rows per block, a multiple of MR */
   NC = 4096, /* columns per block, a multiple of every NR */
   MAXNR = 16, /* the widest NR */
