@@ -17,6 +17,8 @@
 #define RNNC_H
 
 #include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "rnnc_ops.h"
 
@@ -218,6 +220,88 @@ int rnnc_model_output(rnnc_model_builder *mb, rnnc_node n);
 /* Verify the model and add it to the module. Frees mb, even on error; on error
  * the model is not added (RNNC_EVERIFY, the diagnostics in rnnc_errmsg). */
 int rnnc_model_end(rnnc_model_builder *mb);
+
+/* ---- compiling and running a model (JIT) ----------------------------------
+ *
+ * rnnc_compile turns a model of the context into machine code for this CPU
+ * (LLVM, in process) for fixed dimensions, and allocates every tensor the
+ * model reads or writes. Tensors are then read and written by name:
+ *   "<node>.<param>"        parameters (float32), e.g. "enc.W_ih"
+ *   "<input>"               inputs: token ids and targets int32 [T, B], features
+ *                           float32 [T, B, d], initial states [B, d]
+ *   "<output>"              declared outputs (a loss is a scalar, shape [])
+ *   "grad.<node>.<param>"   with RNNC_GRAD: gradients of the loss, and
+ *   "grad.<input>"          of float inputs, written by rnnc_forward_backward
+ *   "state.<node>.<state>"  with RNNC_CARRY: the state each cell node starts
+ *                           from; every run leaves its final state there
+ * Names and shapes are those of `rnnc run` (docs/cli.md). A net owns its
+ * buffers; pointers from rnnc_data stay valid until rnnc_net_free. A net is
+ * used by one thread at a time; two nets can run at once. Errors return a
+ * status and set the context's message (rnnc_errmsg).
+ *
+ *   rnnc_net *net;
+ *   rnnc_dim dims[] = {{"T", 64}, {"B", 32}};
+ *   rnnc_compile(ctx, "charlm", 2, dims, RNNC_GRAD, &net);
+ *   rnnc_init_params(net, 1);
+ *   rnnc_set(net, "tokens", ids, sizeof ids);   // and "targets"
+ *   rnnc_forward_backward(net);
+ *   float loss; rnnc_get(net, "loss", &loss, sizeof loss);
+ *   const float *g = rnnc_data(net, "grad.enc.W_ih");
+ *   rnnc_net_free(net);
+ */
+typedef struct rnnc_net rnnc_net;
+typedef struct rnnc_dim {
+  const char *name; /* "T", "B" or a dimension of the model's header */
+  long value;
+} rnnc_dim;
+enum {
+  RNNC_GRAD = 1,  /* also compile the backward pass (the model needs a loss) */
+  RNNC_CARRY = 2, /* cell states carried from run to run (state.* tensors):
+                     compile with T = 1 for a single step (generation) */
+};
+/* Compile model (the last model of that name loaded or built) with dims
+ * bound (T and B must be; header defaults apply otherwise) and flags.
+ * RNNC_EINPUT for an unknown model or an unbound dim, RNNC_EMISUSE while a
+ * builder is open, RNNC_ESHAPE for a dim < 1. On success *out is the net,
+ * freed with rnnc_net_free (before rnnc_close). */
+int rnnc_compile(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_dim *dims, int flags,
+                 rnnc_net **out /* OUT */);
+/* Free a net and its buffers; NULL is fine. In builds without NDEBUG a freed
+ * net is remembered until rnnc_close, and using it returns RNNC_EMISUSE. */
+void rnnc_net_free(rnnc_net *net);
+/* The number of tensors, and the name of tensor i (valid until the net is freed). */
+int rnnc_tensor_count(rnnc_net *net);
+const char *rnnc_tensor_name(rnnc_net *net, int i);
+/* Type (RNNC_F32 or RNNC_I32), rank and dims (up to 4) of a tensor;
+ * RNNC_EINPUT when there is none of that name. */
+int rnnc_tensor_shape(rnnc_net *net, const char *name, int *dtype /* OUT */, int *rank /* OUT */,
+                      int64_t dim[4] /* OUT */);
+/* Copy bytes into / out of a tensor; bytes must be its exact size
+ * (RNNC_ESHAPE otherwise, with both sizes in the message). */
+int rnnc_set(rnnc_net *net, const char *name, const void *data, size_t bytes);
+int rnnc_get(rnnc_net *net, const char *name, void *data /* OUT */, size_t bytes);
+/* The tensor's buffer itself (owned by the net), or NULL (message set). */
+void *rnnc_data(rnnc_net *net, const char *name);
+/* Parameters: PyTorch's default initialization from seed; from / to a
+ * safetensors file (every parameter, by name, shapes checked). */
+int rnnc_init_params(rnnc_net *net, uint64_t seed);
+int rnnc_load_params(rnnc_net *net, const char *path);
+int rnnc_save_params(rnnc_net *net, const char *path);
+/* dst's parameters become src's (same model and parameter shapes): a T = 1
+ * RNNC_CARRY net for generation shares a training net's weights.
+ * src must outlive dst. */
+int rnnc_share_params(rnnc_net *dst, rnnc_net *src);
+/* Threads of the runs (default: OpenMP's, OMP_NUM_THREADS). Results are
+ * bitwise the same for any number. */
+int rnnc_set_threads(rnnc_net *net, int nthreads);
+/* The forward pass over T steps: outputs (and with RNNC_CARRY, states). */
+int rnnc_forward(rnnc_net *net);
+/* Forward, then backward: every grad.* tensor (needs RNNC_GRAD). */
+int rnnc_forward_backward(rnnc_net *net);
+/* Zero the carried states (RNNC_CARRY). */
+int rnnc_reset_state(rnnc_net *net);
+/* Milliseconds rnnc_compile spent generating and compiling code. */
+double rnnc_compile_ms(rnnc_net *net);
 
 #ifdef __cplusplus
 }

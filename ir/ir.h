@@ -542,6 +542,254 @@ int gemm_gen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const c
 /* Register block of the generated micro-kernel (rows, columns) for flags. */
 void gemm_block(int flags, int *mr, int *nr);
 
+/* ---- compiler/gemm.c: GEMMs on sub-ranges, for the model's kernels ------- */
+
+/* C[M, N] (+)= op(A) · op(B), float32, all sizes and leading dimensions
+ * compile-time constants:
+ *   op(A) = A [M, K], row i at A + i·lda      (GEMM_AT: A given as [K, M], row k at A + k·lda)
+ *   op(B) = B [K, N], row k at B + k·ldb      (GEMM_BT: B given as [N, K], row n at B + n·ldb)
+ *   C [M, N], row i at C + i·ldc
+ * Flags as for gemm_gen, plus GEMM_AT. */
+enum { GEMM_AT = 8 };
+typedef struct GemmSpec {
+  int64_t M, N, K;
+  int64_t lda, ldb, ldc;
+  int flags;
+} GemmSpec;
+/* Panels of NR columns (the last may be partial): ceil(N / NR). */
+int64_t gemm_npanels(const GemmSpec *s);
+/* Floats of B packed (every panel). */
+size_t gemm_packsize(const GemmSpec *s);
+/* Floats of per-thread scratch that _rows, _colsp and _cols need. */
+size_t gemm_scratchsize(const GemmSpec *s);
+/* produce: in mod, four functions (external linkage, C ABI):
+ *   void sym_pack(const float *B, float *pack, int64_t p0, int64_t p1);
+ *       panels [p0, p1) of op(B) into pack (its layout is gemm.c's)
+ *   void sym_rows(const float *A, const float *pack, float *C, int64_t m0, int64_t m1, float *scratch);
+ *       rows [m0, m1) of C, B packed (all panels) in pack
+ *   void sym_colsp(const float *A, const float *pack, float *C, int64_t p0, int64_t p1, float *scratch);
+ *       the columns of panels [p0, p1) of C, every row, B packed in pack
+ *   void sym_cols(const float *A, const float *B, float *C, int64_t p0, int64_t p1, float *scratch);
+ *       the same, packing B itself (a KC slice of its panels at a time) in scratch
+ * A, B and C are the matrices' origins (row 0, column 0) whatever the range.
+ * Every element of C gets bitwise the same value from every function and every
+ * range (sum in increasing k, llvm.fma on the host path): results do not
+ * depend on how rows or panels are split over threads. RNNC_ESHAPE (message
+ * in err) for sizes < 1, leading dimensions too small, or too large. */
+int gemm_gen2(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
+              char *err, size_t errlen);
+
+/* ---- the kernels' ABI and where values live (compiler/, runtime/exec.c) --- */
+
+/* Every kernel the model compiler generates has this type:
+ *   buf      the base pointers of the run (the plan's slots)
+ *   t        the time step, for a kernel inside a time loop (else 0)
+ *   [lo, hi) this thread's share of the kernel's range (rows, panels, columns,
+ *            positions: each kernel says), lo < hi
+ *   scratch  this thread's scratch: Plan.scratch floats, 64-byte aligned
+ * A kernel computes every element of its output the same way whatever the
+ * range: results do not depend on the number of threads. */
+typedef void (*KernFn)(void *const *buf, int64_t t, int64_t lo, int64_t hi, float *scratch);
+
+/* Where a value lives: element e of row r at step t is
+ *   (float *)buf[slot] + off + t·tstride + r·ld + e
+ * (int32 for token ids and targets). ld 0: every row reads the same elements
+ * (a broadcast, e.g. a zero adjoint). slot < 0: nowhere (kernel-private). */
+typedef struct Addr {
+  int slot;
+  int64_t off, tstride, ld;
+} Addr;
+static inline Addr addr_none(void) { return (Addr){-1, 0, 0, 0}; }
+
+/* ---- compiler/phasegen.c: a fused kernel for part of a cell's step ------- */
+
+/* A kernel over rows [lo, hi) of nrows that computes the nodes of c marked in
+ * mask, in node order, in blocks of rows (every node of a block before the
+ * next block: values made and used in a block stay in cache).
+ *   at[i]    where node i lives: every node the kernel reads that it does not
+ *            compute must have a slot (leaves, values of earlier kernels); a
+ *            computed node with slot < 0 is a temporary in scratch (for one
+ *            block; only nodes of this kernel may read it); a split or slice
+ *            of a node with storage may be given as a view of it (same slot
+ *            and ld, off + start): it then costs nothing.
+ *   acc[i]   slot >= 0: node i's value is also added (+=) there (an adjoint
+ *            accumulated into an operand's), after it is computed.
+ *   gemm[i]  1: node i (a matvec or matvec_t whose matrix is a parameter and
+ *            vector a per-row value) is computed by GEMM rows: C[rows, m] =
+ *            v[rows, n] · W^T (matvec, GEMM_BT) or v[rows, m] · W (matvec_t),
+ *            with W packed (gemm_gen2's _pack, all panels) at pack[i]. Other
+ *            matvecs run as loops.
+ * Elementwise work runs on vectors (AVX2: 8 floats; else 4) with SLEEF's
+ * vector ≤ 1-ulp tanh, exp and log (sigmoid = 1 / (1 + exp(-x))), a scalar
+ * tail for sizes that are not multiples of the width. */
+typedef struct PhaseSpec {
+  const Cell *c;
+  const Env *env;        /* binds every dim of c */
+  int64_t nrows;         /* rows of the range: T·B or B */
+  const char *mask;      /* per node: 1 to compute it here */
+  const Addr *at, *acc, *pack; /* per node */
+  const char *gemm;      /* per node */
+  int portable;          /* 4-wide, no AVX2 assumptions (GEMM_PORTABLE) */
+} PhaseSpec;
+/* produce: in mod, the kernel sym (KernFn) and what it calls; *scratch the
+ * floats of per-thread scratch it needs. RNNC_EINPUT / RNNC_ESHAPE with a
+ * message for an unbound dim or a bad size. */
+int phasegen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const PhaseSpec *ps,
+             size_t *scratch, char *err, size_t errlen);
+
+/* ---- compiler/mkernels.c: model-level kernels (KernFn ABI) --------------- */
+
+/* Each produces the kernel sym in mod; RNNC_OK, or RNNC_ESHAPE for a size < 1.
+ * Sizes are compile-time constants; ranges are as said per kernel. */
+
+/* GEMM as a kernel (compiler/gemm.c generates the GEMM under sym.g):
+ *   MK_PACK   range panels [0, npanels): pack op(B) from b into pack
+ *   MK_ROWS   range rows [0, M): C = A·B with B packed at pack
+ *   MK_COLSP  range panels: the same by columns
+ *   MK_COLS   range panels: B from b, packed per thread (weight gradients)
+ * a, b, c, pack: t-strides apply (a kernel in a time loop). */
+enum { MK_PACK, MK_ROWS, MK_COLSP, MK_COLS };
+int mk_gemm(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
+            int mode, Addr a, Addr b, Addr c, Addr pack, size_t *scratch, char *err, size_t errlen);
+/* range positions [0, npos): out[p, :] = weight[ids[p], :], ids int32 [npos]
+ * (checked before the run), weight [V, E], out [npos, E] (ld E). */
+int mk_embed(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,
+             int64_t V, int64_t E, Addr ids, Addr weight, Addr out, char *err, size_t errlen);
+/* range columns [0, E): dweight[ids[p], e] += dout[p, e] for p = 0 .. npos-1
+ * in order (each column by one thread: deterministic). */
+int mk_embed_grad(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,
+                  int64_t V, int64_t E, Addr ids, Addr dout, Addr dweight, char *err, size_t errlen);
+/* Softmax over K classes, rows = positions, range [0, npos):
+ * z [npos, K] holds x·W^T on entry; the kernel adds bias [K] in place, then
+ * lse[p] = log Σ_k exp(z[p, k]) (max-shifted), probs (if probs.slot >= 0)
+ * p[p, k] = exp(z[p, k] - lse[p]); with targets (tgt.slot >= 0, int32 [npos]):
+ * nll[p] = lse[p] - z[p, y_p], 0 where y_p is the ignore index (hasignore).
+ * With grad (dz.slot >= 0), also the loss gradient, fused:
+ * dz[p, k] = (p[p, k] - [k == y_p]) · scale[0] (scale: float, written by
+ * mk_xent_loss, = dloss / count), 0 on ignored rows. dz may be z (in place). */
+int mk_softmax(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,
+               int64_t K, Addr z, Addr bias, Addr lse, Addr probs, Addr tgt, int hasignore, long ignore,
+               Addr nll, Addr dz, Addr scale, char *err, size_t errlen);
+/* One thread (range [0, 1)): count = positions whose target is not the ignore
+ * index; loss[0] = Σ_p nll[p] / count in p order (0 when count is 0); scale[0]
+ * = dloss[0] / count (0 when count is 0; dloss.slot < 0: 1). Needs only tgt
+ * for scale (it may run before mk_softmax): nll.slot < 0 skips the loss. */
+int mk_xent_loss(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,
+                 Addr tgt, int hasignore, long ignore, Addr nll, Addr loss, Addr dloss, Addr scale, char *err,
+                 size_t errlen);
+/* Softmax Jacobian for a probs adjoint, range [0, npos):
+ * dz[p, k] += p[p, k] (dp[p, k] - Σ_j p[p, j] dp[p, j]). */
+int mk_softmax_jvp(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,
+                   int64_t K, Addr probs, Addr dp, Addr dz, char *err, size_t errlen);
+/* range columns [0, n): out[e] (+)= Σ_r x[r, e] over r = 0 .. nrows-1 in
+ * order (acc: +=). A bias gradient. */
+int mk_colsum(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t nrows,
+              int64_t n, Addr x, Addr out, int acc, char *err, size_t errlen);
+/* range rows [0, nrows): y[r, e] (acc: +=, else =) alpha·x[r, e] + x2[r, e]
+ * for e < n; x2.slot < 0: no x2 term; x.slot < 0: x reads as 1 (y = alpha +
+ * x2, a fill). Copies (concat, last), adjoint accumulation, fills. */
+int mk_axpy(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t nrows,
+            int64_t n, float alpha, Addr x, Addr x2, Addr y, int acc, char *err, size_t errlen);
+/* One thread: y[0] = Σ over nrows·n elements of x in row-major order (sum node). */
+int mk_sum(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t nrows,
+           int64_t n, Addr x, Addr y, char *err, size_t errlen);
+/* range rows: y[r, e] += g[0] (the sum's backward: its adjoint broadcast). */
+int mk_bcast_acc(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t nrows,
+                 int64_t n, Addr g, Addr y, char *err, size_t errlen);
+
+/* ---- runtime/exec.c: the plan and its executor (plain C + OpenMP) -------- */
+
+/* A plan is the program of one run: kernel calls and time loops, executed by
+ * one OpenMP team from start to end (one parallel region per run). It is data
+ * (no pointers but the names), so an object file can carry it too. */
+enum { PK_CALL, PK_LOOP };
+typedef struct PlanOp {
+  int kind;
+  /* PK_CALL */
+  int fn;              /* index into the kernel table */
+  int64_t n, grain;    /* range [0, n), split into nthreads contiguous parts at
+                          multiples of grain (the last part ends at n); parts
+                          may be empty (no call) */
+  int barrier;         /* 1: every thread waits here after the call */
+  /* PK_LOOP: the next nbody ops run for t = 0 .. T-1 (reverse: T-1 .. 0) */
+  int64_t T;
+  int reverse, nbody;
+} PlanOp;
+typedef struct Plan {
+  PlanOp *op; int nop, capop;
+  char **fnname; int nfn, capfn; /* kernel symbols, in table order */
+  size_t scratch;               /* floats per thread */
+} Plan;
+/* The share [lo, hi) of thread tid of nth of a range n with grain g. */
+void plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_t *hi);
+/* Run the plan with nthreads (<= 0: omp_get_max_threads()); fn[k] the kernel
+ * of p->fnname[k]. Allocates the scratch (RNNC_ENOMEM) and returns RNNC_OK. */
+int plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads);
+
+/* ---- compiler/compile.c: a model compiled for its bound dims ------------- */
+
+/* The named tensors of a compiled model, each with its own buffer:
+ *   CT_PARAM   "<node>.<param>"              read by forward (and backward)
+ *   CT_INPUT   every model input (token ids int32, features, initial states)
+ *   CT_OUTPUT  every declared output (the loss of a softmax with a target: [])
+ *   CT_GRAD    "grad.<node>.<param>" and "grad.<input>" (float inputs), with grad
+ *   CT_STATE   "state.<node>.<state>" [B, d]: with carry, the state a cell node
+ *              starts from, set to its final state by every run
+ * Shapes as rnnc run / interp_run write them (names and layout identical). */
+enum { CT_PARAM, CT_INPUT, CT_OUTPUT, CT_GRAD, CT_STATE };
+typedef struct CTensor {
+  const char *name;
+  int role, dtype;       /* CT_*, DT_F32 or DT_I32 */
+  int rank;
+  int64_t dim[TENSOR_MAXRANK];
+  int64_t numel;
+  void *data;            /* numel elements, 64-byte aligned, zeroed at first */
+  int slot;              /* its buf slot */
+  int shared;            /* data belongs to another CModel (cmodel_share) */
+} CTensor;
+
+typedef struct CompileOpts {
+  int grad;              /* compile the backward pass too (needs md->grad) */
+  int carry;             /* cell states start from CT_STATE tensors and are
+                            left there: a forward run continues the last one
+                            (forward-direction cells only) */
+  int portable;          /* generic x86-64 code (no AVX2) */
+} CompileOpts;
+
+typedef struct CModel CModel;
+/* require: m after pipeline(.., PASS_SCHEDULE, ..), md verified (with
+ * o->grad, md->grad). env binds T, B and every model dim without a default.
+ * produce: the model's kernels JIT-compiled for the host and its plan; every
+ * tensor allocated. RNNC_EINPUT (an unbound dim, o->grad without a loss,
+ * o->carry with a backward-direction cell), RNNC_ESHAPE, RNNC_ENOMEM,
+ * RNNC_EVERIFY (an internal code generator error) with a message in err. */
+int cmodel_compile(Module *m, Model *md, const Env *env, const CompileOpts *o, CModel **out, char *err,
+                   size_t errlen);
+/* The same kernels, unoptimized, in a new module of cx (for print --emit);
+ * the caller owns *out. */
+int cmodel_module(Module *m, Model *md, const Env *env, const CompileOpts *o, struct LLVMOpaqueContext *cx,
+                  struct LLVMOpaqueModule **out, char *err, size_t errlen);
+void cmodel_free(CModel *cm);    /* NULL is fine */
+int cmodel_ntensor(const CModel *cm);
+CTensor *cmodel_tensor(CModel *cm, int i);
+CTensor *cmodel_find(CModel *cm, const char *name); /* NULL if none */
+/* Point dst's parameters at src's (same names and shapes), e.g. a T = 1 model
+ * for generation sharing a training model's weights. RNNC_ESHAPE on a mismatch. */
+int cmodel_share_params(CModel *dst, CModel *src, char *err, size_t errlen);
+/* Forward (and with grad, backward: every CT_GRAD is overwritten) on the
+ * current tensors, with nthreads (<= 0: OpenMP's default). Token ids and
+ * targets are checked first: RNNC_EINPUT "input 'tokens' has token id 70 at
+ * [3, 1], outside [0, 65)" as the interpreter says. */
+int cmodel_run(CModel *cm, int grad, int nthreads, char *err, size_t errlen);
+/* Zero every CT_STATE tensor. */
+void cmodel_reset_state(CModel *cm);
+/* Milliseconds spent generating and JIT-compiling (cmodel_compile). */
+double cmodel_compile_ms(const CModel *cm);
+/* Bytes of every buffer the model holds (tensors, workspace, packed weights). */
+size_t cmodel_bytes(const CModel *cm);
+/* The plan, for print --after schedule and tests. */
+const Plan *cmodel_plan(const CModel *cm);
+
 /* ---- runtime/tensor.c ---------------------------------------------------- */
 
 enum { TENSOR_MAXRANK = 4 };
