@@ -741,7 +741,7 @@ typedef struct CTensor {
   const char *name;
   int role, dtype;       /* CT_*, DT_F32 or DT_I32 */
   int rank;
-  int64_t dim[TENSOR_MAXRANK];
+  int64_t dim[4];            /* rank <= 4 */
   int64_t numel;
   void *data;            /* numel elements, 64-byte aligned, zeroed at first */
   int slot;              /* its buf slot */
