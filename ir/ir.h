@@ -558,7 +558,9 @@ typedef struct GemmSpec {
 } GemmSpec;
 /* Panels of NR columns (the last may be partial): ceil(N / NR). */
 int64_t gemm_npanels(const GemmSpec *s);
-/* Floats of B packed (every panel). */
+/* Floats of B packed (every panel). The packed layout depends only on N, K,
+ * ldb and the flags GEMM_BT and GEMM_PORTABLE (not on M, lda, ldc, GEMM_ACC,
+ * GEMM_AT): one pack of a weight serves every GEMM that differs only in those. */
 size_t gemm_packsize(const GemmSpec *s);
 /* Floats of per-thread scratch that _rows, _colsp and _cols need. */
 size_t gemm_scratchsize(const GemmSpec *s);
@@ -845,6 +847,21 @@ double rng_normal(Rng *r);               /* N(0, 1) */
  * with d the input size. Adds one F32 tensor per MParam to out. */
 int init_params(const Model *md, const Env *env, uint64_t seed, TensorSet *out,
                 char *err, size_t errlen);
+
+/* ---- ir/bind.c: a model's dims for a run --------------------------------- */
+
+/* require: a verified model. produce: in env (entries allocated in a), on top
+ * of what it holds already (e.g. --dim bindings, never changed), the header
+ * defaults, then the dims that the shapes of the inputs (each model input,
+ * by node name) and params (each "<node>.<param>") determine; every tensor
+ * checked against its shape. inputs or params NULL: empty. Token ids must be
+ * I32 or I64, floats F32 or F64. RNNC_EINPUT ("missing input 'tokens'",
+ * "dimension 'S' of input 'src' is not bound: give it a value") or
+ * RNNC_ESHAPE ("input 'tokens' has shape [3], expected [T, B]", a wrong
+ * dtype) with a one-line message in err; env may hold some new bindings then.
+ * interp_run binds through it; so does `rnnc run --engine jit`. */
+int bind_dims(Module *m, Model *md, Env *env, const TensorSet *params, const TensorSet *inputs, Arena *a,
+              char *err, size_t errlen);
 
 /* ---- ir/interp.c ---------------------------------------------------------- */
 
