@@ -13,8 +13,8 @@
  * double in a fixed order; in PREC_F32 every value and every finished adjoint
  * is rounded to float.
  *
- * This file binds the dims, checks the tensors, orders the nodes and writes
- * the results; interp_forward.c runs each node kind forward and
+ * This file orders the nodes and writes the results; bind.c binds the dims
+ * and checks the tensors, interp_forward.c runs each node kind forward and
  * interp_backward.c backward. */
 #include <stdarg.h>
 #include <string.h>
@@ -38,170 +38,6 @@ int interp_mdim(Run *r, Dim d, long *out)
   const char *bad = NULL;
   if (!dim_eval(d, &r->env, out, &bad))
     return interp_fail(r, RNNC_EINPUT, "dimension '%s' is not bound: give it a value", bad);
-  return RNNC_OK;
-}
-
-/* ---- binding the dims ---------------------------------------------------- */
-
-/* A tensor the model reads, with its declared shape (in model dims). */
-typedef struct Bound {
-  const char *what;  /* "input", "parameter" */
-  const char *name;
-  const Shape *shape;
-  const Tensor *t;
-} Bound;
-
-/* If d has exactly one unbound symbol, bind it so that d == val (when the
- * division is exact and the value not negative). Returns 1 when it bound. */
-static int solve(Run *r, Dim d, long val)
-{
-  long rest = d.c, k = 0;
-  const char *sym = NULL;
-  for (int i = 0; i < d.nterm; i++) {
-    long x;
-    if (env_get(&r->env, d.t[i].sym, &x)) {
-      rest += d.t[i].k * x;
-    } else if (sym) {
-      return 0; /* two unknowns */
-    } else {
-      sym = d.t[i].sym;
-      k = d.t[i].k;
-    }
-  }
-  if (!sym || (val - rest) % k || (val - rest) / k < 0)
-    return 0;
-  env_set(r->a, &r->env, sym, (val - rest) / k);
-  return 1;
-}
-
-static char *tshape_str(Arena *a, const Tensor *t)
-{
-  char buf[256];
-  size_t n = 0;
-  buf[n++] = '[';
-  for (int i = 0; i < t->rank; i++)
-    n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%lld", i ? ", " : "", (long long)t->dim[i]);
-  snprintf(buf + n, sizeof buf - n, "]");
-  return astrdup(a, buf);
-}
-
-/* "[T, B] with T = 64, B = 16" when every dim is a symbol or a constant,
- * "[4*H, I] = [512, 65]" otherwise; bare "[4*H, I]" while a symbol is unbound. */
-static char *expected_str(Run *r, const Shape *s)
-{
-  char buf[512];
-  size_t n = (size_t)snprintf(buf, sizeof buf, "%s", shape_str(r->a, s));
-  int simple = 1, allbound = 1;
-  for (int i = 0; i < s->rank; i++) {
-    const Dim *d = &s->d[i];
-    long v;
-    if (!(d->nterm == 0 || (d->nterm == 1 && d->c == 0 && d->t[0].k == 1)))
-      simple = 0;
-    if (!dim_eval(*d, &r->env, &v, NULL))
-      allbound = 0;
-  }
-  if (!allbound)
-    return astrdup(r->a, buf);
-  if (simple) {
-    int first = 1;
-    for (int i = 0; i < s->rank; i++) {
-      const Dim *d = &s->d[i];
-      if (d->nterm == 0)
-        continue;
-      int seen = 0; /* listed already */
-      for (int j = 0; j < i; j++)
-        if (s->d[j].nterm == 1 && s->d[j].t[0].sym == d->t[0].sym)
-          seen = 1;
-      if (seen)
-        continue;
-      long v;
-      env_get(&r->env, d->t[0].sym, &v);
-      n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s = %ld", first ? " with " : ", ",
-                            d->t[0].sym, v);
-      first = 0;
-    }
-  } else {
-    n += (size_t)snprintf(buf + n, sizeof buf - n, " = [");
-    for (int i = 0; i < s->rank; i++) {
-      long v;
-      dim_eval(s->d[i], &r->env, &v, NULL);
-      n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%ld", i ? ", " : "", v);
-    }
-    snprintf(buf + n, sizeof buf - n, "]");
-  }
-  return astrdup(r->a, buf);
-}
-
-static int isint(int dt) { return dt == DT_I32 || dt == DT_I64; }
-
-/* env (caller), then header defaults, then the tensors' shapes. */
-static int bind_dims(Run *r, const Env *env, const TensorSet *params, const TensorSet *inputs)
-{
-  Model *md = r->md;
-  if (env)
-    for (int i = 0; i < env->n; i++)
-      env_set(r->a, &r->env, env->sym[i], env->val[i]);
-  for (int i = 0; i < md->ndim; i++) {
-    long v;
-    if (md->dim[i].hasdefault && !env_get(&r->env, md->dim[i].name, &v))
-      env_set(r->a, &r->env, md->dim[i].name, md->dim[i].def);
-  }
-
-  /* The tensors, inputs in declaration order then parameters in node order. */
-  Bound *bd = NULL;
-  int nb = 0, cap = 0;
-  for (int i = 0; i < md->nnode; i++) {
-    const MNode *n = &md->node[i];
-    if (n->kind != M_INPUT)
-      continue;
-    const Tensor *t = inputs ? tset_find(inputs, n->name) : NULL;
-    if (!t)
-      return interp_fail(r, RNNC_EINPUT, "missing input '%s'", n->name);
-    if (n->dtype == DT_I32 ? !isint(t->dtype) : isint(t->dtype))
-      return interp_fail(r, RNNC_ESHAPE, "input '%s' has dtype %s, expected %s", n->name,
-                         dtype_name(t->dtype), n->dtype == DT_I32 ? "I32 or I64" : "F32 or F64");
-    APUSH(r->a, bd, nb, cap, ((Bound){"input", n->name, &n->shape, t}));
-  }
-  for (int i = 0; i < md->nnode; i++) {
-    const MNode *n = &md->node[i];
-    for (int p = 0; p < n->nparam; p++) {
-      const Tensor *t = params ? tset_find(params, n->param[p].full) : NULL;
-      if (!t)
-        return interp_fail(r, RNNC_EINPUT, "missing parameter '%s'", n->param[p].full);
-      if (isint(t->dtype))
-        return interp_fail(r, RNNC_ESHAPE, "parameter '%s' has dtype %s, expected F32 or F64",
-                           n->param[p].full, dtype_name(t->dtype));
-      APUSH(r->a, bd, nb, cap, ((Bound){"parameter", n->param[p].full, &n->param[p].shape, t}));
-    }
-  }
-
-  /* Unify to a fixed point: a dim with one unbound symbol binds it. */
-  for (int changed = 1; changed;) {
-    changed = 0;
-    for (int k = 0; k < nb; k++)
-      if (bd[k].t->rank == bd[k].shape->rank)
-        for (int j = 0; j < bd[k].shape->rank; j++)
-          changed |= solve(r, bd[k].shape->d[j], (long)bd[k].t->dim[j]);
-  }
-
-  /* Check every tensor against its bound shape. */
-  for (int k = 0; k < nb; k++) {
-    const Shape *s = bd[k].shape;
-    const Tensor *t = bd[k].t;
-    int ok = t->rank == s->rank;
-    for (int j = 0; ok && j < s->rank; j++) {
-      long v;
-      const char *bad = NULL;
-      if (!dim_eval(s->d[j], &r->env, &v, &bad))
-        return interp_fail(r, RNNC_EINPUT,
-                           "dimension '%s' of %s '%s' is not bound: give it a value", bad,
-                           bd[k].what, bd[k].name);
-      ok = v == t->dim[j];
-    }
-    if (!ok)
-      return interp_fail(r, RNNC_ESHAPE, "%s '%s' has shape %s, expected %s", bd[k].what,
-                         bd[k].name, tshape_str(r->a, t), expected_str(r, s));
-  }
   return RNNC_OK;
 }
 
@@ -322,7 +158,10 @@ int interp_run(Module *m, Model *md, const ModelGrad *g, Env *env, const TensorS
   r->a = arena_new();
   r->v = aalloc(r->a, (size_t)(md->nnode ? md->nnode : 1) * sizeof *r->v);
   order(r);
-  int st = bind_dims(r, env, params, inputs);
+  if (env)
+    for (int i = 0; i < env->n; i++)
+      env_set(r->a, &r->env, env->sym[i], env->val[i]);
+  int st = bind_dims(m, md, &r->env, params, inputs, r->a, err, errlen);
   if (!st)
     st = interp_forward(r, params, inputs);
   if (!st && o->wantgrad)
