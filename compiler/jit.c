@@ -92,6 +92,15 @@ static LLVMTargetMachineRef host_machine(char *err, size_t errlen)
   return tm;
 }
 
+LLVMTargetMachineRef jit_host_machine(char *err, size_t errlen)
+{
+  if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
+    snprintf(err, errlen, "jit: LLVM has no native target for this machine");
+    return NULL;
+  }
+  return host_machine(err, errlen);
+}
+
 int jit_new(Jit **out, char *err, size_t errlen)
 {
   *out = NULL;

@@ -494,6 +494,11 @@ struct LLVMOpaqueContext *jit_context(Jit *j);
 int jit_add(Jit *j, struct LLVMOpaqueModule *mod, char *err, size_t errlen);
 /* The address of a symbol of an added module (compiling it on first use). */
 int jit_lookup(Jit *j, const char *name, uintptr_t *addr, char *err, size_t errlen);
+/* A new target machine for the host CPU and its features, as the JIT's
+ * optimizer uses (for compiler/emit.c); the caller disposes it. NULL with a
+ * message in err when LLVM has no native target. */
+struct LLVMOpaqueTargetMachine;
+struct LLVMOpaqueTargetMachine *jit_host_machine(char *err, size_t errlen);
 
 /* ---- compiler/cellgen.c -------------------------------------------------- */
 
@@ -791,6 +796,15 @@ double cmodel_compile_ms(const CModel *cm);
 size_t cmodel_bytes(const CModel *cm);
 /* The plan, for print --after schedule and tests. */
 const Plan *cmodel_plan(const CModel *cm);
+
+/* ---- compiler/emit.c: a module as optimized LLVM IR or assembly ---------- */
+
+/* Verify mod, optimize it in place (default<O3> for the host CPU, as jit_add
+ * does) and print it to f: LLVM IR, or with asm_ the host's assembly. mod
+ * stays the caller's. RNNC_EVERIFY (a module that does not verify: a code
+ * generator bug), RNNC_EINPUT (no native target, an LLVM error) or RNNC_EIO
+ * (f cannot be written), with a one-line message in err. */
+int emit_module(struct LLVMOpaqueModule *mod, int asm_, FILE *f, char *err, size_t errlen);
 
 /* ---- runtime/tensor.c ---------------------------------------------------- */
 
