@@ -363,6 +363,7 @@ struct rnnc_ctx {
   int bline;          /* builder calls so far */
   void *open;         /* the open rnnc_cell_builder or rnnc_model_builder, or NULL */
   int openkind;       /* 'c' or 'm' */
+  struct rnnc_net *nets; /* api_net.c: every net compiled on it, freed ones too */
 };
 /* Set ctx's message (printf-style) and return code. */
 int api_fail(rnnc_ctx *ctx, int code, const char *fmt, ...);
@@ -370,6 +371,8 @@ int api_fail(rnnc_ctx *ctx, int code, const char *fmt, ...);
  * m->diags, and return code. */
 int api_diags(rnnc_ctx *ctx, int mark, int code);
 void builder_close(rnnc_ctx *ctx); /* builder.c: free an open builder */
+/* api_net.c: free every net of ctx (live or freed), for rnnc_close. */
+void api_nets_close(rnnc_ctx *ctx);
 
 /* ---- compiler/autodiff.c ------------------------------------------------- */
 
