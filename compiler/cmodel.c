@@ -1,0 +1,107 @@
+/* cmodel.c — running a compiled model: its tensors by name, the checks of
+ * integer inputs before a run (the interpreter's messages), and the plans.
+ * require: a CModel from cmodel_compile. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile.h"
+
+int cmodel_ntensor(const CModel *cm) { return cm->nt; }
+CTensor *cmodel_tensor(CModel *cm, int i) { return i >= 0 && i < cm->nt ? &cm->t[i] : NULL; }
+double cmodel_compile_ms(const CModel *cm) { return cm->compile_ms; }
+const Plan *cmodel_plan(const CModel *cm) { return &cm->plan; }
+
+CTensor *cmodel_find(CModel *cm, const char *name)
+{
+  for (int k = 0; k < cm->nt; k++)
+    if (strcmp(cm->t[k].name, name) == 0)
+      return &cm->t[k];
+  return NULL;
+}
+
+size_t cmodel_bytes(const CModel *cm)
+{
+  size_t b = cm->wsfloats * sizeof(float);
+  for (int k = 0; k < cm->nt; k++)
+    if (!cm->t[k].shared)
+      b += (size_t)cm->t[k].numel * 4;
+  return b;
+}
+
+int cmodel_share_params(CModel *dst, CModel *src, char *err, size_t errlen)
+{
+  for (int k = 0; k < dst->nt; k++) { /* check every one before changing any */
+    CTensor *d = &dst->t[k];
+    if (d->role != CT_PARAM)
+      continue;
+    CTensor *s = cmodel_find(src, d->name);
+    if (!s || s->role != CT_PARAM || s->numel != d->numel) {
+      snprintf(err, errlen, "parameter '%s' %s", d->name, s ? "has another shape in the source" : "is not in the source");
+      return s ? RNNC_ESHAPE : RNNC_EINPUT;
+    }
+  }
+  for (int k = 0; k < dst->nt; k++) {
+    CTensor *d = &dst->t[k];
+    if (d->role != CT_PARAM)
+      continue;
+    if (!d->shared)
+      free(d->data);
+    d->data = cmodel_find(src, d->name)->data;
+    d->shared = 1;
+    dst->buf[d->slot] = d->data;
+  }
+  return RNNC_OK;
+}
+
+void cmodel_reset_state(CModel *cm)
+{
+  for (int k = 0; k < cm->nt; k++)
+    if (cm->t[k].role == CT_STATE)
+      memset(cm->t[k].data, 0, (size_t)cm->t[k].numel * 4);
+}
+
+/* The interpreter's messages for a token id or target out of range. */
+static int check(const CModel *cm, char *err, size_t errlen)
+{
+  for (int c = 0; c < cm->ncheck; c++) {
+    const Check *ch = &cm->check[c];
+    const CTensor *t = &cm->t[ch->tensor];
+    const int32_t *id = t->data;
+    for (int64_t p = 0; p < t->numel; p++) {
+      long x = id[p];
+      if (ch->target && ch->hasignore && x == ch->ignore)
+        continue;
+      if (x >= 0 && x < ch->bound)
+        continue;
+      char pos[64], ign[64] = "";
+      if (ch->hastime)
+        snprintf(pos, sizeof pos, "[%lld, %lld]", (long long)(p / ch->B), (long long)(p % ch->B));
+      else
+        snprintf(pos, sizeof pos, "[%lld]", (long long)p);
+      if (ch->target && ch->hasignore)
+        snprintf(ign, sizeof ign, " and not the ignore index %ld", ch->ignore);
+      snprintf(err, errlen, "input '%s' has %s %ld at %s, outside [0, %lld)%s", t->name,
+               ch->target ? "target" : "token id", x, pos, (long long)ch->bound, ign);
+      return RNNC_EINPUT;
+    }
+  }
+  return RNNC_OK;
+}
+
+int cmodel_run(CModel *cm, int grad, int nthreads, char *err, size_t errlen)
+{
+  if (grad && !cm->grad) {
+    snprintf(err, errlen, "the model was compiled without its backward pass");
+    return RNNC_EMISUSE;
+  }
+  int st = check(cm, err, errlen);
+  if (st)
+    return st;
+  if ((st = plan_run(&cm->plan, cm->fn, cm->buf, nthreads)) ||
+      (grad && (st = plan_run(&cm->bplan, cm->bfn, cm->buf, nthreads)))) {
+    snprintf(err, errlen, "out of memory for the threads' scratch");
+    return st;
+  }
+  return RNNC_OK;
+}

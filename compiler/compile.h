@@ -1,0 +1,110 @@
+/* compile.h — private to the model compiler (compile.c, compile_cell.c,
+ * compile_model.c, cmodel.c): one compilation's state. compile.c describes
+ * the layout of memory and the plan. */
+#ifndef RNNC_COMPILE_H
+#define RNNC_COMPILE_H
+
+#include <llvm-c/Core.h>
+
+#include "ir.h"
+
+/* An integer input checked before every run (token ids, targets). */
+typedef struct Check {
+  int tensor;        /* index into CModel.t */
+  int64_t bound;     /* ids must be in [0, bound) */
+  int target;        /* 1: a target (message says so; ignore index allowed) */
+  int hasignore;
+  long ignore;
+  int hastime;       /* [T, B] (positions written [t, b]) or [B] */
+  int64_t B;
+} Check;
+
+/* A copy done by the host after a run (a cell's final state into its carried
+ * state tensor happens in the plan; these are outputs kept in workspace). */
+struct CModel {
+  CTensor *t; int nt, capt;
+  Plan plan;
+  int nslot;          /* slot 0: the workspace; slot k + 1: tensor k */
+  void **buf;         /* nslot */
+  float *ws;          /* the workspace (64-byte aligned) */
+  size_t wsfloats;
+  KernFn *fn;         /* plan.nfn */
+  Plan bplan;         /* the backward plan (grad): run after plan */
+  KernFn *bfn;
+  struct Jit *jit;
+  Check *check; int ncheck, capcheck;
+  int grad, carry;
+  double compile_ms;
+  Arena *a;           /* names */
+};
+
+/* Per model node. Values and adjoints are [npos, d] row-major, ld d ("rows
+ * form": row r at off + r*ld); int32 for token ids and targets. */
+typedef struct MV {
+  int64_t T, B, npos, d;   /* T 0: no time axis */
+  Addr val, adj;           /* adj.slot < 0: none */
+  /* M_CELL */
+  Env cenv;
+  Addr *hs, *dhs;          /* per state: [(T+1), B, d_s], slot 0 .. T */
+  int64_t *sd;             /* per state: d_s */
+  Addr *fsa;               /* per node of the forward cell: its storage (rows form) */
+  /* M_SOFTMAX */
+  int64_t K;
+  Addr z, dz, lse, nll, probs, scale;
+  int fused;               /* dz computed with the forward pass */
+  /* M_EMBEDDING, M_SOFTMAX: the weight packed for x·W^T and for dz·W */
+  Addr packbt, packn;
+} MV;
+
+typedef struct Comp {
+  Module *m;
+  Model *md;
+  const ModelGrad *g;
+  const CompileOpts *o;
+  const Env *env;
+  Arena *a;
+  LLVMContextRef cx;
+  LLVMModuleRef mod;
+  CModel *cm;
+  MV *v;
+  int *order;             /* model nodes, each after its operands */
+  size_t ws;              /* workspace floats so far */
+  Plan *p;                /* the plan being built (forward, then backward) */
+  size_t scratch;         /* the largest per-thread scratch */
+  int nk;                 /* kernels made */
+  char *err;
+  size_t errlen;
+} Comp;
+
+/* compile.c */
+int comp_fail(Comp *C, int code, const char *fmt, ...);
+/* n floats of workspace (64-byte aligned), zeroed before the first run. */
+Addr ws_alloc(Comp *C, int64_t n, int64_t ld);
+/* A fresh kernel symbol "k<n>_<what>". */
+const char *ksym(Comp *C, const char *what);
+/* Append a call of kernel sym over [0, n) split at grain, and a barrier. */
+void plan_call(Comp *C, const char *sym, int64_t n, int64_t grain, int barrier);
+/* Begin a time loop (returns its op index) and close it. */
+int plan_loop(Comp *C, int64_t T, int reverse);
+void plan_endloop(Comp *C, int at);
+/* Track a kernel's scratch need. */
+void need_scratch(Comp *C, size_t floats);
+/* Kernels for common moves (mk_axpy): y (acc: +=, else =) x over rows. */
+int k_copy(Comp *C, int64_t rows, int64_t n, Addr x, Addr y, int acc, float alpha, int barrier);
+int k_fill(Comp *C, int64_t rows, int64_t n, Addr y, float value, int barrier);
+/* A weight packed for a GEMM: pack kernel appended; returns the pack. */
+int k_pack(Comp *C, Addr w, int64_t N, int64_t K, int64_t ldb, int bt, Addr *pack);
+/* The value of a model dim. */
+int comp_mdim(Comp *C, Dim d, int64_t *out);
+int comp_flags(const Comp *C); /* GEMM_PORTABLE or 0 */
+/* Addr in a time loop: rows form plus tstride B*ld. */
+Addr at_step(Addr a, int64_t B);
+
+/* compile_cell.c: a cell node's forward kernels, and its backward ones */
+int cell_forward(Comp *C, int i);
+int cell_backward(Comp *C, int i);
+/* compile_model.c: every other node kind */
+int node_forward(Comp *C, int i);
+int node_backward(Comp *C, int i);
+
+#endif

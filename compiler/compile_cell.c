@@ -1,0 +1,537 @@
+/* compile_cell.c — the kernels of a cell node: its forward cell over the
+ * sequence, and the backward cell that autodiff derived, through time.
+ *
+ * A cell's nodes run where the schedule (schedule.c) puts them: row-invariant
+ * nodes (reading neither input nor state) once, in a kernel of one row; PRE
+ * over all T*B rows; LOOP per step over the B rows of the step, inside the
+ * time loop; POST over all T*B rows. Each phase is one fused kernel
+ * (phasegen.c) that runs its nodes over blocks of rows. A node gets a home in
+ * the workspace, [T*B, numel] in rows form, when another phase reads it, when
+ * it is an output, saved for backward, or a gradient summed after the loop;
+ * a state update lives in its state's sequence; a split or slice of a value
+ * with a home is a view of it; anything else is a temporary of its kernel.
+ * In backward, the adjoints of the cell's inputs are added into the operands'
+ * adjoints by the kernel that computes them, parameter gradients are GEMMs
+ * over all T*B rows (sums of outers) or column sums, after the loop. */
+#include <string.h>
+
+#include "compile.h"
+
+typedef struct CC {
+  Comp *C;
+  const Cell *c;
+  const CellSched *s;
+  int node;          /* the model node */
+  int64_t T, B, TB;
+  long *numel, *start;
+  char *V;           /* reads an input or a state */
+  Addr *sa;          /* rows form; slot < 0: none (a temporary) */
+  Addr *acc;         /* backward: outs added into operands' adjoints */
+  Addr *pack;
+  char *gemm;
+  Addr *stnew;       /* per state: where the step's update goes (rows form) */
+} CC;
+
+static int isleaf(int op)
+{
+  return op == OP_INPUT || op == OP_STATE || op == OP_PARAM || op == OP_CONST || op == OP_ZEROS;
+}
+
+static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
+{
+  const MNode *n = &C->md->node[node];
+  MV *v = &C->v[node];
+  *cc = (CC){.C = C, .c = c, .s = c->sched, .node = node, .T = v->T, .B = v->B, .TB = v->T * v->B};
+  if (!cc->s)
+    die("compile: cell '%s' has no schedule", c->name);
+  if (v->cenv.n == 0)
+    for (int k = 0; k < n->cell->ndim; k++) {
+      int64_t x;
+      int st = comp_mdim(C, n->dimval[k], &x);
+      if (st)
+        return st;
+      env_set(C->a, &v->cenv, n->cell->dim[k], (long)x);
+    }
+  size_t nn = (size_t)c->nnode + 1;
+  cc->numel = aalloc(C->a, nn * sizeof *cc->numel);
+  cc->start = aalloc(C->a, nn * sizeof *cc->start);
+  cc->V = aalloc(C->a, nn);
+  cc->sa = aalloc(C->a, nn * sizeof *cc->sa);
+  cc->acc = aalloc(C->a, nn * sizeof *cc->acc);
+  cc->pack = aalloc(C->a, nn * sizeof *cc->pack);
+  cc->gemm = aalloc(C->a, nn);
+  cc->stnew = aalloc(C->a, ((size_t)c->nstate + 1) * sizeof *cc->stnew);
+  for (int i = 0; i < c->nnode; i++) {
+    const Node *nd = &c->node[i];
+    cc->numel[i] = node_numel(c, i, &v->cenv);
+    if (cc->numel[i] < 1)
+      return comp_fail(C, RNNC_ESHAPE, "cell '%s' of node '%s': a value of %ld elements", c->name,
+                       n->name ? n->name : "?", cc->numel[i]);
+    if (nd->op == OP_SLICE) {
+      long st;
+      if (!dim_eval(nd->start, &v->cenv, &st, NULL))
+        die("compile: slice start unbound");
+      cc->start[i] = st;
+    } else if (nd->op == OP_SPLIT) {
+      cc->start[i] = nd->k * cc->numel[i];
+    }
+    cc->V[i] = nd->op == OP_INPUT || nd->op == OP_STATE;
+    for (int k = 0; k < nd->narg; k++)
+      cc->V[i] |= cc->V[nd->arg[k]];
+    cc->sa[i] = cc->acc[i] = cc->pack[i] = addr_none();
+  }
+  return RNNC_OK;
+}
+
+static Addr param_addr(Comp *C, const MNode *n, int p)
+{
+  for (int k = 0; k < C->cm->nt; k++)
+    if (C->cm->t[k].role == CT_PARAM && strcmp(C->cm->t[k].name, n->param[p].full) == 0)
+      return (Addr){C->cm->t[k].slot, 0, 0, 0};
+  die("compile: no tensor for parameter '%s'", n->param[p].full);
+}
+
+static Addr grad_addr(Comp *C, const MNode *n, int p)
+{
+  const char *g = aprintf(C->a, "grad.%s", n->param[p].full);
+  for (int k = 0; k < C->cm->nt; k++)
+    if (C->cm->t[k].role == CT_GRAD && strcmp(C->cm->t[k].name, g) == 0)
+      return (Addr){C->cm->t[k].slot, 0, 0, 0};
+  die("compile: no tensor for '%s'", g);
+}
+
+static int computed(const CC *cc, int i)
+{
+  return !isleaf(cc->c->node[i].op) && cc->s->phase[i] != SCHED_DEAD && !cc->s->sumonly[i];
+}
+
+/* Homes for the computed nodes; need[i] says who must have one. */
+static void assign(CC *cc, char *need)
+{
+  const Cell *c = cc->c;
+  const CellSched *s = cc->s;
+  for (int j = 0; j < c->nnode; j++) {
+    if (s->phase[j] == SCHED_DEAD)
+      continue;
+    const Node *nd = &c->node[j];
+    for (int k = 0; k < nd->narg; k++) {
+      int a = nd->arg[k];
+      if (s->sumonly[j] || (s->phase[a] != s->phase[j] && !isleaf(c->node[a].op)) || (!cc->V[a] && cc->V[j]))
+        need[a] = 1;
+    }
+  }
+  for (int i = 0; i < c->nnode; i++)
+    if (s->store[i] || (computed(cc, i) && !cc->V[i]))
+      need[i] = 1;
+  for (int i = 0; i < c->nnode; i++) {
+    const Node *nd = &c->node[i];
+    if (!computed(cc, i))
+      continue;
+    int st = -1;
+    for (int k = 0; k < c->nstate; k++)
+      if (c->next[k] == i && st < 0 && s->phase[i] == SCHED_LOOP)
+        st = k;
+    if (st >= 0) {
+      cc->sa[i] = cc->stnew[st];
+    } else if ((nd->op == OP_SPLIT || nd->op == OP_SLICE) && cc->sa[nd->arg[0]].slot >= 0) {
+      cc->sa[i] = cc->sa[nd->arg[0]];
+      cc->sa[i].off += cc->start[i];
+    } else if (need[i] && !cc->V[i]) {
+      cc->sa[i] = ws_alloc(cc->C, cc->numel[i], 0);
+    } else if (need[i]) {
+      cc->sa[i] = ws_alloc(cc->C, cc->TB * cc->numel[i], cc->numel[i]);
+    }
+  }
+}
+
+/* GEMM nodes: a matvec / matvec_t of a parameter by a per-row value; each
+ * weight packed once per run (per mode). */
+static int packs(CC *cc, const MNode *n)
+{
+  const Cell *c = cc->c;
+  for (int i = 0; i < c->nnode; i++) {
+    const Node *nd = &c->node[i];
+    if (!computed(cc, i) || !cc->s->gemm[i] || (nd->op != OP_MATVEC && nd->op != OP_MATVECT))
+      continue;
+    int W = nd->arg[0], x = nd->arg[1];
+    if (c->node[W].op != OP_PARAM || !cc->V[x])
+      continue;
+    cc->gemm[i] = 1;
+    int bt = nd->op == OP_MATVEC;
+    for (int j = 0; j < i; j++) /* the same weight, the same way: one pack */
+      if (cc->gemm[j] && c->node[j].arg[0] == W && c->node[j].op == nd->op) {
+        cc->pack[i] = cc->pack[j];
+        break;
+      }
+    if (cc->pack[i].slot >= 0)
+      continue;
+    int p = -1;
+    for (int k = 0; k < c->nparam; k++)
+      if (c->param[k] == W)
+        p = k;
+    /* W [m, n]: matvec C = x·W^T (N = m, K = n, B given [N, K]); matvec_t C = x·W (K = m, N = n) */
+    long m = cc->numel[i], nin = cc->numel[x];
+    int64_t N = m, K = nin, ldb = bt ? nin : m;
+    int st = k_pack(cc->C, param_addr(cc->C, n, p), N, K, ldb, bt, &cc->pack[i]);
+    if (st)
+      return st;
+  }
+  plan_call(cc->C, "barrier", 0, 1, 1);
+  return RNNC_OK;
+}
+
+/* One fused kernel of the nodes in mask (none: no kernel). */
+static int phase_kernel(CC *cc, const char *what, const char *mask, int64_t nrows, int inloop, int64_t grain)
+{
+  Comp *C = cc->C;
+  const Cell *c = cc->c;
+  int any = 0;
+  for (int i = 0; i < c->nnode; i++)
+    any |= mask[i];
+  if (!any)
+    return RNNC_OK;
+  Addr *at = aalloc(C->a, ((size_t)c->nnode + 1) * sizeof *at);
+  Addr *acc = aalloc(C->a, ((size_t)c->nnode + 1) * sizeof *acc);
+  for (int i = 0; i < c->nnode; i++) {
+    at[i] = inloop ? at_step(cc->sa[i], cc->B) : cc->sa[i];
+    acc[i] = mask[i] && cc->acc[i].slot >= 0 ? (inloop ? at_step(cc->acc[i], cc->B) : cc->acc[i]) : addr_none();
+  }
+  PhaseSpec ps = {.c = c, .env = &C->v[cc->node].cenv, .nrows = nrows, .mask = mask, .at = at, .acc = acc,
+                  .pack = cc->pack, .gemm = cc->gemm, .portable = C->o->portable};
+  const char *sym = ksym(C, aprintf(C->a, "%s_%s", c->name, what));
+  for (char *q = (char *)sym; *q; q++)
+    if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '_'))
+      *q = '_';
+  size_t scr = 0;
+  int st = phasegen(C->cx, C->mod, sym, &ps, &scr, C->err, C->errlen);
+  if (st)
+    return st;
+  need_scratch(C, scr);
+  plan_call(C, sym, nrows, grain, !inloop);
+  return RNNC_OK;
+}
+
+/* The masks of the four kernels: invariant, PRE, LOOP, POST. */
+static void masks(CC *cc, char *inv, char *pre, char *loop, char *post)
+{
+  for (int i = 0; i < cc->c->nnode; i++) {
+    if (!computed(cc, i))
+      continue;
+    int ph = cc->s->phase[i];
+    if (!cc->V[i])
+      inv[i] = 1;
+    else if (ph == SCHED_PRE)
+      pre[i] = 1;
+    else if (ph == SCHED_LOOP)
+      loop[i] = 1;
+    else
+      post[i] = 1;
+  }
+}
+
+/* Copy (or fill) a value that is not already where it must go: y += / = x,
+ * over rows; x of a constant leaf is a fill. */
+static int move(CC *cc, int node, Addr y, int64_t rows, int inloop, int acc)
+{
+  const Node *nd = &cc->c->node[node];
+  if (nd->op == OP_ZEROS && acc)
+    return RNNC_OK;
+  Addr x = cc->sa[node];
+  if (inloop) {
+    x = at_step(x, cc->B);
+    y = at_step(y, cc->B);
+  }
+  if (nd->op == OP_CONST || nd->op == OP_ZEROS) {
+    const char *s = ksym(cc->C, "const");
+    int st = mk_axpy(cc->C->cx, cc->C->mod, s, rows, cc->numel[node], nd->op == OP_CONST ? (float)nd->cval : 0,
+                     addr_none(), acc ? y : addr_none(), y, 0, cc->C->err, cc->C->errlen);
+    if (!st)
+      plan_call(cc->C, s, rows, 1, !inloop);
+    return st;
+  }
+  if (x.slot < 0)
+    die("compile: cell '%s': node %d has no home to copy from", cc->c->name, node);
+  return k_copy(cc->C, rows, cc->numel[node], x, y, acc, 1, !inloop);
+}
+
+/* ---- forward -------------------------------------------------------------- */
+
+int cell_forward(Comp *C, int i)
+{
+  const MNode *n = &C->md->node[i];
+  const Cell *c = n->cell;
+  MV *v = &C->v[i];
+  CC cc;
+  int st = cc_begin(C, &cc, i, c);
+  if (st)
+    return st;
+  int rev = n->backward, ns = c->nstate;
+  if (C->o->carry && rev)
+    return comp_fail(C, RNNC_EINPUT, "node '%s' runs backward in time: its state cannot be carried from run to run",
+                     n->name ? n->name : "?");
+  v->hs = aalloc(C->a, ((size_t)ns + 1) * sizeof *v->hs);
+  v->dhs = aalloc(C->a, ((size_t)ns + 1) * sizeof *v->dhs);
+  v->sd = aalloc(C->a, ((size_t)ns + 1) * sizeof *v->sd);
+  int64_t B = cc.B, T = cc.T;
+  for (int s = 0; s < ns; s++) {
+    int64_t d = cc.numel[c->state[s]];
+    v->sd[s] = d;
+    v->hs[s] = ws_alloc(C, (T + 1) * B * d, d);
+    v->dhs[s] = C->o->grad ? ws_alloc(C, (T + 1) * B * d, d) : addr_none();
+    /* step t reads slot t and writes t + 1 (backward in time: t + 1, then t) */
+    Addr old = v->hs[s], nw = v->hs[s];
+    if (rev)
+      old.off += B * d;
+    else
+      nw.off += B * d;
+    cc.sa[c->state[s]] = old;
+    cc.stnew[s] = nw;
+  }
+  for (int j = 0; j < c->ninput; j++)
+    cc.sa[c->input[j]] = C->v[n->arg[j]].val;
+  for (int p = 0; p < c->nparam; p++)
+    cc.sa[c->param[p]] = param_addr(C, n, p);
+
+  char *need = aalloc(C->a, (size_t)c->nnode + 1);
+  need[c->out[0]] = 1;
+  for (int s = 0; s < ns; s++)
+    if (c->next[s] >= 0)
+      need[c->next[s]] = 1;
+  const Grad *gr = C->o->grad && C->g ? C->g->cellgrad[i] : NULL;
+  for (int k = 0; gr && k < gr->nsaved; k++)
+    need[gr->saved[k]] = 1;
+  assign(&cc, need);
+  v->fsa = cc.sa;
+
+  if ((st = packs(&cc, n)))
+    return st;
+  /* the initial states */
+  for (int s = 0; s < ns; s++) {
+    Addr init = v->hs[s];
+    if (rev)
+      init.off += T * B * v->sd[s];
+    if (C->o->carry) {
+      int t = -1;
+      const char *name = aprintf(C->a, "state.%s.%s", n->name, c->node[c->state[s]].name);
+      int64_t dim[2] = {B, v->sd[s]};
+      for (int k = 0; k < C->cm->nt; k++)
+        if (strcmp(C->cm->t[k].name, name) == 0)
+          t = k;
+      if (t < 0) {
+        CTensor ct = {.name = astrdup(C->cm->a, name), .role = CT_STATE, .dtype = DT_F32, .rank = 2,
+                      .dim = {dim[0], dim[1]}, .numel = B * v->sd[s], .slot = C->cm->nt + 1};
+        APUSH(C->cm->a, C->cm->t, C->cm->nt, C->cm->capt, ct);
+        t = C->cm->nt - 1;
+      }
+      if ((st = k_copy(C, B, v->sd[s], (Addr){t + 1, 0, 0, v->sd[s]}, init, 0, 1, 0)))
+        return st;
+    } else if (n->ninit) {
+      if ((st = k_copy(C, B, v->sd[s], C->v[n->init[s]].val, init, 0, 1, 0)))
+        return st;
+    } else if (n->initfrom >= 0) {
+      const MV *f = &C->v[n->initfrom];
+      Addr fin = f->hs[s];
+      if (!C->md->node[n->initfrom].backward)
+        fin.off += f->T * f->B * f->sd[s];
+      if ((st = k_copy(C, B, v->sd[s], fin, init, 0, 1, 0)))
+        return st;
+    }
+  }
+  plan_call(C, "barrier", 0, 1, 1);
+
+  size_t nn = (size_t)c->nnode + 1;
+  char *inv = aalloc(C->a, nn), *pre = aalloc(C->a, nn), *loop = aalloc(C->a, nn), *post = aalloc(C->a, nn);
+  masks(&cc, inv, pre, loop, post);
+  if ((st = phase_kernel(&cc, "inv", inv, 1, 0, 1)) || (st = phase_kernel(&cc, "pre", pre, cc.TB, 0, 8)))
+    return st;
+  int lp = plan_loop(C, T, rev);
+  if ((st = phase_kernel(&cc, "step", loop, B, 1, 1)))
+    return st;
+  for (int s = 0; s < ns; s++) /* updates that are not computed into their state */
+    if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) != 0)
+      if ((st = move(&cc, c->next[s], cc.stnew[s], B, 1, 0)))
+        return st;
+  plan_endloop(C, lp);
+  if ((st = phase_kernel(&cc, "post", post, cc.TB, 0, 8)))
+    return st;
+
+  int o = c->out[0];
+  if (cc.sa[o].slot >= 0 && cc.sa[o].ld > 0) {
+    v->val = cc.sa[o];
+  } else {
+    v->val = ws_alloc(C, cc.TB * v->d, v->d);
+    if ((st = move(&cc, o, v->val, cc.TB, 0, 0)))
+      return st;
+  }
+  v->adj = C->o->grad ? ws_alloc(C, v->npos * v->d, v->d) : addr_none();
+  if (C->o->carry) { /* leave the final states for the next run */
+    for (int s = 0; s < ns; s++) {
+      const char *name = aprintf(C->a, "state.%s.%s", n->name, c->node[c->state[s]].name);
+      int t = -1;
+      for (int k = 0; k < C->cm->nt; k++)
+        if (strcmp(C->cm->t[k].name, name) == 0)
+          t = k;
+      Addr fin = v->hs[s];
+      fin.off += T * B * v->sd[s];
+      if ((st = k_copy(C, B, v->sd[s], fin, (Addr){t + 1, 0, 0, v->sd[s]}, 0, 1, s == ns - 1)))
+        return st;
+    }
+  }
+  return RNNC_OK;
+}
+
+/* ---- backward ------------------------------------------------------------- */
+
+/* Parameter gradient p from its tree of outers, + and -: a GEMM each. */
+static int gemm_terms(CC *cc, const MNode *n, int p, int g, int sign)
+{
+  Comp *C = cc->C;
+  const Node *nd = &cc->c->node[g];
+  if (nd->op == OP_ADD || nd->op == OP_SUB) {
+    int st = gemm_terms(cc, n, p, nd->arg[0], sign);
+    return st ? st : gemm_terms(cc, n, p, nd->arg[1], nd->op == OP_SUB ? -sign : sign);
+  }
+  if (nd->op != OP_OUTER)
+    die("compile: cell '%s': a gradient summed by GEMMs has a '%s' term", cc->c->name, opinfo[nd->op].spelling);
+  int a = nd->arg[0], b = nd->arg[1];
+  Addr A = cc->sa[a], Bm = cc->sa[b];
+  if (A.slot < 0 || Bm.slot < 0)
+    die("compile: cell '%s': an outer's operands have no home", cc->c->name);
+  int64_t M = cc->numel[a], N = cc->numel[b];
+  Addr G = grad_addr(C, n, p);
+  G.ld = N;
+  Addr dst = sign > 0 ? G : ws_alloc(C, M * N, N);
+  GemmSpec gs = {.M = M, .N = N, .K = cc->TB, .lda = A.ld, .ldb = Bm.ld, .ldc = N,
+                 .flags = GEMM_AT | (sign > 0 ? GEMM_ACC : 0) | comp_flags(C)};
+  const char *s = ksym(C, "wgrad");
+  size_t scr = 0;
+  int st = mk_gemm(C->cx, C->mod, s, &gs, MK_COLS, A, Bm, dst, addr_none(), &scr, C->err, C->errlen);
+  if (st)
+    return st;
+  need_scratch(C, scr);
+  plan_call(C, s, gemm_npanels(&gs), 1, sign < 0);
+  if (sign < 0)
+    return k_copy(C, M, N, dst, G, 1, -1, 0);
+  return RNNC_OK;
+}
+
+int cell_backward(Comp *C, int i)
+{
+  const MNode *n = &C->md->node[i];
+  const Grad *gr = C->g->cellgrad[i];
+  const Cell *fc = n->cell, *c = gr->bwd;
+  MV *v = &C->v[i];
+  CC cc;
+  int st = cc_begin(C, &cc, i, c);
+  if (st)
+    return st;
+  int rev = n->backward, ns = c->nstate;
+  int64_t B = cc.B, T = cc.T;
+  for (int k = 0; k < gr->nsaved; k++) {
+    cc.sa[c->input[k]] = v->fsa[gr->saved[k]];
+    if (cc.sa[c->input[k]].slot < 0)
+      die("compile: cell '%s': saved value %d has no home", fc->name, k);
+  }
+  cc.sa[c->input[gr->nsaved]] = v->adj;
+  for (int j = 1; j < fc->nout; j++) /* adjoints of other outs: zero */
+    cc.sa[c->input[gr->nsaved + j]] = ws_alloc(C, cc.numel[c->input[gr->nsaved + j]], 0);
+  for (int s = 0; s < ns; s++) {
+    /* the adjoint of the update (slot t + 1) in, of the old state (slot t) out */
+    Addr nwadj = v->dhs[s], oldadj = v->dhs[s];
+    if (rev)
+      oldadj.off += B * v->sd[s];
+    else
+      nwadj.off += B * v->sd[s];
+    cc.sa[c->state[s]] = nwadj;
+    cc.stnew[s] = oldadj;
+  }
+  for (int p = 0; p < c->nparam; p++)
+    cc.sa[c->param[p]] = param_addr(C, n, p);
+
+  char *need = aalloc(C->a, (size_t)c->nnode + 1);
+  char *nout = aalloc(C->a, (size_t)c->nnode + 1);
+  for (int s = 0; s < ns; s++)
+    if (c->next[s] >= 0)
+      need[c->next[s]] = 1;
+  for (int p = 0; p < c->nparam; p++)
+    if (cc.s->gsum[p] == GSUM_ROWS)
+      need[c->grad[p]] = 1;
+  for (int j = 0; j < c->nout; j++)
+    if (++nout[c->out[j]] > 1)
+      need[c->out[j]] = 1;
+  assign(&cc, need);
+  /* each input's adjoint is added into its operand's by the kernel computing it */
+  char *done = aalloc(C->a, (size_t)c->nout + 1);
+  for (int j = 0; j < c->nout; j++) {
+    int o = c->out[j];
+    Addr to = C->v[n->arg[j]].adj;
+    if (to.slot < 0) {
+      done[j] = 1;
+      continue;
+    }
+    if (computed(&cc, o) && cc.acc[o].slot < 0) {
+      cc.acc[o] = to;
+      done[j] = 1;
+    }
+  }
+
+  if ((st = packs(&cc, n)))
+    return st;
+  size_t nn = (size_t)c->nnode + 1;
+  char *inv = aalloc(C->a, nn), *pre = aalloc(C->a, nn), *loop = aalloc(C->a, nn), *post = aalloc(C->a, nn);
+  masks(&cc, inv, pre, loop, post);
+  if ((st = phase_kernel(&cc, "inv", inv, 1, 0, 1)) || (st = phase_kernel(&cc, "pre", pre, cc.TB, 0, 8)))
+    return st;
+  int lp = plan_loop(C, T, !rev);
+  if ((st = phase_kernel(&cc, "step", loop, B, 1, 1)))
+    return st;
+  for (int s = 0; s < ns; s++)
+    if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) != 0)
+      if ((st = move(&cc, c->next[s], cc.stnew[s], B, 1, 0)))
+        return st;
+  plan_endloop(C, lp);
+  if ((st = phase_kernel(&cc, "post", post, cc.TB, 0, 8)))
+    return st;
+  for (int j = 0; j < c->nout; j++)
+    if (!done[j] && (st = move(&cc, c->out[j], C->v[n->arg[j]].adj, cc.TB, 0, 1)))
+      return st;
+
+  /* parameter gradients, summed over time and batch */
+  for (int p = 0; p < c->nparam; p++) {
+    int g = c->grad[p];
+    if (g < 0 || cc.s->gsum[p] == GSUM_NONE || c->node[g].op == OP_ZEROS)
+      continue;
+    if (cc.s->gsum[p] == GSUM_GEMM) {
+      st = gemm_terms(&cc, n, p, g, 1);
+    } else {
+      if (cc.sa[g].slot < 0)
+        die("compile: cell '%s': gradient %d has no home", c->name, p);
+      const char *s = ksym(C, "colsum");
+      st = mk_colsum(C->cx, C->mod, s, cc.TB, cc.numel[g], cc.sa[g], grad_addr(C, n, p), 1, C->err, C->errlen);
+      if (!st)
+        plan_call(C, s, cc.numel[g], 8, 0);
+    }
+    if (st)
+      return st;
+  }
+  plan_call(C, "barrier", 0, 1, 1);
+
+  /* the adjoint of the initial states */
+  for (int s = 0; s < ns; s++) {
+    Addr init = v->dhs[s];
+    if (rev)
+      init.off += T * B * v->sd[s];
+    Addr to = addr_none();
+    if (n->ninit) {
+      to = C->v[n->init[s]].adj;
+    } else if (n->initfrom >= 0 && !C->o->carry) {
+      const MV *f = &C->v[n->initfrom];
+      to = f->dhs[s];
+      if (!C->md->node[n->initfrom].backward)
+        to.off += f->T * f->B * f->sd[s];
+    }
+    if (to.slot >= 0 && (st = k_copy(C, B, v->sd[s], init, to, 1, 1, 1)))
+      return st;
+  }
+  return RNNC_OK;
+}

@@ -1,0 +1,75 @@
+/* exec.c — the plan executor: one OpenMP team runs a whole plan.
+ * require: a plan (compiler/compile.c) and its kernels. produce: the run.
+ *
+ * Every thread walks the same list of ops. A call runs the kernel on the
+ * thread's share of the op's range (plan_share: contiguous, split at
+ * multiples of the grain, so a share never cuts a vector or a micro-tile);
+ * a barrier after an op makes its results visible to every thread before the
+ * next op reads them. A loop runs its body once per time step, in order or
+ * reversed: the team stays up across the whole time loop, with a barrier
+ * between the steps that need one, never a fork/join per op. Which thread
+ * computes an element never changes what it computes (the kernels' contract),
+ * so results do not depend on the number of threads.
+ *
+ * Plain C and OpenMP only: an object file compiled ahead of time links this
+ * file (with libgomp) and needs nothing of the compiler. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+
+void plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_t *hi)
+{
+  if (g < 1)
+    g = 1;
+  int64_t ng = (n + g - 1) / g; /* grains */
+  int64_t a = ng * tid / nth, b = ng * (tid + 1) / nth;
+  *lo = a * g;
+  *hi = b * g < n ? b * g : n;
+  if (*lo > n)
+    *lo = n;
+}
+
+/* Run ops [k0, k1) of p at step t; loops recurse. */
+static void run_ops(const Plan *p, const KernFn *fn, void *const *buf, float *scratch, int tid, int nth, int k0,
+                    int k1, int64_t t)
+{
+  for (int k = k0; k < k1; k++) {
+    const PlanOp *o = &p->op[k];
+    if (o->kind == PK_LOOP) {
+      for (int64_t s = 0; s < o->T; s++)
+        run_ops(p, fn, buf, scratch, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s);
+      k += o->nbody;
+      continue;
+    }
+    int64_t lo, hi;
+    plan_share(o->n, o->grain, tid, nth, &lo, &hi);
+    if (lo < hi)
+      fn[o->fn](buf, t, lo, hi, scratch);
+    if (o->barrier && nth > 1) {
+#pragma omp barrier
+    }
+  }
+}
+
+int plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads)
+{
+  int nth = nthreads > 0 ? nthreads : omp_get_max_threads();
+  size_t per = (p->scratch + 15) / 16 * 16; /* floats, a multiple of 64 bytes */
+  float *scratch = NULL;
+  if (per && !(scratch = aligned_alloc(64, per * sizeof(float) * (size_t)nth)))
+    return RNNC_ENOMEM;
+  if (nth == 1) {
+    run_ops(p, fn, buf, scratch, 0, 1, 0, p->nop, 0);
+  } else {
+#pragma omp parallel num_threads(nth)
+    {
+      /* the team may be smaller than asked (OMP_THREAD_LIMIT, nesting) */
+      int tid = omp_get_thread_num(), n = omp_get_num_threads();
+      run_ops(p, fn, buf, scratch + per * (size_t)tid, tid, n, 0, p->nop, 0);
+    }
+  }
+  free(scratch);
+  return RNNC_OK;
+}
