@@ -29,6 +29,8 @@ typedef struct CC {
   Addr *acc;         /* backward: outs added into operands' adjoints */
   Addr *pack;
   char *gemm;
+  char *colgemm;     /* a GEMM split by columns in a kernel of its own (few rows) */
+  char *steptmp;     /* its home holds one step: [B, numel], the same at every t */
   Addr *stnew;       /* per state: where the step's update goes (rows form) */
 } CC;
 
@@ -60,6 +62,8 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
   cc->acc = aalloc(C->a, nn * sizeof *cc->acc);
   cc->pack = aalloc(C->a, nn * sizeof *cc->pack);
   cc->gemm = aalloc(C->a, nn);
+  cc->colgemm = aalloc(C->a, nn);
+  cc->steptmp = aalloc(C->a, nn);
   cc->stnew = aalloc(C->a, ((size_t)c->nstate + 1) * sizeof *cc->stnew);
   for (int i = 0; i < c->nnode; i++) {
     const Node *nd = &c->node[i];
@@ -138,15 +142,23 @@ static void assign(CC *cc, char *need)
       cc->sa[i].off += cc->start[i];
     } else if (need[i] && !cc->V[i]) {
       cc->sa[i] = ws_alloc(cc->C, cc->numel[i], 0);
-    } else if (need[i]) {
+    } else if (cc->colgemm[i] && s->phase[i] == SCHED_LOOP && !need[i]) {
+      cc->sa[i] = ws_alloc(cc->C, cc->B * cc->numel[i], cc->numel[i]);
+      cc->steptmp[i] = 1;
+    } else if (need[i] || cc->colgemm[i]) {
       cc->sa[i] = ws_alloc(cc->C, cc->TB * cc->numel[i], cc->numel[i]);
     }
   }
 }
 
-/* GEMM nodes: a matvec / matvec_t of a parameter by a per-row value; each
- * weight packed once per run (per mode). */
-static int packs(CC *cc, const MNode *n)
+/* Rows below which a step's GEMMs are split by columns over the threads (in
+ * kernels of their own, a barrier after them) rather than by rows. */
+enum { FEWROWS = 16 };
+
+/* GEMM nodes: a matvec / matvec_t of a parameter by a per-row value. With
+ * few rows, those whose vector comes from outside their phase run by
+ * columns (generation at B = 1: every thread takes a share of the weights). */
+static void mark_gemms(CC *cc, int bwd)
 {
   const Cell *c = cc->c;
   for (int i = 0; i < c->nnode; i++) {
@@ -157,6 +169,25 @@ static int packs(CC *cc, const MNode *n)
     if (c->node[W].op != OP_PARAM || !cc->V[x])
       continue;
     cc->gemm[i] = 1;
+    int ph = cc->s->phase[i];
+    int64_t rows = ph == SCHED_LOOP ? cc->B : cc->TB;
+    int outside = isleaf(c->node[x].op) || cc->s->phase[x] != ph;
+    int isout = 0;
+    for (int j = 0; bwd && j < c->nout; j++)
+      isout |= c->out[j] == i;
+    cc->colgemm[i] = rows < FEWROWS && outside && !isout;
+  }
+}
+
+/* Each weight packed once per run (per mode). */
+static int packs(CC *cc, const MNode *n)
+{
+  const Cell *c = cc->c;
+  for (int i = 0; i < c->nnode; i++) {
+    const Node *nd = &c->node[i];
+    if (!cc->gemm[i])
+      continue;
+    int W = nd->arg[0], x = nd->arg[1];
     int bt = nd->op == OP_MATVEC;
     for (int j = 0; j < i; j++) /* the same weight, the same way: one pack */
       if (cc->gemm[j] && c->node[j].arg[0] == W && c->node[j].op == nd->op) {
@@ -169,9 +200,9 @@ static int packs(CC *cc, const MNode *n)
     for (int k = 0; k < c->nparam; k++)
       if (c->param[k] == W)
         p = k;
-    /* W [m, n]: matvec C = x·W^T (N = m, K = n, B given [N, K]); matvec_t C = x·W (K = m, N = n) */
-    long m = cc->numel[i], nin = cc->numel[x];
-    int64_t N = m, K = nin, ldb = bt ? nin : m;
+    /* W [m, n]: matvec C = x·W^T (N = m, K = n, B given as [N, K]);
+     * matvec_t(W, x) C = x·W (K = m, N = n) */
+    int64_t N = cc->numel[i], K = cc->numel[x], ldb = bt ? K : N;
     int st = k_pack(cc->C, param_addr(cc->C, n, p), N, K, ldb, bt, &cc->pack[i]);
     if (st)
       return st;
@@ -180,11 +211,49 @@ static int packs(CC *cc, const MNode *n)
   return RNNC_OK;
 }
 
-/* One fused kernel of the nodes in mask (none: no kernel). */
-static int phase_kernel(CC *cc, const char *what, const char *mask, int64_t nrows, int inloop, int64_t grain)
+static Addr where(const CC *cc, int i, int inloop)
+{
+  return inloop && !cc->steptmp[i] ? at_step(cc->sa[i], cc->B) : cc->sa[i];
+}
+
+/* The column-split GEMMs of a phase, then a barrier; they leave mask. */
+static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop)
 {
   Comp *C = cc->C;
   const Cell *c = cc->c;
+  int any = 0;
+  for (int i = 0; i < c->nnode; i++) {
+    if (!mask[i] || !cc->colgemm[i])
+      continue;
+    const Node *nd = &c->node[i];
+    int x = nd->arg[1], bt = nd->op == OP_MATVEC;
+    Addr A = where(cc, x, inloop), Cm = where(cc, i, inloop);
+    int64_t N = cc->numel[i], K = cc->numel[x];
+    GemmSpec gs = {.M = nrows, .N = N, .K = K, .lda = A.ld, .ldb = bt ? K : N, .ldc = Cm.ld,
+                   .flags = (bt ? GEMM_BT : 0) | comp_flags(C)};
+    const char *s = ksym(C, "colgemm");
+    size_t scr = 0;
+    int st = mk_gemm(C->cx, C->mod, s, &gs, MK_COLSP, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
+    if (st)
+      return st;
+    need_scratch(C, scr);
+    plan_call(C, s, gemm_npanels(&gs), 1, 0);
+    mask[i] = 0;
+    any = 1;
+  }
+  if (any)
+    plan_call(C, "barrier", 0, 1, 1);
+  return RNNC_OK;
+}
+
+/* One fused kernel of the nodes in mask (none: no kernel). */
+static int phase_kernel(CC *cc, const char *what, char *mask, int64_t nrows, int inloop, int64_t grain)
+{
+  Comp *C = cc->C;
+  const Cell *c = cc->c;
+  int st = col_gemms(cc, mask, nrows, inloop);
+  if (st)
+    return st;
   int any = 0;
   for (int i = 0; i < c->nnode; i++)
     any |= mask[i];
@@ -193,7 +262,7 @@ static int phase_kernel(CC *cc, const char *what, const char *mask, int64_t nrow
   Addr *at = aalloc(C->a, ((size_t)c->nnode + 1) * sizeof *at);
   Addr *acc = aalloc(C->a, ((size_t)c->nnode + 1) * sizeof *acc);
   for (int i = 0; i < c->nnode; i++) {
-    at[i] = inloop ? at_step(cc->sa[i], cc->B) : cc->sa[i];
+    at[i] = where(cc, i, inloop);
     acc[i] = mask[i] && cc->acc[i].slot >= 0 ? (inloop ? at_step(cc->acc[i], cc->B) : cc->acc[i]) : addr_none();
   }
   PhaseSpec ps = {.c = c, .env = &C->v[cc->node].cenv, .nrows = nrows, .mask = mask, .at = at, .acc = acc,
@@ -203,8 +272,7 @@ static int phase_kernel(CC *cc, const char *what, const char *mask, int64_t nrow
     if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '_'))
       *q = '_';
   size_t scr = 0;
-  int st = phasegen(C->cx, C->mod, sym, &ps, &scr, C->err, C->errlen);
-  if (st)
+  if ((st = phasegen(C->cx, C->mod, sym, &ps, &scr, C->err, C->errlen)))
     return st;
   need_scratch(C, scr);
   plan_call(C, sym, nrows, grain, !inloop);
@@ -236,11 +304,9 @@ static int move(CC *cc, int node, Addr y, int64_t rows, int inloop, int acc)
   const Node *nd = &cc->c->node[node];
   if (nd->op == OP_ZEROS && acc)
     return RNNC_OK;
-  Addr x = cc->sa[node];
-  if (inloop) {
-    x = at_step(x, cc->B);
+  Addr x = where(cc, node, inloop);
+  if (inloop)
     y = at_step(y, cc->B);
-  }
   if (nd->op == OP_CONST || nd->op == OP_ZEROS) {
     const char *s = ksym(cc->C, "const");
     int st = mk_axpy(cc->C->cx, cc->C->mod, s, rows, cc->numel[node], nd->op == OP_CONST ? (float)nd->cval : 0,
@@ -252,6 +318,17 @@ static int move(CC *cc, int node, Addr y, int64_t rows, int inloop, int acc)
   if (x.slot < 0)
     die("compile: cell '%s': node %d has no home to copy from", cc->c->name, node);
   return k_copy(cc->C, rows, cc->numel[node], x, y, acc, 1, !inloop);
+}
+
+/* The end of a step: the next step's column GEMMs read every row of this
+ * one, so with any of them the threads wait here. */
+static void step_end(CC *cc)
+{
+  for (int i = 0; i < cc->c->nnode; i++)
+    if (cc->colgemm[i] && cc->s->phase[i] == SCHED_LOOP) {
+      plan_call(cc->C, "barrier", 0, 1, 1);
+      return;
+    }
 }
 
 /* ---- forward -------------------------------------------------------------- */
@@ -300,6 +377,7 @@ int cell_forward(Comp *C, int i)
   const Grad *gr = C->o->grad && C->g ? C->g->cellgrad[i] : NULL;
   for (int k = 0; gr && k < gr->nsaved; k++)
     need[gr->saved[k]] = 1;
+  mark_gemms(&cc, 0);
   assign(&cc, need);
   v->fsa = cc.sa;
 
@@ -351,6 +429,7 @@ int cell_forward(Comp *C, int i)
     if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) != 0)
       if ((st = move(&cc, c->next[s], cc.stnew[s], B, 1, 0)))
         return st;
+  step_end(&cc);
   plan_endloop(C, lp);
   if ((st = phase_kernel(&cc, "post", post, cc.TB, 0, 8)))
     return st;
@@ -459,6 +538,7 @@ int cell_backward(Comp *C, int i)
   for (int j = 0; j < c->nout; j++)
     if (++nout[c->out[j]] > 1)
       need[c->out[j]] = 1;
+  mark_gemms(&cc, 1);
   assign(&cc, need);
   /* each input's adjoint is added into its operand's by the kernel computing it */
   char *done = aalloc(C->a, (size_t)c->nout + 1);
@@ -489,6 +569,7 @@ int cell_backward(Comp *C, int i)
     if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) != 0)
       if ((st = move(&cc, c->next[s], cc.stnew[s], B, 1, 0)))
         return st;
+  step_end(&cc);
   plan_endloop(C, lp);
   if ((st = phase_kernel(&cc, "post", post, cc.TB, 0, 8)))
     return st;
