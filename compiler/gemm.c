@@ -1,29 +1,35 @@
-/* gemm.c — LLVM IR for C[M, N] (+)= A[M, K] · B, float32, row-major, with
- * M, N, K compile-time constants.
- * require: a module of cx. produce: in it, sym (pack B, then multiply),
- * sym_pack and sym_packed (see ir.h, "compiler/gemm.c").
+/* gemm.c — LLVM IR for C[M, N] (+)= op(A) · op(B), float32, row-major, with
+ * every size, leading dimension and flag a compile-time constant.
+ * require: a module of cx. produce: in it, gemm_gen2's sym_pack, sym_rows,
+ * sym_colsp and sym_cols, or gemm_gen's sym, sym_pack and sym_packed (see
+ * ir.h, "compiler/gemm.c").
  *
- * B is packed into column panels of NR columns, panel p holding
- * pack[(p·K + k)·NR + j] = B[k, p·NR + j] (zero past column N), so the
- * micro-kernel reads B contiguously. The product runs in blocks:
- *   for each KC slice of k
- *     for each NC block of columns  (its KC·NC floats of panels, in L3)
- *       for each MC block of rows   (A's block packed after B: MC·KC floats,
- *                                    MR-row micro-panels, k-major)
- *         for each panel p of the column block:
- *           for each MR rows: micro-kernel MR x NR over the slice
- * KC, MC and NC were tuned against OpenBLAS on the benchmark shapes
- * (bench/README.md); KC = 1024 keeps C5's K in one slice, so C is read and
- * written once.
+ * op(B) is packed into column panels of NR columns, panel p holding
+ * pack[(p·K + k)·NR + j] = op(B)[k, p·NR + j] (zero past column N), so the
+ * micro-kernel reads it contiguously. One KC slice of k over rows [m0, m1)
+ * and panels [p0, p1) (blk) runs as
+ *   for each NC block of columns    (its KC·NC floats of panels, in L3)
+ *     for each MC block of rows     (op(A)'s block packed in scratch: MC·KC
+ *                                    floats, MR-row micro-panels, k-major)
+ *       for each panel p of the column block:
+ *         for each MR rows: micro-kernel MR x NR over the slice, then the
+ *         rows left (1 .. MR-1: a kernel of that height)
+ * and every function runs the slices in increasing order: _rows and _colsp
+ * over B packed once (by _pack), _cols packing each slice of a chunk of NCS
+ * columns of op(B) into its scratch first. KC, MC and NC were tuned against
+ * OpenBLAS on the benchmark shapes (bench/README.md); KC = 1024 keeps C5's K
+ * in one slice, so C is read and written once.
  * The micro-kernel keeps an MR x NR block of C in MR·NR/W vector registers
  * (W = 8 floats with AVX2 + FMA on the host, else 4), and per k broadcasts
  * one float of each A row against NR/W vectors of the panel with llvm.fma;
  * its rows and vectors are unrolled in the IR, its k loop is a loop. Row and
  * column tails get their own kernels (fewer rows; fewer vectors, the last
- * one stored lane by lane). Every element of C is summed in increasing k
- * within a slice, and the slices are added to C in increasing order: the
- * order depends on M, N, K and the flags only. Nothing here is JIT-specific:
- * no addresses, no triple, scratch from the caller. */
+ * one stored lane by lane), which compute each element exactly as the full
+ * kernel does. So every element of C is summed in increasing k within a
+ * slice, from 0, with one fma per k, and the slices are added to C in
+ * increasing order: its bits depend on M, N, K and the flags only, not on
+ * the function, the range, or where a range starts. Nothing here is
+ * JIT-specific: no addresses, no triple, scratch from the caller. */
 #include <string.h>
 
 #include <llvm-c/Core.h>
@@ -33,10 +39,11 @@
 #include "ir.h"
 
 enum {
-  MR = 6,    /* rows of the register block */
-  KC = 1024, /* k per slice: a panel slice (KC·NR floats) in L2 */
-  MC = 120,  /* rows per block, a multiple of MR */
-  NC = 4096, /* columns per block, a multiple of every NR */
+  MR = 6,     /* rows of the register block */
+  KC = 1024,  /* k per slice: a panel slice (KC·NR floats) in L2 */
+  MC = 120,   /* rows per block, a multiple of MR */
+  NC = 4096,  /* columns per block, a multiple of every NR */
+  NCS = 512,  /* columns of op(B) that _cols packs at a time, a multiple of every NR */
   MAXNR = 16, /* the widest NR */
   PFD = 32,   /* k steps before the end of a slice at which C is prefetched */
 };
@@ -50,7 +57,11 @@ typedef struct G {
   LLVMValueRef fma;
   LLVMTypeRef fmaty;
   int W, NR, flags;
-  int64_t M, N, K;
+  int64_t M, N, K, lda, ldb, ldc;
+  int64_t np, npf, nt;    /* panels, whole panels, columns of the partial one */
+  int linkage;            /* of the entry points: 0 external, 1 internal */
+  LLVMValueRef kern[2][MR + 1]; /* [partial panel][rows]: the micro-kernels */
+  LLVMValueRef packb, blk;
   const char *sym;
 } G;
 
@@ -75,16 +86,38 @@ void gemm_block(int flags, int *mr, int *nr)
   *nr = !(flags & GEMM_PORTABLE) && host_avx2_fma() ? 16 : 8;
 }
 
-/* Floats of B's panels for the widest NR, and of one block of A packed
- * (up to MC rows, rounded up to MR, by up to KC columns). */
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t up16(int64_t n) { return (n + 15) / 16 * 16; } /* 64 bytes */
+
+/* Floats of one block of op(A) packed: up to MC rows (rounded up to MR, a
+ * partial micro-panel takes a whole one) by up to KC columns. */
+static int64_t ablock(int64_t M, int64_t K) { return min64((M + MR - 1) / MR * MR, MC) * min64(K, KC); }
+
+/* Floats of B's panels for the widest NR (gemm_gen's pack). */
 static int64_t bpanels(int64_t N, int64_t K) { return (N + MAXNR - 1) / MAXNR * MAXNR * K; }
-static int64_t ablock(int64_t M, int64_t K)
-{
-  int64_t rows = (M + MR - 1) / MR * MR;
-  return (rows < MC ? rows : MC) * (K < KC ? K : KC);
-}
 
 size_t gemm_pack_size(int64_t M, int64_t N, int64_t K) { return (size_t)(bpanels(N, K) + ablock(M, K)); }
+
+static int spec_nr(const GemmSpec *s)
+{
+  int mr, nr;
+  gemm_block(s->flags, &mr, &nr);
+  return nr;
+}
+
+int64_t gemm_npanels(const GemmSpec *s) { return (s->N + spec_nr(s) - 1) / spec_nr(s); }
+
+size_t gemm_packsize(const GemmSpec *s) { return (size_t)(gemm_npanels(s) * spec_nr(s) * s->K); }
+
+/* _cols' chunk of op(B) (panels of one NCS block, one KC slice), then the
+ * block of op(A); _rows and _colsp use the first ablock floats only. */
+static int64_t bchunk(const GemmSpec *s)
+{
+  int nr = spec_nr(s);
+  return up16(min64(NCS / nr, gemm_npanels(s)) * nr * min64(s->K, KC));
+}
+
+size_t gemm_scratchsize(const GemmSpec *s) { return (size_t)(bchunk(s) + ablock(s->M, s->K)); }
 
 static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
 
@@ -94,18 +127,25 @@ static void addattr(G *g, LLVMValueRef fn, unsigned idx, const char *name)
   LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(g->cx, kind, 0));
 }
 
-/* A function of the module: nounwind, every pointer parameter noalias. */
-static LLVMValueRef newfn(G *g, const char *suffix, LLVMTypeRef *pt, unsigned n, int internal)
+/* A function of the module named sym + suffix: nounwind, every pointer
+ * parameter noalias, parameters named after names (space-separated). */
+static LLVMValueRef newfn(G *g, const char *suffix, LLVMTypeRef *pt, unsigned n, int internal, const char *names)
 {
   char name[256];
   snprintf(name, sizeof name, "%s%s", g->sym, suffix);
+  if (LLVMGetNamedFunction(g->mod, name))
+    die("gemm: function '%s' already in the module", name);
   LLVMValueRef fn = LLVMAddFunction(g->mod, name, LLVMFunctionType(g->voidty, pt, n, 0));
   if (internal)
     LLVMSetLinkage(fn, LLVMInternalLinkage);
   addattr(g, fn, LLVMAttributeFunctionIndex, "nounwind");
-  for (unsigned i = 0; i < n; i++)
+  for (unsigned i = 0; i < n; i++) {
     if (pt[i] == g->ptr)
       addattr(g, fn, i + 1, "noalias");
+    size_t len = strcspn(names, " ");
+    LLVMSetValueName2(LLVMGetParam(fn, i), names, len);
+    names += len + (names[len] == ' ');
+  }
   g->fn = fn;
   LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->cx, fn, "entry"));
   return fn;
@@ -166,39 +206,132 @@ static LLVMValueRef gep(G *g, LLVMValueRef base, LLVMValueRef off)
 static LLVMValueRef mul(G *g, LLVMValueRef a, int64_t c) { return LLVMBuildNSWMul(g->b, a, ci64(g, c), ""); }
 static LLVMValueRef add(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(g->b, a, b, ""); }
 
+static LLVMValueRef sub(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWSub(g->b, a, b, ""); }
+static LLVMValueRef mulv(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(g->b, a, b, ""); }
+
+static LLVMValueRef smin(G *g, LLVMValueRef a, LLVMValueRef b)
+{
+  return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef call(G *g, LLVMValueRef fn, LLVMValueRef *args, unsigned n)
+{
+  return LLVMBuildCall2(g->b, LLVMGlobalGetValueType(fn), fn, args, n, "");
+}
+
+/* if (cond) { ... }: if_begin leaves the builder in the then block,
+ * returns the block after; if_end closes it. */
+static LLVMBasicBlockRef if_begin(G *g, LLVMValueRef cond, const char *name)
+{
+  LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(g->cx, g->fn, name);
+  LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(g->cx, g->fn, "after");
+  LLVMBuildCondBr(g->b, cond, then, after);
+  LLVMPositionBuilderAtEnd(g->b, then);
+  return after;
+}
+
+static void if_end(G *g, LLVMBasicBlockRef after)
+{
+  LLVMBuildBr(g->b, after);
+  LLVMPositionBuilderAtEnd(g->b, after);
+}
+
+static LLVMValueRef load(G *g, LLVMTypeRef ty, LLVMValueRef p)
+{
+  LLVMValueRef v = LLVMBuildLoad2(g->b, ty, p, "");
+  LLVMSetAlignment(v, 4);
+  return v;
+}
+
+static void store(G *g, LLVMValueRef v, LLVMValueRef p) { LLVMSetAlignment(LLVMBuildStore(g->b, v, p), 4); }
+
 /* ---- packing ----------------------------------------------------------------- */
 
-/* pack[(p·K + k)·NR + j] = B[k, p·NR + j] for columns < N, else 0 */
-static void gen_pack(G *g)
+/* The element (k, n) of op(B): B[k·ldb + n], or with GEMM_BT B[n·ldb + k]. */
+static LLVMValueRef opb(G *g, LLVMValueRef B, LLVMValueRef k, LLVMValueRef n)
 {
-  LLVMTypeRef pt[2] = {g->ptr, g->ptr};
-  LLVMValueRef fn = newfn(g, "_pack", pt, 2, 0);
-  LLVMValueRef B = LLVMGetParam(fn, 0), pack = LLVMGetParam(fn, 1);
-  LLVMSetValueName2(B, "B", 1);
-  LLVMSetValueName2(pack, "pack", 4);
-  int64_t np = g->N / g->NR, nt = g->N % g->NR;
-  for (int tail = 0; tail < 2; tail++) {
-    if (tail ? nt == 0 : np == 0)
-      continue;
-    Loop lp, lk, lj;
-    LLVMValueRef p = loop_begin(g, &lp, ci64(g, tail ? np : 0), ci64(g, tail ? np + 1 : np), 1, "panel");
-    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), ci64(g, g->K), 1, "k");
-    LLVMValueRef row = mul(g, add(g, mul(g, p, g->K), k), g->NR); /* pack row (p, k) */
-    LLVMValueRef j = loop_begin(g, &lj, ci64(g, 0), ci64(g, tail ? nt : g->NR), 1, "j");
-    LLVMValueRef n = add(g, mul(g, p, g->NR), j);
-    LLVMValueRef src = g->flags & GEMM_BT ? add(g, mul(g, n, g->K), k) : add(g, mul(g, k, g->N), n);
-    LLVMValueRef v = LLVMBuildLoad2(g->b, g->f32, gep(g, B, src), "");
-    LLVMBuildStore(g->b, v, gep(g, pack, add(g, row, j)));
-    loop_end(g, &lj);
-    if (tail) {
-      LLVMValueRef z = loop_begin(g, &lj, ci64(g, nt), ci64(g, g->NR), 1, "zero");
-      LLVMBuildStore(g->b, LLVMConstReal(g->f32, 0), gep(g, pack, add(g, row, z)));
+  LLVMValueRef off = g->flags & GEMM_BT ? add(g, mul(g, n, g->ldb), k) : add(g, mul(g, k, g->ldb), n);
+  return load(g, g->f32, gep(g, B, off));
+}
+
+/* void packb(B, dst, c0, c1, k0, kc, ps), internal: panels [c0, c1) of
+ * op(B), rows [k0, k0 + kc), with panel p at dst + (p - c0)·ps:
+ *   dst[(p - c0)·ps + k·NR + j] = op(B)[k0 + k, p·NR + j], 0 past column N */
+static void gen_packb(G *g)
+{
+  LLVMTypeRef pt[7] = {g->ptr, g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64};
+  g->packb = newfn(g, ".packb", pt, 7, 1, "B dst c0 c1 k0 kc ps");
+  LLVMValueRef B = LLVMGetParam(g->packb, 0), dst = LLVMGetParam(g->packb, 1), c0 = LLVMGetParam(g->packb, 2);
+  LLVMValueRef c1 = LLVMGetParam(g->packb, 3), k0 = LLVMGetParam(g->packb, 4), kc = LLVMGetParam(g->packb, 5);
+  LLVMValueRef ps = LLVMGetParam(g->packb, 6);
+  Loop lp, lk, lj;
+  if (g->npf) { /* whole panels */
+    LLVMValueRef p = loop_begin(g, &lp, c0, smin(g, c1, ci64(g, g->npf)), 1, "panel");
+    LLVMValueRef d = gep(g, dst, mulv(g, sub(g, p, c0), ps));
+    if (g->flags & GEMM_BT) { /* B's rows are the panel's columns: read them contiguously */
+      LLVMValueRef j = loop_begin(g, &lj, ci64(g, 0), ci64(g, g->NR), 1, "j");
+      LLVMValueRef src = gep(g, B, add(g, mul(g, add(g, mul(g, p, g->NR), j), g->ldb), k0));
+      LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "k");
+      store(g, load(g, g->f32, gep(g, src, k)), gep(g, d, add(g, mul(g, k, g->NR), j)));
+      loop_end(g, &lk);
       loop_end(g, &lj);
+    } else { /* a row of the panel is NR contiguous floats of B */
+      LLVMTypeRef rowty = LLVMVectorType(g->f32, (unsigned)g->NR);
+      LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "k");
+      LLVMValueRef src = gep(g, B, add(g, mul(g, add(g, k0, k), g->ldb), mul(g, p, g->NR)));
+      store(g, load(g, rowty, src), gep(g, d, mul(g, k, g->NR)));
+      loop_end(g, &lk);
     }
-    loop_end(g, &lk);
     loop_end(g, &lp);
   }
+  if (g->nt) { /* the partial panel, if in range */
+    LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSGT, c1, ci64(g, g->npf), ""), "tail");
+    LLVMValueRef d = gep(g, dst, mulv(g, sub(g, ci64(g, g->npf), c0), ps));
+    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "k");
+    LLVMValueRef row = mul(g, k, g->NR);
+    for (int64_t j = 0; j < g->NR; j++) {
+      LLVMValueRef v = j < g->nt ? opb(g, B, add(g, k0, k), ci64(g, g->npf * g->NR + j)) : LLVMConstReal(g->f32, 0);
+      store(g, v, gep(g, d, add(g, row, ci64(g, j))));
+    }
+    loop_end(g, &lk);
+    if_end(g, after);
+  }
   LLVMBuildRetVoid(g->b);
+}
+
+/* Ap[(q·kc + k)·MR + r] = op(A)[i0 + q·MR + r, k0 + k] for the rows·kc
+ * elements of a block (rows = nq·MR + rem): MR-row micro-panels, read
+ * contiguously by the kernel. */
+static void gen_packa(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef nq,
+                      LLVMValueRef rem, LLVMValueRef k0, LLVMValueRef kc)
+{
+  Loop li, lk, lq;
+  if (!(g->flags & GEMM_AT)) { /* A's rows are contiguous in k */
+    LLVMValueRef i = loop_begin(g, &li, ci64(g, 0), rows, 1, "ai");
+    LLVMValueRef q = LLVMBuildUDiv(g->b, i, ci64(g, MR), "");
+    LLVMValueRef dst = add(g, mul(g, mulv(g, q, kc), MR), sub(g, i, mul(g, q, MR)));
+    LLVMValueRef src = gep(g, A, add(g, mul(g, add(g, i0, i), g->lda), k0));
+    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "ak");
+    store(g, load(g, g->f32, gep(g, src, k)), gep(g, Ap, add(g, dst, mul(g, k, MR))));
+    loop_end(g, &lk);
+    loop_end(g, &li);
+    return;
+  }
+  /* GEMM_AT: A's rows are contiguous in i, MR of them one micro-panel row */
+  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "ak");
+  LLVMValueRef src = gep(g, A, add(g, mul(g, add(g, k0, k), g->lda), i0));
+  if (g->M >= MR) {
+    LLVMTypeRef mrty = LLVMVectorType(g->f32, MR);
+    LLVMValueRef q = loop_begin(g, &lq, ci64(g, 0), nq, 1, "aq");
+    LLVMValueRef v = load(g, mrty, gep(g, src, mul(g, q, MR)));
+    store(g, v, gep(g, Ap, mul(g, add(g, mulv(g, q, kc), k), MR)));
+    loop_end(g, &lq);
+  }
+  LLVMValueRef tsrc = gep(g, src, mul(g, nq, MR)), tdst = gep(g, Ap, mul(g, add(g, mulv(g, nq, kc), k), MR));
+  LLVMValueRef r = loop_begin(g, &li, ci64(g, 0), rem, 1, "ar");
+  store(g, load(g, g->f32, gep(g, tsrc, r)), gep(g, tdst, r));
+  loop_end(g, &li);
+  loop_end(g, &lk);
 }
 
 /* ---- the micro-kernel -------------------------------------------------------- */
@@ -226,10 +359,8 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
   LLVMPositionBuilderAtEnd(g->b, body);
   LLVMValueRef bv[MAXNR / 4];
   LLVMValueRef brow = mul(g, k, g->NR);
-  for (int v = 0; v < nv; v++) {
-    bv[v] = LLVMBuildLoad2(g->b, g->vty, gep(g, Bp, add(g, brow, ci64(g, (int64_t)v * g->W))), "b");
-    LLVMSetAlignment(bv[v], 4);
-  }
+  for (int v = 0; v < nv; v++)
+    bv[v] = load(g, g->vty, gep(g, Bp, add(g, brow, ci64(g, (int64_t)v * g->W))));
   LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(g->cx), (unsigned)g->W));
   LLVMValueRef poison = LLVMGetPoison(g->vty);
   for (int r = 0; r < mr; r++) {
@@ -253,15 +384,16 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
       out[r][v] = acc[r][v];
 }
 
-/* void kern(A, Bp, C, i64 kc, i1 first), internal: for r < mr, j < nr,
- *   C[r·N + j] = (first ? 0 : C[r·N + j]) + Σ_{k < kc} Ap[k·MR + r] Bp[k·NR + j]
- * with the sum in increasing k; kc >= 1. */
+/* void kern(Ap, Bp, C, i64 kc, i1 first), internal: for r < mr, j < nr,
+ *   C[r·ldc + j] = (first ? 0 : C[r·ldc + j]) + Σ_{k < kc} Ap[k·MR + r] Bp[k·NR + j]
+ * with the sum in increasing k from 0 (the same bits for every mr and nr);
+ * kc >= 1. */
 static LLVMValueRef gen_kernel(G *g, int mr, int nr)
 {
   char suffix[32];
-  snprintf(suffix, sizeof suffix, "_k%dx%d", mr, nr);
+  snprintf(suffix, sizeof suffix, ".k%dx%d", mr, nr);
   LLVMTypeRef pt[5] = {g->ptr, g->ptr, g->ptr, g->i64, g->i1};
-  LLVMValueRef fn = newfn(g, suffix, pt, 5, 1);
+  LLVMValueRef fn = newfn(g, suffix, pt, 5, 1, "Ap Bp C kc first");
   LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
   LLVMValueRef kc = LLVMGetParam(fn, 3), first = LLVMGetParam(fn, 4);
   int nv = (nr + g->W - 1) / g->W;
@@ -282,7 +414,7 @@ static LLVMValueRef gen_kernel(G *g, int mr, int nr)
   LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
   for (int r = 0; r < mr; r++)
     for (int e = 0; e < 2; e++) {
-      LLVMValueRef pa[4] = {gep(g, C, ci64(g, (int64_t)r * g->N + (e ? nr - 1 : 0))), LLVMConstInt(i32, 1, 0),
+      LLVMValueRef pa[4] = {gep(g, C, ci64(g, (int64_t)r * g->ldc + (e ? nr - 1 : 0))), LLVMConstInt(i32, 1, 0),
                             LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
       LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
     }
@@ -293,13 +425,11 @@ static LLVMValueRef gen_kernel(G *g, int mr, int nr)
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
       int lanes = nr - v * g->W < g->W ? nr - v * g->W : g->W;
-      int64_t off = (int64_t)r * g->N + (int64_t)v * g->W;
+      int64_t off = (int64_t)r * g->ldc + (int64_t)v * g->W;
       if (lanes == g->W) {
         LLVMValueRef p = gep(g, C, ci64(g, off));
-        LLVMValueRef old = LLVMBuildLoad2(g->b, g->vty, p, "c");
-        LLVMSetAlignment(old, 4);
-        LLVMValueRef sum = LLVMBuildSelect(g->b, first, next[r][v], LLVMBuildFAdd(g->b, old, next[r][v], ""), "");
-        LLVMSetAlignment(LLVMBuildStore(g->b, sum, p), 4);
+        LLVMValueRef old = load(g, g->vty, p);
+        store(g, LLVMBuildSelect(g->b, first, next[r][v], LLVMBuildFAdd(g->b, old, next[r][v], ""), ""), p);
         continue;
       }
       for (int e = 0; e < lanes; e++) {
@@ -313,170 +443,273 @@ static LLVMValueRef gen_kernel(G *g, int mr, int nr)
   return fn;
 }
 
-/* ---- the blocked product ----------------------------------------------------- */
+/* ---- one slice of the blocked product ----------------------------------------- */
 
-static LLVMValueRef call(G *g, LLVMValueRef fn, LLVMValueRef *args, unsigned n)
+/* One panel (kern: its kernels by height) against the rows i0 .. i0 + nq·MR
+ * + rem of a block, packed at Ap: MR rows at a time, then the rem rows left
+ * (rem < MR; rem <= M when M < MR). */
+static void gen_rows(G *g, LLVMValueRef *kern, LLVMValueRef Bpan, LLVMValueRef Cp, LLVMValueRef Ap, LLVMValueRef i0,
+                     LLVMValueRef nq, LLVMValueRef rem, LLVMValueRef kc, LLVMValueRef first)
 {
-  return LLVMBuildCall2(g->b, LLVMGlobalGetValueType(fn), fn, args, n, "");
-}
-
-static LLVMValueRef smin(G *g, LLVMValueRef a, LLVMValueRef b)
-{
-  return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, b, ""), a, b, "");
-}
-
-/* One panel p against the rows [i0, iend) of a block, whose A slice is
- * packed at Ap: MR rows at a time, then, in the last block, the M % MR rows
- * left (kern[1]). */
-static void gen_rows(G *g, LLVMValueRef *kern, LLVMValueRef p, LLVMValueRef Ap, LLVMValueRef pack, LLVMValueRef C,
-                     LLVMValueRef k0, LLVMValueRef kc, LLVMValueRef first, LLVMValueRef ib, LLVMValueRef i0,
-                     LLVMValueRef nq)
-{
-  LLVMValueRef Bp = gep(g, pack, mul(g, add(g, mul(g, p, g->K), k0), g->NR)); /* panel p, row k0 */
-  LLVMValueRef Cp = gep(g, C, mul(g, p, g->NR));                                /* column p·NR */
   LLVMValueRef qstride = mul(g, kc, MR);
-  Loop lq;
-  LLVMValueRef q = loop_begin(g, &lq, ci64(g, 0), nq, 1, "q");
-  LLVMValueRef i = add(g, i0, mul(g, q, MR));
-  LLVMValueRef args[5] = {gep(g, Ap, LLVMBuildNSWMul(g->b, q, qstride, "")), Bp, gep(g, Cp, mul(g, i, g->N)), kc,
-                          first};
-  call(g, kern[0], args, 5);
-  loop_end(g, &lq);
-  int64_t mt = g->M % MR, nib = (g->M + MC - 1) / MC;
-  if (mt) {
-    LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(g->cx, g->fn, "mtail");
-    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(g->cx, g->fn, "after");
-    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, ib, ci64(g, nib - 1), ""), tail, after);
-    LLVMPositionBuilderAtEnd(g->b, tail);
-    LLVMValueRef r = ci64(g, g->M - mt);
-    LLVMValueRef targs[5] = {gep(g, Ap, LLVMBuildNSWMul(g->b, nq, qstride, "")), Bp, gep(g, Cp, mul(g, r, g->N)),
-                             kc, first};
-    call(g, kern[1], targs, 5);
+  if (g->M >= MR) {
+    Loop lq;
+    LLVMValueRef q = loop_begin(g, &lq, ci64(g, 0), nq, 1, "q");
+    LLVMValueRef args[5] = {gep(g, Ap, mulv(g, q, qstride)), Bpan, gep(g, Cp, mul(g, add(g, i0, mul(g, q, MR)), g->ldc)),
+                            kc, first};
+    call(g, kern[MR], args, 5);
+    loop_end(g, &lq);
+  }
+  int hmax = (int)min64(MR - 1, g->M);
+  LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(g->cx, g->fn, "rowsdone");
+  LLVMValueRef sw = LLVMBuildSwitch(g->b, rem, after, (unsigned)hmax);
+  LLVMValueRef args[5] = {NULL, Bpan, NULL, kc, first};
+  for (int h = 1; h <= hmax; h++) {
+    LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(g->cx, g->fn, "mtail");
+    LLVMAddCase(sw, LLVMConstInt(g->i64, (unsigned long long)h, 0), bb);
+    LLVMPositionBuilderAtEnd(g->b, bb);
+    args[0] = gep(g, Ap, mulv(g, nq, qstride));
+    args[2] = gep(g, Cp, mul(g, add(g, i0, mul(g, nq, MR)), g->ldc));
+    call(g, kern[h], args, 5);
     LLVMBuildBr(g->b, after);
-    LLVMPositionBuilderAtEnd(g->b, after);
   }
+  LLVMPositionBuilderAtEnd(g->b, after);
 }
 
-/* Ap[(q·kc + k)·MR + r] = A[i0 + q·MR + r, k0 + k] for the rows [i0, iend):
- * MR-row micro-panels read contiguously by the kernel. */
-static void gen_pack_a(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LLVMValueRef iend, LLVMValueRef k0,
-                       LLVMValueRef kc)
+/* void blk(A, Bp, C, Ap, ps, m0, m1, p0, p1, k0, kc, first), internal: the
+ * slice [k0, k0 + kc) of C's rows [m0, m1) and panels [p0, p1) (the loop
+ * nest of the header comment); panel p of the slice packed at Bp + (p -
+ * p0)·ps, scratch for op(A)'s block at Ap; first: C = the slice's sum, else
+ * C += it. */
+static void gen_blk(G *g)
 {
-  Loop li, lk;
-  LLVMValueRef i = loop_begin(g, &li, i0, iend, 1, "ai");
-  LLVMValueRef ir = LLVMBuildNSWSub(g->b, i, i0, "");
-  LLVMValueRef q = LLVMBuildUDiv(g->b, ir, ci64(g, MR), ""), r = LLVMBuildURem(g->b, ir, ci64(g, MR), "");
-  LLVMValueRef dst = add(g, mul(g, LLVMBuildNSWMul(g->b, q, kc, ""), MR), r);
-  LLVMValueRef src = add(g, mul(g, i, g->K), k0);
-  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "ak");
-  LLVMValueRef v = LLVMBuildLoad2(g->b, g->f32, gep(g, A, add(g, src, k)), "");
-  LLVMBuildStore(g->b, v, gep(g, Ap, add(g, dst, mul(g, k, MR))));
-  loop_end(g, &lk);
-  loop_end(g, &li);
-}
-
-/* void sym_packed(A, pack, C): the loop nest of the header comment. */
-static void gen_packed(G *g)
-{
-  int64_t np = g->N / g->NR, nt = g->N % g->NR, mt = g->M % MR;
-  LLVMValueRef kfull[2] = {gen_kernel(g, MR, g->NR), mt ? gen_kernel(g, (int)mt, g->NR) : NULL};
-  LLVMValueRef ktail[2] = {NULL, NULL};
-  if (nt) {
-    ktail[0] = gen_kernel(g, MR, (int)nt);
-    ktail[1] = mt ? gen_kernel(g, (int)mt, (int)nt) : NULL;
-  }
-  LLVMTypeRef pt[3] = {g->ptr, g->ptr, g->ptr};
-  LLVMValueRef fn = newfn(g, "_packed", pt, 3, 0);
-  LLVMValueRef A = LLVMGetParam(fn, 0), pack = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
-  LLVMSetValueName2(A, "A", 1);
-  LLVMSetValueName2(pack, "pack", 4);
-  LLVMSetValueName2(C, "C", 1);
-  LLVMValueRef Ap = gep(g, pack, ci64(g, bpanels(g->N, g->K)));
-  /* column blocks of NC columns: the panels of one block and one k slice
-   * (KC·NC floats) stay in L3 while every row block passes over them */
-  int64_t ncp = NC / g->NR, njb = np ? (np + ncp - 1) / ncp : 1;
-  Loop lk, lj, li, lp;
-  LLVMValueRef kb = loop_begin(g, &lk, ci64(g, 0), ci64(g, (g->K + KC - 1) / KC), 1, "kb");
-  LLVMValueRef k0 = mul(g, kb, KC);
-  LLVMValueRef kc = smin(g, LLVMBuildNSWSub(g->b, ci64(g, g->K), k0, ""), ci64(g, KC));
-  LLVMValueRef first = g->flags & GEMM_ACC ? LLVMConstInt(g->i1, 0, 0)
-                                           : LLVMBuildICmp(g->b, LLVMIntEQ, kb, ci64(g, 0), "first");
-  LLVMValueRef jb = loop_begin(g, &lj, ci64(g, 0), ci64(g, njb), 1, "jb");
-  LLVMValueRef p0 = mul(g, jb, ncp), p1 = smin(g, add(g, p0, ci64(g, ncp)), ci64(g, np));
-  LLVMValueRef ib = loop_begin(g, &li, ci64(g, 0), ci64(g, (g->M + MC - 1) / MC), 1, "ib");
-  LLVMValueRef i0 = mul(g, ib, MC);
-  LLVMValueRef iend = smin(g, add(g, i0, ci64(g, MC)), ci64(g, g->M));
-  LLVMValueRef nq = LLVMBuildSDiv(g->b, LLVMBuildNSWSub(g->b, iend, i0, ""), ci64(g, MR), "nq"); /* whole MR blocks */
-  gen_pack_a(g, A, Ap, i0, iend, k0, kc);
-  if (np) {
-    LLVMValueRef p = loop_begin(g, &lp, p0, p1, 1, "p");
-    gen_rows(g, kfull, p, Ap, pack, C, k0, kc, first, ib, i0, nq);
+  LLVMTypeRef pt[12] = {g->ptr, g->ptr, g->ptr, g->ptr, g->i64, g->i64,
+                        g->i64, g->i64, g->i64, g->i64, g->i64, g->i1};
+  g->blk = newfn(g, ".blk", pt, 12, 1, "A Bp C Ap ps m0 m1 p0 p1 k0 kc first");
+  LLVMValueRef P[12];
+  LLVMGetParams(g->blk, P);
+  LLVMValueRef A = P[0], Bp = P[1], C = P[2], Ap = P[3], ps = P[4], m0 = P[5], m1 = P[6], p0 = P[7], p1 = P[8];
+  LLVMValueRef k0 = P[9], kc = P[10], first = P[11];
+  int64_t ncp = NC / g->NR;
+  Loop lj, li, lp;
+  LLVMValueRef pb0 = loop_begin(g, &lj, p0, p1, ncp, "jb");
+  LLVMValueRef pb1 = smin(g, add(g, pb0, ci64(g, ncp)), p1);
+  LLVMValueRef i0 = loop_begin(g, &li, m0, m1, MC, "ib");
+  LLVMValueRef rows = sub(g, smin(g, add(g, i0, ci64(g, MC)), m1), i0);
+  LLVMValueRef nq = LLVMBuildSDiv(g->b, rows, ci64(g, MR), "nq");
+  LLVMValueRef rem = sub(g, rows, mul(g, nq, MR));
+  gen_packa(g, A, Ap, i0, rows, nq, rem, k0, kc);
+  if (g->npf) {
+    LLVMValueRef p = loop_begin(g, &lp, pb0, smin(g, pb1, ci64(g, g->npf)), 1, "p");
+    gen_rows(g, g->kern[0], gep(g, Bp, mulv(g, sub(g, p, p0), ps)), gep(g, C, mul(g, p, g->NR)), Ap, i0, nq, rem, kc,
+             first);
     loop_end(g, &lp);
   }
-  if (nt) { /* the last panel, partial, with the last column block */
-    LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(g->cx, g->fn, "ntail");
-    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(g->cx, g->fn, "after");
-    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, jb, ci64(g, njb - 1), ""), tail, after);
-    LLVMPositionBuilderAtEnd(g->b, tail);
-    gen_rows(g, ktail, ci64(g, np), Ap, pack, C, k0, kc, first, ib, i0, nq);
-    LLVMBuildBr(g->b, after);
-    LLVMPositionBuilderAtEnd(g->b, after);
+  if (g->nt) { /* the partial panel, with the last column block */
+    LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSGT, pb1, ci64(g, g->npf), ""), "ntail");
+    gen_rows(g, g->kern[1], gep(g, Bp, mulv(g, sub(g, ci64(g, g->npf), p0), ps)), gep(g, C, ci64(g, g->npf * g->NR)),
+             Ap, i0, nq, rem, kc, first);
+    if_end(g, after);
   }
   loop_end(g, &li);
   loop_end(g, &lj);
-  loop_end(g, &lk);
   LLVMBuildRetVoid(g->b);
 }
 
-int gemm_gen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, int64_t N, int64_t K, int flags,
-             char *err, size_t errlen)
+/* ---- the entry points ---------------------------------------------------------- */
+
+/* for kb over the KC slices: *k0, *kc and *first (C = the first slice's
+ * sum, unless GEMM_ACC) for the body; close with loop_end(g, l). */
+static void slices_begin(G *g, Loop *l, LLVMValueRef *k0, LLVMValueRef *kc, LLVMValueRef *first)
+{
+  LLVMValueRef kb = loop_begin(g, l, ci64(g, 0), ci64(g, (g->K + KC - 1) / KC), 1, "kb");
+  *k0 = mul(g, kb, KC);
+  *kc = smin(g, sub(g, ci64(g, g->K), *k0), ci64(g, KC));
+  *first = g->flags & GEMM_ACC ? LLVMConstInt(g->i1, 0, 0) : LLVMBuildICmp(g->b, LLVMIntEQ, kb, ci64(g, 0), "first");
+}
+
+/* blk's arguments */
+static void blk(G *g, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef C, LLVMValueRef Ap, LLVMValueRef ps,
+                LLVMValueRef m0, LLVMValueRef m1, LLVMValueRef p0, LLVMValueRef p1, LLVMValueRef k0, LLVMValueRef kc,
+                LLVMValueRef first)
+{
+  LLVMValueRef args[12] = {A, Bp, C, Ap, ps, m0, m1, p0, p1, k0, kc, first};
+  call(g, g->blk, args, 12);
+}
+
+/* The micro-kernels that some range can reach, packb, blk, then _pack,
+ * _rows, _colsp and _cols (see ir.h). */
+static void gen_all(G *g)
+{
+  for (int t = 0; t < 2; t++) {
+    if (t ? !g->nt : !g->npf)
+      continue;
+    for (int h = 1; h <= MR; h++)
+      if (h <= g->M && (h < MR || g->M >= MR))
+        g->kern[t][h] = gen_kernel(g, h, t ? (int)g->nt : g->NR);
+  }
+  gen_packb(g);
+  gen_blk(g);
+  LLVMValueRef P[6], ps = ci64(g, g->K * g->NR), k0, kc, first;
+  Loop lk, lc;
+
+  LLVMTypeRef pt[6] = {g->ptr, g->ptr, g->i64, g->i64};
+  LLVMGetParams(newfn(g, "_pack", pt, 4, g->linkage, "B pack p0 p1"), P);
+  LLVMValueRef pargs[7] = {P[0], gep(g, P[1], mulv(g, P[2], ps)), P[2], P[3], ci64(g, 0), ci64(g, g->K), ps};
+  call(g, g->packb, pargs, 7);
+  LLVMBuildRetVoid(g->b);
+
+  LLVMTypeRef pt6[6] = {g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->ptr};
+  LLVMGetParams(newfn(g, "_rows", pt6, 6, g->linkage, "A pack C m0 m1 scratch"), P);
+  slices_begin(g, &lk, &k0, &kc, &first);
+  blk(g, P[0], gep(g, P[1], mul(g, k0, g->NR)), P[2], P[5], ps, P[3], P[4], ci64(g, 0), ci64(g, g->np), k0, kc,
+      first);
+  loop_end(g, &lk);
+  LLVMBuildRetVoid(g->b);
+
+  LLVMGetParams(newfn(g, "_colsp", pt6, 6, g->linkage, "A pack C p0 p1 scratch"), P);
+  slices_begin(g, &lk, &k0, &kc, &first);
+  LLVMValueRef Bp = gep(g, P[1], add(g, mulv(g, P[3], ps), mul(g, k0, g->NR)));
+  blk(g, P[0], Bp, P[2], P[5], ps, ci64(g, 0), ci64(g, g->M), P[3], P[4], k0, kc, first);
+  loop_end(g, &lk);
+  LLVMBuildRetVoid(g->b);
+
+  /* _cols: per chunk of NCS columns, per slice: pack, multiply */
+  LLVMGetParams(newfn(g, "_cols", pt6, 6, g->linkage, "A B C p0 p1 scratch"), P);
+  GemmSpec s = {g->M, g->N, g->K, g->lda, g->ldb, g->ldc, g->flags};
+  LLVMValueRef Ap = gep(g, P[5], ci64(g, bchunk(&s)));
+  LLVMValueRef c0 = loop_begin(g, &lc, P[3], P[4], NCS / g->NR, "chunk");
+  LLVMValueRef c1 = smin(g, add(g, c0, ci64(g, NCS / g->NR)), P[4]);
+  slices_begin(g, &lk, &k0, &kc, &first);
+  LLVMValueRef cps = mul(g, kc, g->NR);
+  LLVMValueRef cargs[7] = {P[1], P[5], c0, c1, k0, kc, cps};
+  call(g, g->packb, cargs, 7);
+  blk(g, P[0], P[5], P[2], Ap, cps, ci64(g, 0), ci64(g, g->M), c0, c1, k0, kc, first);
+  loop_end(g, &lk);
+  loop_end(g, &lc);
+  LLVMBuildRetVoid(g->b);
+}
+
+/* ---- the generators ----------------------------------------------------------- */
+
+/* RNNC_ESHAPE with a message for sizes < 1, leading dimensions below the
+ * rows' widths, or sizes past 2^40 elements. */
+static int check_spec(const char *sym, const GemmSpec *s, char *err, size_t errlen)
 {
   const int64_t big = (int64_t)1 << 40;
-  if (M < 1 || N < 1 || K < 1) {
-    snprintf(err, errlen, "gemm '%s': sizes M = %lld, N = %lld, K = %lld must be at least 1", sym, (long long)M,
-             (long long)N, (long long)K);
+  if (s->M < 1 || s->N < 1 || s->K < 1) {
+    snprintf(err, errlen, "gemm '%s': sizes M = %lld, N = %lld, K = %lld must be at least 1", sym, (long long)s->M,
+             (long long)s->N, (long long)s->K);
     return RNNC_ESHAPE;
   }
-  if (M > big / K || K > big / N || M > big / N) {
-    snprintf(err, errlen, "gemm '%s': sizes M = %lld, N = %lld, K = %lld are too large", sym, (long long)M,
-             (long long)N, (long long)K);
+  if (s->M > big / s->K || s->K > big / s->N || s->M > big / s->N) {
+    snprintf(err, errlen, "gemm '%s': sizes M = %lld, N = %lld, K = %lld are too large", sym, (long long)s->M,
+             (long long)s->N, (long long)s->K);
     return RNNC_ESHAPE;
   }
+  int at = !!(s->flags & GEMM_AT), bt = !!(s->flags & GEMM_BT);
+  const struct {
+    const char *name, *shape;
+    int64_t ld, width, rows;
+  } ld[3] = {
+      {"lda", at ? "A is [K, M]" : "A is [M, K]", s->lda, at ? s->M : s->K, at ? s->K : s->M},
+      {"ldb", bt ? "B is [N, K]" : "B is [K, N]", s->ldb, bt ? s->K : s->N, bt ? s->N : s->K},
+      {"ldc", "C is [M, N]", s->ldc, s->N, s->M},
+  };
+  for (int i = 0; i < 3; i++) {
+    if (ld[i].ld < ld[i].width) {
+      snprintf(err, errlen, "gemm '%s': %s = %lld is less than a row's %lld floats (%s)", sym, ld[i].name,
+               (long long)ld[i].ld, (long long)ld[i].width, ld[i].shape);
+      return RNNC_ESHAPE;
+    }
+    if (ld[i].ld > big / ld[i].rows) {
+      snprintf(err, errlen, "gemm '%s': %s = %lld is too large", sym, ld[i].name, (long long)ld[i].ld);
+      return RNNC_ESHAPE;
+    }
+  }
+  if (s->flags & ~(GEMM_ACC | GEMM_BT | GEMM_PORTABLE | GEMM_AT))
+    die("gemm: unknown flags %#x", (unsigned)s->flags);
   if (strlen(sym) > 200)
     die("gemm: symbol name '%.40s...' too long", sym);
-  G g = {.cx = cx, .mod = mod, .flags = flags, .M = M, .N = N, .K = K, .sym = sym};
-  int mr;
-  gemm_block(flags, &mr, &g.NR);
-  int fused = g.NR == 16; /* AVX2 + FMA */
-  g.W = fused ? 8 : 4;
-  g.b = LLVMCreateBuilderInContext(cx);
-  g.f32 = LLVMFloatTypeInContext(cx);
-  g.i64 = LLVMInt64TypeInContext(cx);
-  g.i1 = LLVMInt1TypeInContext(cx);
-  g.ptr = LLVMPointerTypeInContext(cx, 0);
-  g.voidty = LLVMVoidTypeInContext(cx);
-  g.vty = LLVMVectorType(g.f32, (unsigned)g.W);
+  return RNNC_OK;
+}
+
+/* g's types, vector width, panel width and fma for s. */
+static void g_init(G *g, LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int linkage)
+{
+  *g = (G){.cx = cx, .mod = mod, .flags = s->flags, .M = s->M, .N = s->N, .K = s->K, .lda = s->lda,
+           .ldb = s->ldb, .ldc = s->ldc, .sym = sym, .linkage = linkage};
+  g->NR = spec_nr(s);
+  int fused = g->NR == 16; /* AVX2 + FMA */
+  g->W = fused ? 8 : 4;
+  g->np = gemm_npanels(s);
+  g->npf = s->N / g->NR;
+  g->nt = s->N % g->NR;
+  g->b = LLVMCreateBuilderInContext(cx);
+  g->f32 = LLVMFloatTypeInContext(cx);
+  g->i64 = LLVMInt64TypeInContext(cx);
+  g->i1 = LLVMInt1TypeInContext(cx);
+  g->ptr = LLVMPointerTypeInContext(cx, 0);
+  g->voidty = LLVMVoidTypeInContext(cx);
+  g->vty = LLVMVectorType(g->f32, (unsigned)g->W);
   /* llvm.fma where the host fuses in hardware; elsewhere llvm.fmuladd, which
    * the back end fuses or not, fixed per target */
   const char *in = fused ? "llvm.fma" : "llvm.fmuladd";
   unsigned id = LLVMLookupIntrinsicID(in, strlen(in));
-  g.fma = LLVMGetIntrinsicDeclaration(mod, id, &g.vty, 1);
-  g.fmaty = LLVMIntrinsicGetType(cx, id, &g.vty, 1);
+  g->fma = LLVMGetIntrinsicDeclaration(mod, id, &g->vty, 1);
+  g->fmaty = LLVMIntrinsicGetType(cx, id, &g->vty, 1);
+}
 
-  gen_pack(&g);
-  gen_packed(&g);
-  LLVMTypeRef pt[4] = {g.ptr, g.ptr, g.ptr, g.ptr};
-  LLVMValueRef fn = newfn(&g, "", pt, 4, 0);
-  const char *names[4] = {"A", "B", "C", "pack"};
-  for (unsigned i = 0; i < 4; i++)
-    LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
+int gemm_gen2(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, char *err, size_t errlen)
+{
+  int rc = check_spec(sym, s, err, errlen);
+  if (rc != RNNC_OK)
+    return rc;
+  G g;
+  g_init(&g, cx, mod, sym, s, 0);
+  gen_all(&g);
+  LLVMDisposeBuilder(g.b);
+  return RNNC_OK;
+}
+
+/* gemm_gen: gemm_gen2's functions (internal, under sym.g) behind the old
+ * entry points; pack holds the panels, then _rows' scratch. */
+int gemm_gen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, int64_t N, int64_t K, int flags,
+             char *err, size_t errlen)
+{
+  GemmSpec s = {M, N, K, K, flags & GEMM_BT ? K : N, N, flags & (GEMM_ACC | GEMM_BT | GEMM_PORTABLE)};
+  int rc = check_spec(sym, &s, err, errlen);
+  if (rc != RNNC_OK)
+    return rc;
+  char inner[256];
+  snprintf(inner, sizeof inner, "%s.g", sym);
+  G g;
+  g_init(&g, cx, mod, inner, &s, 1);
+  gen_all(&g);
   char name[256];
-  snprintf(name, sizeof name, "%s_pack", sym);
-  LLVMValueRef pk[2] = {LLVMGetParam(fn, 1), LLVMGetParam(fn, 3)};
-  call(&g, LLVMGetNamedFunction(mod, name), pk, 2);
-  snprintf(name, sizeof name, "%s_packed", sym);
-  LLVMValueRef pd[3] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 3), LLVMGetParam(fn, 2)};
-  call(&g, LLVMGetNamedFunction(mod, name), pd, 3);
+  snprintf(name, sizeof name, "%s.g_pack", sym);
+  LLVMValueRef fpack = LLVMGetNamedFunction(mod, name);
+  snprintf(name, sizeof name, "%s.g_rows", sym);
+  LLVMValueRef frows = LLVMGetNamedFunction(mod, name);
+  g.sym = sym;
+  LLVMValueRef P[4];
+
+  LLVMTypeRef pt[4] = {g.ptr, g.ptr, g.ptr, g.ptr};
+  LLVMGetParams(newfn(&g, "_pack", pt, 2, 0, "B pack"), P);
+  LLVMValueRef pargs[4] = {P[0], P[1], ci64(&g, 0), ci64(&g, g.np)};
+  call(&g, fpack, pargs, 4);
+  LLVMBuildRetVoid(g.b);
+
+  LLVMGetParams(newfn(&g, "_packed", pt, 3, 0, "A pack C"), P);
+  LLVMValueRef rargs[6] = {P[0], P[1], P[2], ci64(&g, 0), ci64(&g, M), gep(&g, P[1], ci64(&g, bpanels(N, K)))};
+  call(&g, frows, rargs, 6);
+  LLVMBuildRetVoid(g.b);
+
+  LLVMGetParams(newfn(&g, "", pt, 4, 0, "A B C pack"), P);
+  LLVMValueRef a1[4] = {P[1], P[3], ci64(&g, 0), ci64(&g, g.np)};
+  call(&g, fpack, a1, 4);
+  LLVMValueRef a2[6] = {P[0], P[3], P[2], ci64(&g, 0), ci64(&g, M), gep(&g, P[3], ci64(&g, bpanels(N, K)))};
+  call(&g, frows, a2, 6);
   LLVMBuildRetVoid(g.b);
   LLVMDisposeBuilder(g.b);
   return RNNC_OK;
