@@ -458,7 +458,7 @@ static int bench_train(Run *r, FILE *f, double base) {
   put_times(f, "fwd", t, n, fwd_flops(c, c->T), (double)c->B * (double)c->T);
   fputc('}', f);
   fprintf(f, ", \"rss_base_mib\": %.1f, \"run_peak_mib\": %.1f, \"run_peak_delta_mib\": %.1f, "
-             "\"peak_mib\": %.1f, \"tensor_mib\": %.1f}\n",
+             "\"peak_mib\": %.1f, \"tensor_mib\": %.3f}\n",
           base, run_peak, run_peak >= 0 ? run_peak - base : -1, maxrss_mib(), tensors);
   rc = 0;
 out:
@@ -526,7 +526,7 @@ static int bench_gen(Run *r, FILE *f, double base) {
   put_times(f, "gen", t, n, fwd_flops(c, 1), 1);
   fprintf(f, ", \"us_median\": %.2f, \"us_min\": %.2f}", med * 1e6, mn * 1e6);
   fprintf(f, ", \"rss_base_mib\": %.1f, \"run_peak_mib\": %.1f, \"run_peak_delta_mib\": %.1f, "
-             "\"peak_mib\": %.1f, \"tensor_mib\": %.1f}\n",
+             "\"peak_mib\": %.1f, \"tensor_mib\": %.3f}\n",
           base, run_peak, run_peak >= 0 ? run_peak - base : -1, maxrss_mib(), tensor_mib(net));
   rc = 0;
 out:

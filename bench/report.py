@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Merge the outputs of one bench/run.sh run into one table and one JSON file.
+
+Inputs (JSON lines, any may be missing or empty): fma_peak's, rnnc_bench's,
+torch_bench.py's, and optionally dnnl_lstm_bench's JSON document.
+
+Usage: report.py --threads N --fma F --rnnc R --torch P [--dnnl D] --out OUT.json
+Prints the table (Markdown) on stdout. Columns:
+  rnnc / PyTorch ms   median training step (C6: forward of one token)
+  speedup             PyTorch time / rnnc time (above 1: rnnc faster)
+  tok/s, GFLOP/s      rnnc's; GFLOP/s = matmul FLOPs of a step / median time
+                      (bench/README.md gives the formula)
+  % peak              rnnc's GFLOP/s / fma_peak's best at the same thread count
+  fwd speedup         PyTorch / rnnc, forward only (no gradients)
+  compile ms          rnnc_compile_ms of the training net (C6: the T=1 net)
+  mem MiB             resident-set growth during the timed runs' peak over the
+                      process before the model (run_peak_delta_mib), rnnc / PyTorch
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+
+
+def read_lines(path):
+    out = []
+    if not path:
+        return out
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+    except OSError:
+        pass
+    return out
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{nd}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--fma")
+    ap.add_argument("--rnnc")
+    ap.add_argument("--torch")
+    ap.add_argument("--dnnl")
+    ap.add_argument("--note", default="")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+
+    fma = read_lines(a.fma)
+    peak = next((x["gflops_best"] for x in fma if x.get("threads") == a.threads), None)
+    rn = {x["config"]: x for x in read_lines(a.rnnc)}
+    pt = {x["config"]: x for x in read_lines(a.torch)}
+    dnnl = None
+    if a.dnnl:
+        try:
+            with open(a.dnnl) as f:
+                dnnl = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            dnnl = None
+
+    order = [k for k in ["quick", "C1", "C2", "C3", "MGU", "C4", "C5", "C6"] if k in rn or k in pt]
+    head = ["config", "rnnc ms", "PyTorch ms", "speedup", "rnnc tok/s", "rnnc GFLOP/s", "% peak",
+            "rnnc fwd ms", "PyTorch fwd ms", "fwd speedup", "compile ms", "mem MiB rnnc / PyTorch"]
+    rows = []
+    for k in order:
+        r, p = rn.get(k, {}), pt.get(k, {})
+        mode = "gen" if k == "C6" else "train"
+        rm = r.get(mode, {}).get("ms_median")
+        pm = p.get(mode, {}).get("ms_median")
+        rg = r.get(mode, {}).get("gflops")
+        rf = r.get("fwd", {}).get("ms_median")
+        pf = p.get("fwd", {}).get("ms_median")
+        label = k + (" (token)" if k == "C6" else "")
+        if "error" in r:
+            label += " (rnnc: error)"
+        rows.append([
+            label,
+            fmt(rm, 3 if k == "C6" else 1), fmt(pm, 3 if k == "C6" else 1),
+            fmt(pm / rm, 2) + "×" if rm and pm else "—",
+            fmt(r.get(mode, {}).get("tokens_per_s"), 0),
+            fmt(rg),
+            fmt(100 * rg / peak, 0) + "%" if rg and peak else "—",
+            fmt(rf), fmt(pf),
+            fmt(pf / rf, 2) + "×" if rf and pf else "—",
+            fmt(r.get("compile_ms")),
+            f"{fmt(r.get('run_peak_delta_mib'))} / {fmt(p.get('run_peak_delta_mib'))}",
+        ])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    print("\n".join(lines))
+    cc = rn.get("C2-compile")
+    if cc and "compile" in cc:
+        print("\nC2 JIT compile (RNNC_GRAD), rnnc_compile_ms: " +
+              ", ".join(f"T = {x['T']}: {x['compile_ms']:.0f} ms" for x in cc["compile"]))
+    for k, r in rn.items():
+        if "error" in r:
+            print(f"\nrnnc {k}: {r['error']}")
+    if peak:
+        print(f"\nFMA peak, {a.threads} thread(s): {peak:.1f} GFLOP/s (fma_peak, best of its runs)")
+    if dnnl:
+        for x in dnnl.get("results", []):
+            if x.get("config") == "C5" and "train" in x:
+                r5 = rn.get("C5", {}).get("train", {})
+                # oneDNN times the LSTM stack only; rnnc's C5 step also clips and updates
+                print(f"oneDNN {dnnl.get('dnnl_version')} C5 LSTM fwd+bwd: {x['train']['ms_median']:.1f} ms"
+                      + (f"; rnnc C5 training step {r5['ms_median']:.1f} ms" if r5 else ""))
+    elif a.dnnl is not None:
+        print("oneDNN: skipped (see the note above)")
+    if a.note:
+        print(a.note)
+    doc = dict(date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host=platform.node(),
+               threads=a.threads, fma_peak=fma, rnnc=list(rn.values()), pytorch=list(pt.values()),
+               dnnl=dnnl, table=dict(head=head, rows=rows))
+    with open(a.out, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"\nall results: {a.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

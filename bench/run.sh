@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# bench/run.sh — rnnc against PyTorch on DESIGN.md's C1–C6 and the MGU row, in
+# one run, same machine, same thread count (bench/README.md).
+#
+#   bash bench/run.sh [--threads N] [--quick] [--out results.json] [--build DIR]
+#                     [--configs C1,C2,...] [--steps N]
+#
+# Builds rnnc_bench and fma_peak (cmake --build DIR, default build/), measures
+# the FMA peak, runs rnnc_bench (one child process per configuration), then
+# bench/torch_bench.py with /usr/bin/python3 (a fresh process per
+# configuration), then oneDNN's C5 where its headers are installed, and prints
+# one table; every number goes to the JSON file (default
+# bench-results.json). --quick: one tiny configuration, a few steps (a smoke
+# test, no meaningful timing).
+#
+# Threads: rnnc gets OMP_NUM_THREADS=N (and rnnc_set_threads N); PyTorch gets
+# its fastest settings here, OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = N and
+# OMP_WAIT_POLICY=PASSIVE, with torch.set_num_threads(N).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+threads=2 quick=0 out=bench-results.json build="$root/build" configs="" steps=""
+
+usage() { sed -n '4,6p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads=${2:?}; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --out) out=${2:?}; shift 2 ;;
+    --build) build=${2:?}; shift 2 ;;
+    --configs) configs=${2:?}; shift 2 ;;
+    --steps) steps=${2:?}; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "run.sh: unknown option '$1'" >&2; usage ;;
+  esac
+done
+case "$threads" in ''|*[!0-9]*|0) echo "run.sh: --threads needs a number >= 1" >&2; exit 2 ;; esac
+
+work="$build/bench-run"
+mkdir -p "$work" || exit 1
+rm -f "$work"/*.jsonl "$work"/dnnl.json
+
+echo "== building rnnc_bench and fma_peak in $build" >&2
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$root" -B "$build" >&2 || exit 1
+fi
+cmake --build "$build" -j2 --target rnnc_bench >&2 || { echo "run.sh: building rnnc_bench failed" >&2; exit 1; }
+have_fma=0
+cmake --build "$build" -j2 --target fma_peak >&2 && have_fma=1
+
+if [ "$have_fma" = 1 ]; then
+  echo "== FMA peak, 1..$threads threads" >&2
+  "$build/fma_peak" "$threads" "$([ $quick = 1 ] && echo 2 || echo 5)" | tee "$work/fma.jsonl" >&2
+fi
+
+rargs=(--threads "$threads") targs=(--threads "$threads")
+if [ $quick = 1 ]; then
+  rargs+=(--quick)
+  targs+=(--configs quick --steps 3 --warmup 1 --min-time 0 --gen-steps 20)
+else
+  [ -n "$configs" ] && rargs+=(--configs "$configs,C2-compile") && targs+=(--configs "$configs")
+  [ -n "$steps" ] && rargs+=(--steps "$steps") && targs+=(--steps "$steps")
+fi
+
+echo "== rnnc (OMP_NUM_THREADS=$threads)" >&2
+OMP_NUM_THREADS=$threads "$build/rnnc_bench" "${rargs[@]}" | tee "$work/rnnc.jsonl" >&2
+rnnc_rc=${PIPESTATUS[0]}
+
+torch_ok=0
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  echo "== PyTorch (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE)" >&2
+  OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE \
+    /usr/bin/python3 "$here/torch_bench.py" "${targs[@]}" | tee "$work/torch.jsonl" >&2
+  [ "${PIPESTATUS[0]}" = 0 ] && torch_ok=1
+else
+  echo "== PyTorch: skipped (/usr/bin/python3 cannot import torch; Debian python3-torch)" >&2
+fi
+
+dnnl_args=() note=""
+if [ $quick = 0 ] && { [ -z "$configs" ] || [[ ",$configs," == *",C5,"* ]]; }; then
+  if echo '#include <oneapi/dnnl/dnnl.h>' | cc -E -x c - >/dev/null 2>&1; then
+    echo "== oneDNN C5 (fused LSTM primitive, fwd+bwd)" >&2
+    if cc -O2 -fopenmp "$here/dnnl_lstm_bench.c" -o "$work/dnnl_lstm_bench" -ldnnl >&2; then
+      OMP_NUM_THREADS=$threads "$work/dnnl_lstm_bench" 10 2 C5 > "$work/dnnl.json"
+    fi
+    dnnl_args=(--dnnl "$work/dnnl.json")
+  else
+    note="oneDNN: skipped (its headers, Debian libdnnl-dev, are not installed)"
+  fi
+fi
+
+echo >&2
+python3 "$here/report.py" --threads "$threads" --fma "$work/fma.jsonl" --rnnc "$work/rnnc.jsonl" \
+  --torch "$work/torch.jsonl" "${dnnl_args[@]}" --note "$note" --out "$out"
+rc=$?
+[ "$rnnc_rc" = 0 ] || { echo "run.sh: rnnc_bench failed on some configuration (its error lines above)" >&2; rc=1; }
+exit $rc
