@@ -1,0 +1,770 @@
+/* phasegen.c — LLVM IR for a fused kernel that computes part of a cell's step
+ * (one phase: PRE over T·B rows, LOOP over the B rows of a step, POST) over a
+ * range of rows.
+ * require: a verified cell, its dims bound; a PhaseSpec (ir.h,
+ * "compiler/phasegen.c"). produce: in the caller's module, the kernel
+ *   void sym(void *const *buf, int64_t t, int64_t lo, int64_t hi, float *scratch)
+ * (KernFn) and, per GEMM node i, the GEMM functions sym_g<i>_* (gemm_gen2).
+ *
+ * Rows [lo, hi) run in blocks of RB rows (chosen from the sizes: the block's
+ * values stay in L2; a multiple of the GEMM's register rows when the kernel
+ * has GEMM nodes); within a block every masked node in node order, each a
+ * loop over the rows of the block and its elements.
+ *
+ * Where values are. Element e of node i in row r (absolute, in [0, nrows)):
+ *   at[i].slot >= 0   (float *)buf[slot] + off + t·tstride + r·ld + e
+ *                     (ld 0: a param or a broadcast, the same for every row)
+ *   temporary         a masked node with at[i].slot < 0: scratch + toff[i] +
+ *                     (r - r0)·numel + e, where r0 is the block's first row;
+ *                     RB·numel floats, reused once its last reader has run
+ *   constant          a const or zeros leaf is read as its value, never from
+ *                     memory (a masked one with a slot is also written there)
+ * Reading any other node without a slot is an internal error (die).
+ *
+ * Views cost nothing. A masked split or slice i of a with at[i].slot >= 0 is
+ * a view when at[i].slot == at[a].slot, at[i].ld == at[a].ld, at[i].tstride
+ * == at[a].tstride and at[i].off == at[a].off + s (s: the first element it
+ * takes, k·numel for part k of a split); no code is emitted for it. Likewise
+ * an operand j of a masked concat i (both with slots) that lies at offset o
+ * of the concat (at[j] as at[i] but off == at[i].off + o) was written in
+ * place and is not copied. Any other split, slice or concat is a copy.
+ *
+ * Overlap. A node's storage may be an elementwise operand's own (same
+ * element, same row: computed in place); nothing else a node writes may
+ * overlap what it reads. acc[i] must not overlap anything node i reads.
+ *
+ * Operations, per row of the block:
+ *   elementwise   vectors of W floats (W = 8 with AVX2 + FMA on the host, 4
+ *                 with ps->portable or without them), SLEEF's vector u10 tanh,
+ *                 exp and log (Sleef_*f8_u10avx2 / Sleef_*f4_u10sse2); the
+ *                 n % W last elements of a row one by one, scalar SLEEF
+ *                 (Sleef_*f_u10); sigmoid = 1 / (1 + exp(-x)). A one-element
+ *                 operand is broadcast. Which function computes an element
+ *                 depends only on its index e: results do not depend on rows.
+ *   matvec        loops: y[o] = Σ_k A[o, k] v[k], k increasing, as the
+ *                 interpreter sums (ir/interp.c)
+ *   matvec_t      y[j] = Σ_i A[i, j] v[i], i increasing: y is zeroed, then
+ *                 y[j] += A[i, j] v[i] for each i, vectorized over j
+ *   outer         Y[i, j] = a[i] b[j], vectorized over j
+ *   GEMM nodes    gemm[i]: the rows [r0, r1) of one GEMM over all nrows rows
+ *                 (gemm_gen2's _rows, M = nrows, W packed at pack[i]), so
+ *                 the value of a row does not depend on the blocks. A
+ *                 temporary's GEMM origin is its region shifted back by r0
+ *                 rows (only rows [r0, r1) are touched). A GEMM node whose
+ *                 vector is a constant or has ld 0 runs as loops instead.
+ *   acc[i]        after node i in the block: acc[r, e] += value[r, e]
+ * Nothing here is JIT-specific: no addresses, no triple, scratch from the
+ * caller. */
+#include <string.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h> /* LLVMTemporaryMDNode */
+#include <llvm-c/TargetMachine.h> /* LLVMGetHostCPUFeatures */
+
+#include "ir.h"
+
+enum {
+  ROWFLOATS = 65536, /* floats of the nodes of one block: 256 KiB, in L2 */
+  MAXRB = 64,        /* rows per block at most */
+  ALIGNF = 16,       /* scratch regions start at multiples of 64 bytes */
+};
+
+enum { W_NONE, W_STORE, W_TEMP, W_CONST };
+enum { V_PTR, V_BCAST, V_CONST, V_ABSENT };
+
+/* An operand of an elementwise row loop: a pointer to its first element of
+ * the row, a pointer to one element broadcast, or a constant. */
+typedef struct Val {
+  int kind;
+  LLVMValueRef p;
+  double k;
+} Val;
+
+typedef struct G {
+  LLVMContextRef cx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;
+  LLVMTypeRef f32, i64, ptr, vty, voidty;
+  int W;
+  const PhaseSpec *ps;
+  const Cell *c;
+  const char *sym;
+  Arena *ar;
+  long *numel, *start;
+  int *where;            /* per node: W_* */
+  LLVMValueRef *base;    /* W_STORE: float * of row 0 at step t */
+  LLVMValueRef *accbase; /* acc[i].slot >= 0: the same for acc[i] */
+  LLVMValueRef *packbase; /* gemm[i]: W packed, pack[i] */
+  int64_t *toff;         /* W_TEMP: floats into scratch */
+  int64_t RB, gemmoff;   /* rows per block; where the GEMM scratch starts */
+  LLVMValueRef scratch, r0, r1, nb; /* the kernel's scratch; the current block */
+} G;
+
+static int isleaf(int op) { return op == OP_INPUT || op == OP_STATE || op == OP_PARAM; }
+static int isconstleaf(int op) { return op == OP_CONST || op == OP_ZEROS; }
+
+static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
+static LLVMValueRef add(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(g->b, a, b, ""); }
+static LLVMValueRef mul(G *g, LLVMValueRef a, int64_t c) { return LLVMBuildNSWMul(g->b, a, ci64(g, c), ""); }
+static LLVMValueRef gep(G *g, LLVMValueRef base, LLVMValueRef off)
+{
+  return LLVMBuildInBoundsGEP2(g->b, g->f32, base, &off, 1, "");
+}
+static LLVMValueRef gepc(G *g, LLVMValueRef base, int64_t off) { return off ? gep(g, base, ci64(g, off)) : base; }
+
+static void addattr(G *g, LLVMValueRef fn, unsigned idx, const char *name)
+{
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(g->cx, kind, 0));
+}
+
+/* Whether the host CPU has AVX2 and FMA (as gemm.c decides its width). */
+static int host_avx2_fma(void)
+{
+  char *f = LLVMGetHostCPUFeatures();
+  int avx2 = 0, fma = 0;
+  for (const char *p = f; p && *p;) {
+    size_t n = strcspn(p, ",");
+    avx2 |= n == 5 && !strncmp(p, "+avx2", 5);
+    fma |= n == 4 && !strncmp(p, "+fma", 4);
+    p += n + (p[n] == ',');
+  }
+  LLVMDisposeMessage(f);
+  return avx2 && fma;
+}
+
+/* ---- loops --------------------------------------------------------------- */
+
+/* for (iv = lo; iv < hi; iv += step) { body }: loop_begin returns iv and
+ * leaves the builder in the body; loop_end closes it. Loops are not unrolled
+ * (!llvm.loop.unroll.disable): compile time, for little gain here. */
+typedef struct Loop {
+  LLVMBasicBlockRef head, exit;
+  LLVMValueRef iv;
+  int64_t step;
+} Loop;
+
+static LLVMValueRef loop_begin(G *g, Loop *l, LLVMValueRef lo, LLVMValueRef hi, int64_t step, const char *name)
+{
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+  l->step = step;
+  l->head = LLVMAppendBasicBlockInContext(g->cx, g->fn, name);
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, g->fn, "body");
+  l->exit = LLVMAppendBasicBlockInContext(g->cx, g->fn, "done");
+  LLVMBuildBr(g->b, l->head);
+  LLVMPositionBuilderAtEnd(g->b, l->head);
+  l->iv = LLVMBuildPhi(g->b, g->i64, name);
+  LLVMAddIncoming(l->iv, &lo, &pre, 1);
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, l->iv, hi, ""), body, l->exit);
+  LLVMPositionBuilderAtEnd(g->b, body);
+  return l->iv;
+}
+
+static void loop_end(G *g, Loop *l)
+{
+  LLVMValueRef next = LLVMBuildNSWAdd(g->b, l->iv, ci64(g, l->step), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
+  LLVMValueRef br = LLVMBuildBr(g->b, l->head);
+  LLVMAddIncoming(l->iv, &next, &latch, 1);
+  LLVMMetadataRef self = LLVMTemporaryMDNode(g->cx, NULL, 0);
+  LLVMMetadataRef s = LLVMMDStringInContext2(g->cx, "llvm.loop.unroll.disable", 24);
+  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(g->cx, &s, 1)};
+  LLVMMetadataRef md = LLVMMDNodeInContext2(g->cx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(self, md);
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->cx, "llvm.loop", 9), LLVMMetadataAsValue(g->cx, md));
+  LLVMPositionBuilderAtEnd(g->b, l->exit);
+}
+
+/* ---- values ---------------------------------------------------------------- */
+
+/* A float constant of type ty (f32, or vty splatted). */
+static LLVMValueRef cst(G *g, LLVMTypeRef ty, double v)
+{
+  LLVMValueRef s = LLVMConstReal(g->f32, v);
+  if (ty == g->f32)
+    return s;
+  LLVMValueRef e[8];
+  for (int k = 0; k < g->W; k++)
+    e[k] = s;
+  return LLVMConstVector(e, (unsigned)g->W);
+}
+
+static LLVMValueRef splat(G *g, LLVMValueRef s)
+{
+  LLVMValueRef poison = LLVMGetPoison(g->vty);
+  LLVMValueRef v = LLVMBuildInsertElement(g->b, poison, s, LLVMConstInt(g->i64, 0, 0), "");
+  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(g->cx), (unsigned)g->W));
+  return LLVMBuildShuffleVector(g->b, v, poison, mask, "splat");
+}
+
+/* Elements [e, e + width) of v (width 1: ty f32; W: ty vty). */
+static LLVMValueRef vload(G *g, Val v, LLVMValueRef e, LLVMTypeRef ty)
+{
+  if (v.kind == V_CONST)
+    return cst(g, ty, v.k);
+  if (v.kind == V_BCAST) {
+    LLVMValueRef s = LLVMBuildLoad2(g->b, g->f32, v.p, "");
+    return ty == g->f32 ? s : splat(g, s);
+  }
+  LLVMValueRef x = LLVMBuildLoad2(g->b, ty, gep(g, v.p, e), "");
+  LLVMSetAlignment(x, 4);
+  return x;
+}
+
+static void vstore(G *g, LLVMValueRef x, LLVMValueRef p, LLVMValueRef e)
+{
+  LLVMSetAlignment(LLVMBuildStore(g->b, x, gep(g, p, e)), 4);
+}
+
+/* name(x) for x of type ty: SLEEF's u10 function of that width, declared once
+ * per module (pure: memory(none)). */
+static LLVMValueRef sleef(G *g, const char *fn, LLVMValueRef x, LLVMTypeRef ty)
+{
+  char name[64];
+  if (ty == g->f32)
+    snprintf(name, sizeof name, "Sleef_%sf_u10", fn);
+  else
+    snprintf(name, sizeof name, "Sleef_%sf%d_u10%s", fn, g->W, g->W == 8 ? "avx2" : "sse2");
+  LLVMTypeRef ft = LLVMFunctionType(ty, &ty, 1, 0);
+  LLVMValueRef f = LLVMGetNamedFunction(g->mod, name);
+  if (!f) {
+    f = LLVMAddFunction(g->mod, name, ft);
+    addattr(g, f, LLVMAttributeFunctionIndex, "nounwind");
+    addattr(g, f, LLVMAttributeFunctionIndex, "willreturn");
+    addattr(g, f, LLVMAttributeFunctionIndex, "memory"); /* 0: memory(none) */
+  }
+  return LLVMBuildCall2(g->b, ft, f, &x, 1, "");
+}
+
+/* op on a (and b), of type ty; op < 0 is the identity (a copy). */
+static LLVMValueRef apply(G *g, int op, LLVMValueRef a, LLVMValueRef b, LLVMTypeRef ty)
+{
+  LLVMBuilderRef B = g->b;
+  switch (op) {
+  case -1: return a;
+  case OP_ADD: return LLVMBuildFAdd(B, a, b, "");
+  case OP_SUB: return LLVMBuildFSub(B, a, b, "");
+  case OP_MUL: return LLVMBuildFMul(B, a, b, "");
+  case OP_DIV: return LLVMBuildFDiv(B, a, b, "");
+  case OP_NEG: return LLVMBuildFNeg(B, a, "");
+  case OP_SIGMOID: {
+    LLVMValueRef ex = sleef(g, "exp", LLVMBuildFNeg(B, a, ""), ty);
+    return LLVMBuildFDiv(B, cst(g, ty, 1), LLVMBuildFAdd(B, cst(g, ty, 1), ex, ""), "");
+  }
+  case OP_TANH: return sleef(g, "tanh", a, ty);
+  case OP_EXP: return sleef(g, "exp", a, ty);
+  case OP_LOG: return sleef(g, "log", a, ty);
+  case OP_RELU: /* a > 0 ? a : 0, NaN -> 0 as in C */
+    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, cst(g, ty, 0), ""), a, cst(g, ty, 0), "");
+  case OP_STEP:
+    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, cst(g, ty, 0), ""), cst(g, ty, 1), cst(g, ty, 0),
+                           "");
+  }
+  die("phasegen: op '%s' is not elementwise", opinfo[op].spelling);
+}
+
+/* y[e] = op(a[e], b[e]) for e < n, one row: n / W vectors, then the rest one
+ * by one (b.kind V_ABSENT for a unary op). */
+static void ew_row(G *g, int op, LLVMValueRef y, Val a, Val b, long n)
+{
+  long nv = n / g->W;
+  if (nv > 0) {
+    Loop l;
+    LLVMValueRef iv = loop_begin(g, &l, ci64(g, 0), ci64(g, nv), 1, "v");
+    LLVMValueRef e = mul(g, iv, g->W);
+    LLVMValueRef va = vload(g, a, e, g->vty), vb = b.kind == V_ABSENT ? NULL : vload(g, b, e, g->vty);
+    vstore(g, apply(g, op, va, vb, g->vty), y, e);
+    loop_end(g, &l);
+  }
+  for (long k = nv * g->W; k < n; k++) {
+    LLVMValueRef e = ci64(g, k);
+    LLVMValueRef va = vload(g, a, e, g->f32), vb = b.kind == V_ABSENT ? NULL : vload(g, b, e, g->f32);
+    LLVMBuildStore(g->b, apply(g, op, va, vb, g->f32), gep(g, y, e));
+  }
+}
+
+/* ---- where nodes are -------------------------------------------------------- */
+
+static const char *nodename(Arena *a, const Node *nd)
+{
+  return nd->name ? aprintf(a, "node '%s'", nd->name) : aprintf(a, "an anonymous '%s'", opinfo[nd->op].spelling);
+}
+
+/* &node i [row r0 + rr][0]. */
+static LLVMValueRef rowptr(G *g, int i, LLVMValueRef rr)
+{
+  if (g->where[i] == W_TEMP)
+    return gep(g, gepc(g, g->scratch, g->toff[i]), mul(g, rr, g->numel[i]));
+  if (g->where[i] != W_STORE)
+    die("phasegen: cell '%s': %s is read but has no storage", g->c->name, nodename(g->ar, &g->c->node[i]));
+  int64_t ld = g->ps->at[i].ld;
+  if (ld == 0)
+    return g->base[i];
+  return gep(g, g->base[i], mul(g, add(g, g->r0, rr), ld));
+}
+
+/* Node i as an operand, from element off of row rr; bcast: a one-element
+ * operand broadcast. */
+static Val operand(G *g, int i, LLVMValueRef rr, long off, int bcast)
+{
+  const Node *nd = &g->c->node[i];
+  if (isconstleaf(nd->op))
+    return (Val){V_CONST, NULL, nd->op == OP_CONST ? (double)(float)nd->cval : 0.0};
+  return (Val){bcast ? V_BCAST : V_PTR, gepc(g, rowptr(g, i, rr), off), 0};
+}
+
+/* The origin (row 0) of node i for a GEMM and its leading dimension: a
+ * temporary's region shifted back by r0 rows (a plain GEP: only rows of the
+ * block are touched through it). */
+static LLVMValueRef origin(G *g, int i, int64_t *ld)
+{
+  if (g->where[i] == W_STORE) {
+    *ld = g->ps->at[i].ld;
+    return g->base[i];
+  }
+  if (g->where[i] != W_TEMP)
+    die("phasegen: GEMM operand %d has no storage", i);
+  *ld = g->numel[i];
+  LLVMValueRef off = LLVMBuildNSWSub(g->b, ci64(g, g->toff[i]), mul(g, g->r0, g->numel[i]), "");
+  return LLVMBuildGEP2(g->b, g->f32, g->scratch, &off, 1, "");
+}
+
+/* node j lies in node i's storage at element offset o (a view) */
+static int isview(G *g, int i, int j, long o)
+{
+  const Addr *a = &g->ps->at[i], *b = &g->ps->at[j];
+  return a->slot >= 0 && b->slot == a->slot && b->ld == a->ld && b->tstride == a->tstride && b->off == a->off + o;
+}
+
+/* ---- one emitter per op kind ------------------------------------------------- */
+
+/* for rr in [0, nb): body(rr), with the builder in the loop */
+#define ROWS(g, rr, ...)                                                      \
+  do {                                                                        \
+    Loop lr_;                                                                 \
+    LLVMValueRef rr = loop_begin((g), &lr_, ci64((g), 0), (g)->nb, 1, "row"); \
+    __VA_ARGS__;                                                              \
+    loop_end((g), &lr_);                                                      \
+  } while (0)
+
+static void gen_ew(G *g, int i)
+{
+  const Node *nd = &g->c->node[i];
+  int a = nd->arg[0], b = nd->narg == 2 ? nd->arg[1] : -1;
+  long n = g->numel[i];
+  ROWS(g, rr, {
+    Val va = operand(g, a, rr, 0, g->numel[a] == 1);
+    Val vb = b < 0 ? (Val){V_ABSENT, NULL, 0} : operand(g, b, rr, 0, g->numel[b] == 1);
+    ew_row(g, nd->op, rowptr(g, i, rr), va, vb, n);
+  });
+}
+
+/* y[r, dst + e] = a[r, src + e] for e < n */
+static void gen_copy(G *g, int y, long dst, int a, long src, long n)
+{
+  ROWS(g, rr, {
+    Val va = operand(g, a, rr, src, 0);
+    ew_row(g, -1, gepc(g, rowptr(g, y, rr), dst), va, (Val){V_ABSENT, NULL, 0}, n);
+  });
+}
+
+/* A float load of v at element index e (a constant or a pointer). */
+static LLVMValueRef sload(G *g, Val v, LLVMValueRef e) { return vload(g, v, e, g->f32); }
+
+/* A [m, n] @ v [n] -> y [m]: y[o] = Σ_k A[o, k] v[k], k increasing */
+static void gen_matvec(G *g, int i)
+{
+  const Node *nd = &g->c->node[i];
+  int A = nd->arg[0], v = nd->arg[1];
+  long m = g->numel[i], n = g->numel[v];
+  ROWS(g, rr, {
+    LLVMValueRef pa = rowptr(g, A, rr), py = rowptr(g, i, rr);
+    Val vv = operand(g, v, rr, 0, 0);
+    Loop lo, lk;
+    LLVMValueRef o = loop_begin(g, &lo, ci64(g, 0), ci64(g, m), 1, "o");
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), ci64(g, n), 1, "k");
+    /* the sum is a phi of the k loop's header */
+    LLVMPositionBuilderBefore(g->b, LLVMGetFirstInstruction(lk.head));
+    LLVMValueRef s = LLVMBuildPhi(g->b, g->f32, "s");
+    LLVMValueRef zero = cst(g, g->f32, 0);
+    LLVMAddIncoming(s, &zero, &pre, 1);
+    LLVMPositionBuilderAtEnd(g->b, LLVMGetNextBasicBlock(lk.head));
+    LLVMValueRef a = LLVMBuildLoad2(g->b, g->f32, gep(g, pa, add(g, mul(g, o, n), k)), "");
+    LLVMValueRef s1 = LLVMBuildFAdd(g->b, s, LLVMBuildFMul(g->b, a, sload(g, vv, k), ""), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
+    loop_end(g, &lk);
+    LLVMAddIncoming(s, &s1, &latch, 1);
+    LLVMBuildStore(g->b, s, gep(g, py, o));
+    loop_end(g, &lo);
+  });
+}
+
+/* matvec_t(A [m, n], v [m]) -> y [n]: y = 0, then y[j] += A[i, j] v[i] for
+ * i = 0 .. m-1 (each y[j] summed in increasing i), vectorized over j */
+static void gen_matvect(G *g, int i)
+{
+  const Node *nd = &g->c->node[i];
+  int A = nd->arg[0], v = nd->arg[1];
+  long n = g->numel[i], m = g->numel[v];
+  ROWS(g, rr, {
+    LLVMValueRef pa = rowptr(g, A, rr), py = rowptr(g, i, rr);
+    Val vv = operand(g, v, rr, 0, 0), none = {V_ABSENT, NULL, 0};
+    ew_row(g, -1, py, (Val){V_CONST, NULL, 0}, none, n);
+    Loop li;
+    LLVMValueRef k = loop_begin(g, &li, ci64(g, 0), ci64(g, m), 1, "i");
+    Val vi = vv.kind == V_CONST ? vv : (Val){V_BCAST, gep(g, vv.p, k), 0};
+    /* y += A[k, :] * v[k]: ew_row with a MUL then an ADD per element */
+    long nv = n / g->W;
+    LLVMValueRef arow = gep(g, pa, mul(g, k, n));
+    for (int vec = 0; vec < 2; vec++) {
+      LLVMTypeRef ty = vec ? g->vty : g->f32;
+      long lo = vec ? 0 : nv * g->W, hi = vec ? nv : n;
+      if (lo >= hi)
+        continue;
+      Loop le;
+      LLVMValueRef iv = loop_begin(g, &le, ci64(g, lo), ci64(g, hi), 1, "j");
+      LLVMValueRef e = vec ? mul(g, iv, g->W) : iv;
+      LLVMValueRef ae = vload(g, (Val){V_PTR, arow, 0}, e, ty);
+      LLVMValueRef ye = vload(g, (Val){V_PTR, py, 0}, e, ty);
+      LLVMValueRef x = LLVMBuildFAdd(g->b, ye, LLVMBuildFMul(g->b, ae, vload(g, vi, e, ty), ""), "");
+      vstore(g, x, py, e);
+      loop_end(g, &le);
+    }
+    loop_end(g, &li);
+  });
+}
+
+/* outer(a [m], b [n]) -> Y [m, n]: Y[i, j] = a[i] b[j] */
+static void gen_outer(G *g, int i)
+{
+  const Node *nd = &g->c->node[i];
+  int a = nd->arg[0], b = nd->arg[1];
+  long m = g->numel[a], n = g->numel[b];
+  ROWS(g, rr, {
+    LLVMValueRef py = rowptr(g, i, rr);
+    Val va = operand(g, a, rr, 0, 0), vb = operand(g, b, rr, 0, n == 1);
+    Loop li;
+    LLVMValueRef k = loop_begin(g, &li, ci64(g, 0), ci64(g, m), 1, "i");
+    Val vk = va.kind == V_CONST ? va : (Val){V_BCAST, gep(g, va.p, k), 0};
+    ew_row(g, OP_MUL, gep(g, py, mul(g, k, n)), vk, vb, n);
+    loop_end(g, &li);
+  });
+}
+
+/* C rows [r0, r1) = v · W^T (matvec) or v · W (matvec_t) by gemm_gen2's
+ * _rows, the GEMM over all nrows rows; W packed at pack[i]. */
+static int gen_gemm(G *g, int i, size_t *gscratch, char *err, size_t errlen)
+{
+  const Node *nd = &g->c->node[i];
+  int v = nd->arg[1];
+  const Addr *pk = &g->ps->pack[i];
+  if (pk->slot < 0)
+    die("phasegen: GEMM node %d has no packed matrix", i);
+  int64_t lda, ldc;
+  LLVMValueRef A = origin(g, v, &lda), C = origin(g, i, &ldc);
+  GemmSpec s = {.M = g->ps->nrows, .N = g->numel[i], .K = g->numel[v], .lda = lda, .ldb = g->numel[i],
+                .ldc = ldc, .flags = g->ps->portable ? GEMM_PORTABLE : 0};
+  if (nd->op == OP_MATVEC) {
+    s.flags |= GEMM_BT;
+    s.ldb = s.K; /* W [N, K] row-major */
+  }
+  char *gs = aprintf(g->ar, "%s_g%d", g->sym, i);
+  int rc = gemm_gen2(g->cx, g->mod, gs, &s, err, errlen);
+  if (rc != RNNC_OK)
+    return rc;
+  size_t need = gemm_scratchsize(&s);
+  if (need > *gscratch)
+    *gscratch = need;
+  LLVMValueRef rows = LLVMGetNamedFunction(g->mod, aprintf(g->ar, "%s_rows", gs));
+  if (!rows)
+    die("phasegen: gemm_gen2 made no %s_rows", gs);
+  LLVMValueRef args[6] = {A, g->packbase[i], C, g->r0, g->r1,
+                          gepc(g, g->scratch, g->gemmoff)};
+  LLVMBuildCall2(g->b, LLVMGlobalGetValueType(rows), rows, args, 6, "");
+  return RNNC_OK;
+}
+
+/* A GEMM node whose vector is per-row data (not a constant, not ld 0). */
+static int gemmable(G *g, int i)
+{
+  int v = g->c->node[i].arg[1];
+  return g->where[v] == W_TEMP || (g->where[v] == W_STORE && g->ps->at[v].ld != 0);
+}
+
+/* Node i over the rows of the block, then its acc. */
+static int gen_node(G *g, int i, size_t *gscratch, char *err, size_t errlen)
+{
+  const Node *nd = &g->c->node[i];
+  const PhaseSpec *ps = g->ps;
+  long n = g->numel[i];
+  Val none = {V_ABSENT, NULL, 0};
+  switch (opinfo[nd->op].shape_rule) {
+  case SH_LEAF:
+    if (!isconstleaf(nd->op))
+      die("phasegen: cell '%s': leaf %d is in the mask", g->c->name, i);
+    if (ps->at[i].slot >= 0) /* a constant given storage: fill it */
+      ROWS(g, rr, ew_row(g, -1, rowptr(g, i, rr), operand(g, i, rr, 0, 0), none, n));
+    break;
+  case SH_EW: gen_ew(g, i); break;
+  case SH_MATVEC:
+  case SH_MATVECT:
+    if (ps->gemm && ps->gemm[i] && gemmable(g, i)) {
+      int rc = gen_gemm(g, i, gscratch, err, errlen);
+      if (rc != RNNC_OK)
+        return rc;
+    } else if (nd->op == OP_MATVEC) {
+      gen_matvec(g, i);
+    } else {
+      gen_matvect(g, i);
+    }
+    break;
+  case SH_OUTER: gen_outer(g, i); break;
+  case SH_SPLIT:
+  case SH_SLICE: {
+    long s = nd->op == OP_SPLIT ? nd->k * n : g->start[i];
+    if (!isview(g, nd->arg[0], i, s))
+      gen_copy(g, i, 0, nd->arg[0], s, n);
+    break;
+  }
+  case SH_CONCAT: {
+    long off = 0;
+    for (int j = 0; j < nd->narg; j++) {
+      int a = nd->arg[j];
+      if (!isview(g, i, a, off))
+        gen_copy(g, i, off, a, 0, g->numel[a]);
+      off += g->numel[a];
+    }
+    if (off != n)
+      die("phasegen: concat of %ld elements into %ld", off, n);
+    break;
+  }
+  default: die("phasegen: op '%s' has no code generator", opinfo[nd->op].spelling);
+  }
+  if (ps->acc && ps->acc[i].slot >= 0) {
+    int64_t ld = ps->acc[i].ld;
+    ROWS(g, rr, {
+      LLVMValueRef pa = ld ? gep(g, g->accbase[i], mul(g, add(g, g->r0, rr), ld)) : g->accbase[i];
+      ew_row(g, OP_ADD, pa, (Val){V_PTR, pa, 0}, operand(g, i, rr, 0, n == 1), n);
+    });
+  }
+  return RNNC_OK;
+}
+
+/* ---- sizes ------------------------------------------------------------------ */
+
+static int evaldim(const Cell *c, Dim d, const Env *env, long *v, char *err, size_t errlen)
+{
+  const char *bad = NULL;
+  if (!dim_eval(d, env, v, &bad)) {
+    snprintf(err, errlen, "cell '%s': dimension '%s' is not bound", c->name, bad);
+    return RNNC_EINPUT;
+  }
+  return RNNC_OK;
+}
+
+/* numel of every node, and each slice's start; RNNC_ESHAPE on a negative
+ * size or a slice past the end of its operand (as cellgen checks). */
+static int sizes(Arena *a, const Cell *c, const Env *env, long *numel, long *start, char *err, size_t errlen)
+{
+  for (int i = 0; i < c->nnode; i++) {
+    const Node *nd = &c->node[i];
+    long n = 1, v;
+    for (int k = 0; k < nd->shape.rank; k++) {
+      int rc = evaldim(c, nd->shape.d[k], env, &v, err, errlen);
+      if (rc != RNNC_OK)
+        return rc;
+      if (v < 0) {
+        snprintf(err, errlen, "cell '%s': %s has a dimension of size %ld", c->name, nodename(a, nd), v);
+        return RNNC_ESHAPE;
+      }
+      n *= v;
+    }
+    numel[i] = n;
+    start[i] = 0;
+    if (nd->op == OP_SLICE) {
+      int rc = evaldim(c, nd->start, env, &start[i], err, errlen);
+      if (rc != RNNC_OK)
+        return rc;
+      if (start[i] < 0 || start[i] + n > numel[nd->arg[0]]) {
+        snprintf(err, errlen, "cell '%s': slice [%ld, %ld) of %s past its %ld elements", c->name, start[i],
+                 start[i] + n, nodename(a, &c->node[nd->arg[0]]), numel[nd->arg[0]]);
+        return RNNC_ESHAPE;
+      }
+    }
+  }
+  return RNNC_OK;
+}
+
+/* ---- layout: where each node is, the block, the temporaries ------------------ */
+
+/* where[], the rows per block and each temporary's region (first fit, a
+ * region free again once its last reader in the kernel has run). Returns the
+ * floats of scratch the temporaries need. */
+static int64_t layout(G *g)
+{
+  const PhaseSpec *ps = g->ps;
+  const Cell *c = g->c;
+  int nn = c->nnode, hasgemm = 0;
+  long rowfloats = 1;
+  for (int i = 0; i < nn; i++) {
+    int op = c->node[i].op;
+    if (ps->mask[i]) {
+      if (isleaf(op))
+        die("phasegen: cell '%s': leaf %d is in the mask", c->name, i);
+      g->where[i] = ps->at[i].slot >= 0 ? W_STORE : isconstleaf(op) ? W_CONST : W_TEMP;
+      rowfloats += g->numel[i];
+      hasgemm |= ps->gemm && ps->gemm[i];
+    } else {
+      g->where[i] = isconstleaf(op) ? W_CONST : ps->at[i].slot >= 0 ? W_STORE : W_NONE;
+    }
+  }
+  int64_t rb = ROWFLOATS / rowfloats;
+  rb = rb < 1 ? 1 : rb > MAXRB ? MAXRB : rb;
+  if (hasgemm) { /* whole register blocks of the GEMM's micro-kernel */
+    int mr, nr;
+    gemm_block(ps->portable ? GEMM_PORTABLE : 0, &mr, &nr);
+    rb = rb < mr ? mr : rb - rb % mr;
+  }
+  g->RB = rb < ps->nrows ? rb : ps->nrows;
+
+  /* last reader of each temporary */
+  int *last = aalloc(g->ar, sizeof *last * (size_t)(nn + 1));
+  for (int i = 0; i < nn; i++) {
+    last[i] = i;
+    if (ps->mask[i])
+      for (int k = 0; k < c->node[i].narg; k++)
+        last[c->node[i].arg[k]] = i;
+  }
+  int *live = aalloc(g->ar, sizeof *live * (size_t)(nn + 1)), nlive = 0;
+  int64_t top = 0;
+  for (int i = 0; i < nn; i++) {
+    if (g->where[i] != W_TEMP || !ps->mask[i])
+      continue;
+    int keep = 0;
+    for (int k = 0; k < nlive; k++)
+      if (last[live[k]] >= i)
+        live[keep++] = live[k];
+    nlive = keep;
+    int64_t size = (g->RB * g->numel[i] + ALIGNF - 1) / ALIGNF * ALIGNF;
+    /* the lowest of 0 and the ends of live regions where size fits */
+    int64_t best = -1;
+    for (int k = -1; k < nlive; k++) {
+      int64_t o = k < 0 ? 0 : g->toff[live[k]] + (g->RB * g->numel[live[k]] + ALIGNF - 1) / ALIGNF * ALIGNF;
+      int fits = 1;
+      for (int q = 0; q < nlive && fits; q++) {
+        int64_t qo = g->toff[live[q]], qe = qo + (g->RB * g->numel[live[q]] + ALIGNF - 1) / ALIGNF * ALIGNF;
+        fits = o + size <= qo || o >= qe;
+      }
+      if (fits && (best < 0 || o < best))
+        best = o;
+    }
+    g->toff[i] = best;
+    live[nlive++] = i;
+    if (best + size > top)
+      top = best + size;
+  }
+  return top;
+}
+
+/* ---- the kernel ---------------------------------------------------------------- */
+
+/* A pointer param of the kernel's buffers: (float *)buf[a.slot] + off + t·tstride. */
+static LLVMValueRef slotbase(G *g, LLVMValueRef buf, LLVMValueRef t, const Addr *a)
+{
+  LLVMValueRef p = LLVMBuildLoad2(g->b, g->ptr, LLVMBuildInBoundsGEP2(g->b, g->ptr, buf, (LLVMValueRef[]){ci64(g, a->slot)}, 1, ""), "");
+  LLVMValueRef off = ci64(g, a->off);
+  if (a->tstride)
+    off = add(g, off, mul(g, t, a->tstride));
+  return gep(g, p, off);
+}
+
+int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseSpec *ps, size_t *scratch, char *err,
+             size_t errlen)
+{
+  const Cell *c = ps->c;
+  *scratch = 0;
+  if (c->verified != 1)
+    die("phasegen: cell '%s' is not verified", c->name);
+  if (ps->nrows < 1) {
+    snprintf(err, errlen, "cell '%s': a kernel over %lld rows", c->name, (long long)ps->nrows);
+    return RNNC_ESHAPE;
+  }
+  Arena *ar = arena_new();
+  size_t nn = (size_t)c->nnode + 1;
+  G g = {.cx = cx, .mod = mod, .ps = ps, .c = c, .sym = sym, .ar = ar};
+  g.numel = aalloc(ar, sizeof *g.numel * nn);
+  g.start = aalloc(ar, sizeof *g.start * nn);
+  int rc = sizes(ar, c, ps->env, g.numel, g.start, err, errlen);
+  if (rc != RNNC_OK) {
+    arena_free(ar);
+    return rc;
+  }
+  g.where = aalloc(ar, sizeof *g.where * nn);
+  g.base = aalloc(ar, sizeof *g.base * nn);
+  g.accbase = aalloc(ar, sizeof *g.accbase * nn);
+  g.packbase = aalloc(ar, sizeof *g.packbase * nn);
+  g.toff = aalloc(ar, sizeof *g.toff * nn);
+  g.b = LLVMCreateBuilderInContext(cx);
+  g.f32 = LLVMFloatTypeInContext(cx);
+  g.i64 = LLVMInt64TypeInContext(cx);
+  g.ptr = LLVMPointerTypeInContext(cx, 0);
+  g.voidty = LLVMVoidTypeInContext(cx);
+  g.W = !ps->portable && host_avx2_fma() ? 8 : 4;
+  g.vty = LLVMVectorType(g.f32, (unsigned)g.W);
+  int64_t temps = layout(&g);
+  g.gemmoff = temps;
+
+  /* void sym(ptr buf, i64 t, i64 lo, i64 hi, ptr noalias scratch) */
+  LLVMTypeRef pt[5] = {g.ptr, g.i64, g.i64, g.i64, g.ptr};
+  g.fn = LLVMAddFunction(mod, sym, LLVMFunctionType(g.voidty, pt, 5, 0));
+  addattr(&g, g.fn, LLVMAttributeFunctionIndex, "nounwind");
+  addattr(&g, g.fn, 5, "noalias");
+  const char *pname[5] = {"buf", "t", "lo", "hi", "scratch"};
+  for (unsigned k = 0; k < 5; k++)
+    LLVMSetValueName2(LLVMGetParam(g.fn, k), pname[k], strlen(pname[k]));
+  LLVMValueRef buf = LLVMGetParam(g.fn, 0), t = LLVMGetParam(g.fn, 1);
+  LLVMValueRef lo = LLVMGetParam(g.fn, 2), hi = LLVMGetParam(g.fn, 3);
+  g.scratch = LLVMGetParam(g.fn, 4);
+  LLVMPositionBuilderAtEnd(g.b, LLVMAppendBasicBlockInContext(cx, g.fn, "entry"));
+
+  /* the base of every node the kernel touches, of each acc and pack */
+  char *used = aalloc(ar, nn);
+  for (int i = 0; i < c->nnode; i++)
+    if (ps->mask[i]) {
+      used[i] = 1;
+      for (int k = 0; k < c->node[i].narg; k++)
+        used[c->node[i].arg[k]] = 1;
+    }
+  for (int i = 0; i < c->nnode; i++) {
+    if (used[i] && g.where[i] == W_STORE)
+      g.base[i] = slotbase(&g, buf, t, &ps->at[i]);
+    if (ps->mask[i] && ps->acc && ps->acc[i].slot >= 0)
+      g.accbase[i] = slotbase(&g, buf, t, &ps->acc[i]);
+    if (ps->mask[i] && ps->gemm && ps->gemm[i] && gemmable(&g, i)) {
+      if (!ps->pack || ps->pack[i].slot < 0)
+        die("phasegen: cell '%s': GEMM node %d has no packed matrix", c->name, i);
+      g.packbase[i] = slotbase(&g, buf, t, &ps->pack[i]);
+    }
+  }
+
+  /* for r0 in [lo, hi) step RB: r1 = min(r0 + RB, hi), every node */
+  Loop lb;
+  g.r0 = loop_begin(&g, &lb, lo, hi, g.RB, "block");
+  LLVMValueRef end = add(&g, g.r0, ci64(&g, g.RB));
+  g.r1 = LLVMBuildSelect(g.b, LLVMBuildICmp(g.b, LLVMIntSLT, end, hi, ""), end, hi, "r1");
+  g.nb = LLVMBuildNSWSub(g.b, g.r1, g.r0, "nb");
+  size_t gscratch = 0;
+  for (int i = 0; i < c->nnode && rc == RNNC_OK; i++)
+    if (ps->mask[i])
+      rc = gen_node(&g, i, &gscratch, err, errlen);
+  if (rc == RNNC_OK) {
+    loop_end(&g, &lb);
+    LLVMBuildRetVoid(g.b);
+    *scratch = (size_t)g.gemmoff + gscratch;
+  }
+  LLVMDisposeBuilder(g.b);
+  arena_free(ar);
+  return rc;
+}
