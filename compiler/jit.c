@@ -40,6 +40,13 @@ static int errmsg(LLVMErrorRef e, int status, const char *what, char *err, size_
 /* Functions generated code calls by name. Defining them here makes the
  * process link them (with --as-needed a library nothing references is
  * dropped, and the JIT would then not find its symbols). */
+#ifndef __AVX__
+/* sleef.h declares the 8-wide (AVX2) functions only under -mavx; only their
+ * addresses are taken here, so any function type will do. */
+void Sleef_expf8_u10avx2(void);
+void Sleef_logf8_u10avx2(void);
+void Sleef_tanhf8_u10avx2(void);
+#endif
 static const struct {
   const char *name;
   void (*addr)(void);
@@ -47,6 +54,13 @@ static const struct {
     {"Sleef_expf_u10", (void (*)(void))Sleef_expf_u10},
     {"Sleef_logf_u10", (void (*)(void))Sleef_logf_u10},
     {"Sleef_tanhf_u10", (void (*)(void))Sleef_tanhf_u10},
+    /* phasegen.c's vectors: 4-wide (SSE2, any x86-64) and 8-wide (AVX2) */
+    {"Sleef_expf4_u10sse2", (void (*)(void))Sleef_expf4_u10sse2},
+    {"Sleef_logf4_u10sse2", (void (*)(void))Sleef_logf4_u10sse2},
+    {"Sleef_tanhf4_u10sse2", (void (*)(void))Sleef_tanhf4_u10sse2},
+    {"Sleef_expf8_u10avx2", (void (*)(void))Sleef_expf8_u10avx2},
+    {"Sleef_logf8_u10avx2", (void (*)(void))Sleef_logf8_u10avx2},
+    {"Sleef_tanhf8_u10avx2", (void (*)(void))Sleef_tanhf8_u10avx2},
 };
 
 static int define_runtime(Jit *j, char *err, size_t errlen)
