@@ -16,10 +16,14 @@
  *     carried, the next token the argmax of the probabilities (outside the
  *     timed region, as torch_bench.py does);
  *   - C2-compile: compile times of C2 (RNNC_GRAD) at T = 1, 64 and 1024.
- * Before timing, it checks what it can through the API: the loss is finite
- * (a softmax loss within [0.5, 2] x ln V at initialization), the separately
- * compiled forward-only net gives the training net's loss, and the gradients
- * are finite; JIT vs interpreter is the test suite's (tests/test_jit.c).
+ * Validation before timing (--no-validate skips the first):
+ *   - a T = 2 copy of the net (same B and sizes) against the reference
+ *     interpreter (ir/interp*.c, float32) on the same parameters and inputs:
+ *     the loss and every gradient within relative 1e-4 (validate() below);
+ *   - the timed net's first loss is finite (a softmax loss within
+ *     [0.5, 2] x ln V at initialization) and its gradient norm finite, > 0;
+ *   - the forward-only net, compiled separately, gives the training net's loss;
+ *   - C6: the probabilities sum to 1.
  *
  * Timings: wall clock (CLOCK_MONOTONIC), warm-up runs first, then at least
  * --steps runs and --min-time seconds; median and min.
@@ -47,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ir.h" /* the reference interpreter, for the check before timing */
 #include "rnnc.h"
 
 #ifndef RNNC_BENCH_MODELS
@@ -79,7 +84,7 @@ static const Config quick = {"quick", "tiny charlm (quick)", "c1_charlm_small.rn
                              K_TOKENS, 65, 8, 16, 1, 4, 8};
 
 typedef struct Opts {
-  int threads, steps, warmup, gen_steps, fork;
+  int threads, steps, warmup, gen_steps, fork, validate;
   double min_time;
   const char *models;
 } Opts;
@@ -104,7 +109,7 @@ static double median(double *v, int n) {
 }
 
 /* splitmix64: the inputs' fixed-seed generator. */
-static uint64_t rng_next(uint64_t *s) {
+static uint64_t splitmix64(uint64_t *s) {
   uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -229,7 +234,7 @@ static int fill_inputs(Run *r, rnnc_net *net, uint64_t seed) {
     void *p = rnnc_data(net, name);
     if (n < 0 || !p) return fail(r, name, RNNC_EINPUT);
     for (int64_t k = 0; k < n; k++) {
-      uint64_t u = rng_next(&seed);
+      uint64_t u = splitmix64(&seed);
       if (dt == RNNC_I32) ((int32_t *)p)[k] = (int32_t)(u % (uint64_t)(r->c->V > 0 ? r->c->V : 1));
       else ((float *)p)[k] = (float)((double)(u >> 11) * 0x1.0p-53 * 2.0 - 1.0);
     }
@@ -390,6 +395,111 @@ static void put_header(FILE *f, const Config *c, const Opts *o) {
           c->cell, c->V, c->E, c->H, c->L, c->B, c->T, o->threads);
 }
 
+enum { VAL_T = 2 };
+#define VAL_TOL 1e-4
+
+/* Validate before timing: a VAL_T-step copy of the configuration's net (same
+ * B, same sizes, RNNC_GRAD) against the reference interpreter (ir/interp*.c,
+ * float32 mode) on the same parameters and inputs. Compares the loss and
+ * every grad.* tensor; a tensor's error is max |rnnc - interp| / max |interp|
+ * (1 when both are 0 elsewhere); all must be <= VAL_TOL. The largest error
+ * in *maxerr, the tensors compared in *ncmp; 0 or -1 (r->err says which). */
+static int validate(Run *r, double *maxerr, int *ncmp) {
+  const Config *c = r->c;
+  rnnc_net *net = NULL;
+  TensorSet params, inputs, out;
+  Arena *a = arena_new();
+  Env env = {0};
+  char err[512];
+  int rc = -1, st;
+  tset_init(&params), tset_init(&inputs), tset_init(&out);
+  *maxerr = 0, *ncmp = 0;
+  if (compile(r, VAL_T, c->B, RNNC_GRAD, &net, NULL)) goto out;
+  if ((st = rnnc_init_params(net, 7)) != RNNC_OK) {
+    fail(r, "rnnc_init_params", st);
+    goto out;
+  }
+  if (fill_inputs(r, net, 43)) goto out;
+  if ((st = rnnc_forward_backward(net)) != RNNC_OK) {
+    fail(r, "rnnc_forward_backward", st);
+    goto out;
+  }
+  Module *m = r->ctx->m;
+  Model *md = model_find(m, c->model);
+  const ModelGrad *g = md ? (md->grad ? md->grad : autodiff(m, md)) : NULL;
+  if (!g) {
+    snprintf(r->err, sizeof r->err, "validate: model '%s' has no gradient plan", c->model);
+    goto out;
+  }
+  /* the header dims as compiled, the parameters, and the model's inputs */
+  for (int i = 0; i < md->ndim; i++) {
+    const char *d = md->dim[i].name;
+    long v = !strcmp(d, "V") ? c->V : !strcmp(d, "E") || !strcmp(d, "I") ? c->E : !strcmp(d, "H") ? c->H : -1;
+    if (v > 0) env_set(a, &env, d, v);
+  }
+  for (int i = 0; i < rnnc_tensor_count(net); i++) {
+    const char *name = rnnc_tensor_name(net, i);
+    int dt, rank, isinput = 0;
+    int64_t dim[4];
+    for (int k = 0; k < md->nnode; k++)
+      if (md->node[k].kind == M_INPUT && md->node[k].name && !strcmp(md->node[k].name, name)) isinput = 1;
+    int isparam = strchr(name, '.') && strncmp(name, "grad.", 5) && strncmp(name, "state.", 6);
+    if (!isinput && !isparam) continue;
+    if (rnnc_tensor_shape(net, name, &dt, &rank, dim) != RNNC_OK) {
+      fail(r, "rnnc_tensor_shape", RNNC_EINPUT);
+      goto out;
+    }
+    Tensor *t = tset_add(isinput ? &inputs : &params, name, dt == RNNC_I32 ? DT_I32 : DT_F32, rank, dim);
+    if (!t) {
+      snprintf(r->err, sizeof r->err, "validate: out of memory");
+      goto out;
+    }
+    memcpy(t->data, rnnc_data(net, name), (size_t)tensor_numel(t) * 4);
+  }
+  InterpOpts io = {.prec = PREC_F32, .wantgrad = 1};
+  if (interp_run(m, md, g, &env, &params, &inputs, &io, &out, err, sizeof err) != RNNC_OK) {
+    snprintf(r->err, sizeof r->err, "validate: interpreter: %s", err);
+    goto out;
+  }
+  for (int i = 0; i < out.n; i++) {
+    Tensor *t = &out.t[i];
+    const char *name = t->name;
+    if (t->dtype != DT_F32 || (strncmp(name, "grad.", 5) && strcmp(name, "loss"))) continue;
+    const float *want = t->data, *got = rnnc_data(net, name);
+    int64_t n = tensor_numel(t);
+    if (!got) {
+      fail(r, name, RNNC_EINPUT);
+      goto out;
+    }
+    double scale = 0, diff = 0;
+    int64_t at = 0;
+    for (int64_t k = 0; k < n; k++) {
+      double d = fabs((double)got[k] - want[k]);
+      scale = fmax(scale, fabs((double)want[k]));
+      if (d > diff || isnan(d)) diff = isnan(d) ? INFINITY : d, at = k;
+    }
+    double e = scale > 0 ? diff / scale : diff > 0 ? 1 : 0;
+    (*ncmp)++;
+    if (e > *maxerr) *maxerr = e;
+    if (!(e <= VAL_TOL)) {
+      snprintf(r->err, sizeof r->err,
+               "validate: %s differs from the interpreter: relative error %.3g at [%lld] (rnnc %.9g, interp %.9g)",
+               name, e, (long long)at, got[at], want[at]);
+      goto out;
+    }
+  }
+  if (*ncmp < 2) {
+    snprintf(r->err, sizeof r->err, "validate: only %d tensors compared", *ncmp);
+    goto out;
+  }
+  rc = 0;
+out:
+  rnnc_net_free(net);
+  tset_clear(&params), tset_clear(&inputs), tset_clear(&out);
+  arena_free(a);
+  return rc;
+}
+
 /* A training configuration (K_TOKENS, K_FEATURES): the JSON line into f. */
 static int bench_train(Run *r, FILE *f, double base) {
   const Config *c = r->c;
@@ -398,7 +508,10 @@ static int bench_train(Run *r, FILE *f, double base) {
   PG *pg = NULL;
   double *t = malloc(MAXRUNS * sizeof *t), *x = malloc(MAXRUNS * sizeof *x), wall, fwall;
   int rc = -1, n, st;
+  double verr = -1;
+  int vn = 0;
   if (!t || !x) goto out;
+  if (o->validate && validate(r, &verr, &vn)) goto out;
   if (compile(r, c->T, c->B, RNNC_GRAD, &net, &wall)) goto out;
   if ((st = rnnc_init_params(net, 1)) != RNNC_OK) {
     fail(r, "rnnc_init_params", st);
@@ -436,6 +549,9 @@ static int bench_train(Run *r, FILE *f, double base) {
   put_times(f, "train", t, n, 3 * fwd_flops(c, c->T), (double)c->B * (double)c->T);
   fprintf(f, ", \"clip_sgd_ms_median\": %.4f}", clip_ms);
   fprintf(f, ", \"loss_first\": %.6g, \"loss_last\": %.6g, \"grad_norm_first\": %.6g", loss0, loss_last, norm0);
+  if (o->validate)
+    fprintf(f, ", \"validate\": {\"T\": %d, \"tensors\": %d, \"max_rel_err\": %.3g, \"tol\": %g}", VAL_T, vn, verr,
+            VAL_TOL);
 
   /* forward only, on a net without backward sharing the parameters */
   if (compile(r, c->T, c->B, 0, &fnet, &fwall)) goto out;
@@ -619,7 +735,7 @@ static int bench_child(const Config *c, const Opts *o) {
 
 static void usage(FILE *f) {
   fprintf(f, "usage: rnnc_bench [--threads N] [--configs C1,C2,...] [--quick] [--steps N] [--warmup N]\n"
-             "                  [--min-time S] [--gen-steps N] [--models DIR] [--no-fork]\n"
+             "                  [--min-time S] [--gen-steps N] [--models DIR] [--no-fork] [--no-validate]\n"
              "configurations:");
   for (size_t i = 0; i < sizeof configs / sizeof *configs; i++) fprintf(f, " %s", configs[i].key);
   fprintf(f, " (default: all); --quick: one tiny charlm, 3 steps\n"
@@ -627,7 +743,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  Opts o = {2, 10, 2, 300, 1, 1.0, RNNC_BENCH_MODELS};
+  Opts o = {2, 10, 2, 300, 1, 1, 1.0, RNNC_BENCH_MODELS};
   const char *list = NULL;
   int quick_run = 0;
   for (int i = 1; i < argc; i++) {
@@ -654,6 +770,8 @@ int main(int argc, char **argv) {
       quick_run = 1;
     } else if (!strcmp(a, "--no-fork")) {
       o.fork = 0;
+    } else if (!strcmp(a, "--no-validate")) {
+      o.validate = 0;
     } else if (!strcmp(a, "--help")) {
       usage(stdout);
       return 0;
