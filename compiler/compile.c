@@ -421,6 +421,20 @@ int cmodel_module(Module *m, Model *md, const Env *env, const CompileOpts *o, LL
   return RNNC_OK;
 }
 
+/* Only the plan's kernels ("k<n>_...", no '.') are called from outside: everything
+ * else the generators made (GEMMs in several variants, helpers) becomes
+ * internal, so the optimizer drops what no kernel calls and inlines freely. */
+static void internalize(LLVMModuleRef mod)
+{
+  for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+    size_t len;
+    const char *name = LLVMGetValueName2(f, &len);
+    if (LLVMIsDeclaration(f) || (len > 1 && name[0] == 'k' && name[1] >= '0' && name[1] <= '9' && !strchr(name, '.')))
+      continue;
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+  }
+}
+
 static double now_ms(void)
 {
   struct timespec ts;
@@ -494,10 +508,12 @@ int cmodel_compile(Module *m, Model *md, const Env *env, const CompileOpts *o, C
     C.cx = jit_context(cm->jit);
     C.mod = LLVMModuleCreateWithNameInContext(md->name, C.cx);
     st = build(&C);
-    if (st)
+    if (st) {
       LLVMDisposeModule(C.mod);
-    else
+    } else {
+      internalize(C.mod);
       st = jit_add(cm->jit, C.mod, err, errlen);
+    }
   }
   if (!st)
     st = lookup(cm, &cm->plan, &cm->fn, err, errlen);
