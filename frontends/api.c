@@ -80,6 +80,7 @@ void rnnc_close(rnnc_ctx *ctx)
 {
   if (!ctx)
     return;
+  api_nets_close(ctx);
   builder_close(ctx);
   module_free(ctx->m);
   free(ctx->btext);

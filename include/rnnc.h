@@ -266,14 +266,17 @@ enum {
  * freed with rnnc_net_free (before rnnc_close). */
 int rnnc_compile(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_dim *dims, int flags,
                  rnnc_net **out /* OUT */);
-/* Free a net and its buffers; NULL is fine. In builds without NDEBUG a freed
- * net is remembered until rnnc_close, and using it returns RNNC_EMISUSE. */
+/* Free a net and its buffers; NULL is fine. A freed net's small header is
+ * kept, marked freed, until rnnc_close (in every build), so using the net
+ * again returns RNNC_EMISUSE ("rnnc_forward: net used after rnnc_net_free").
+ * rnnc_close frees the nets still live. */
 void rnnc_net_free(rnnc_net *net);
-/* The number of tensors, and the name of tensor i (valid until the net is freed). */
+/* The number of tensors (-1 for a bad net), and the name of tensor i (valid
+ * until the net is freed; NULL out of range). */
 int rnnc_tensor_count(rnnc_net *net);
 const char *rnnc_tensor_name(rnnc_net *net, int i);
-/* Type (RNNC_F32 or RNNC_I32), rank and dims (up to 4) of a tensor;
- * RNNC_EINPUT when there is none of that name. */
+/* Type (RNNC_F32 or RNNC_I32), rank and dims (up to 4) of a tensor, each OUT
+ * may be NULL; RNNC_EINPUT when there is none of that name. */
 int rnnc_tensor_shape(rnnc_net *net, const char *name, int *dtype /* OUT */, int *rank /* OUT */,
                       int64_t dim[4] /* OUT */);
 /* Copy bytes into / out of a tensor; bytes must be its exact size
@@ -300,7 +303,7 @@ int rnnc_forward(rnnc_net *net);
 int rnnc_forward_backward(rnnc_net *net);
 /* Zero the carried states (RNNC_CARRY). */
 int rnnc_reset_state(rnnc_net *net);
-/* Milliseconds rnnc_compile spent generating and compiling code. */
+/* Milliseconds rnnc_compile spent generating and compiling code (-1 for a bad net). */
 double rnnc_compile_ms(rnnc_net *net);
 
 #ifdef __cplusplus
