@@ -13,7 +13,7 @@
  *                                    floats, MR-row micro-panels, k-major)
  *       for each panel p of the column block:
  *         for each MR rows: micro-kernel MR x NR over the slice, then the
- *         rows left (1 .. MR-1: a kernel of that height)
+ *         rows left (1 .. MR-1) by kernels of 4, 2 and 1 rows
  * and every function runs the slices in increasing order: _rows and _colsp
  * over B packed once (by _pack), _cols packing each slice of a chunk of NCS
  * columns of op(B) into its scratch first. KC, MC and NC were tuned against
@@ -22,10 +22,12 @@
  * The micro-kernel keeps an MR x NR block of C in MR·NR/W vector registers
  * (W = 8 floats with AVX2 + FMA on the host, else 4), and per k broadcasts
  * one float of each A row against NR/W vectors of the panel with llvm.fma;
- * its rows and vectors are unrolled in the IR, its k loop is a loop. Row and
- * column tails get their own kernels (fewer rows; fewer vectors, the last
- * one stored lane by lane), which compute each element exactly as the full
- * kernel does. So every element of C is summed in increasing k within a
+ * its rows and vectors are unrolled in the IR, its k loop is a loop. Row
+ * tails get kernels of fewer rows, which compute each element exactly as
+ * the full kernel does; the last panel, when NR does not divide N, is
+ * computed into an MR x NR tile in scratch and its columns added to C as
+ * the kernel adds them. Kernels are not inlined (one copy each: compile
+ * time). So every element of C is summed in increasing k within a
  * slice, from 0, with one fma per k, and the slices are added to C in
  * increasing order: its bits depend on M, N, K and the flags only, not on
  * the function, the range, or where a range starts. Nothing here is
@@ -60,7 +62,7 @@ typedef struct G {
   int64_t M, N, K, lda, ldb, ldc;
   int64_t np, npf, nt;    /* panels, whole panels, columns of the partial one */
   int linkage;            /* of the entry points: 0 external, 1 internal */
-  LLVMValueRef kern[2][MR + 1]; /* [partial panel][rows]: the micro-kernels */
+  LLVMValueRef kern[MR + 1]; /* by rows: MR, 4, 2, 1 */
   LLVMValueRef packb, blk;
   const char *sym;
 } G;
@@ -96,7 +98,11 @@ static int64_t ablock(int64_t M, int64_t K) { return min64((M + MR - 1) / MR * M
 /* Floats of B's panels for the widest NR (gemm_gen's pack). */
 static int64_t bpanels(int64_t N, int64_t K) { return (N + MAXNR - 1) / MAXNR * MAXNR * K; }
 
-size_t gemm_pack_size(int64_t M, int64_t N, int64_t K) { return (size_t)(bpanels(N, K) + ablock(M, K)); }
+/* The scratch of _rows and _colsp: op(A)'s block, then an MR x NR tile (for
+ * the last panel when NR does not divide N). */
+static int64_t rowscratch(int64_t M, int64_t K) { return up16(ablock(M, K)) + MR * MAXNR; }
+
+size_t gemm_pack_size(int64_t M, int64_t N, int64_t K) { return (size_t)(bpanels(N, K) + rowscratch(M, K)); }
 
 static int spec_nr(const GemmSpec *s)
 {
@@ -109,15 +115,15 @@ int64_t gemm_npanels(const GemmSpec *s) { return (s->N + spec_nr(s) - 1) / spec_
 
 size_t gemm_packsize(const GemmSpec *s) { return (size_t)(gemm_npanels(s) * spec_nr(s) * s->K); }
 
-/* _cols' chunk of op(B) (panels of one NCS block, one KC slice), then the
- * block of op(A); _rows and _colsp use the first ablock floats only. */
+/* _cols' scratch: a chunk of op(B) (the panels of NCS columns, one KC
+ * slice), then rowscratch. */
 static int64_t bchunk(const GemmSpec *s)
 {
   int nr = spec_nr(s);
   return up16(min64(NCS / nr, gemm_npanels(s)) * nr * min64(s->K, KC));
 }
 
-size_t gemm_scratchsize(const GemmSpec *s) { return (size_t)(bchunk(s) + ablock(s->M, s->K)); }
+size_t gemm_scratchsize(const GemmSpec *s) { return (size_t)(bchunk(s) + rowscratch(s->M, s->K)); }
 
 static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
 
@@ -384,60 +390,52 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
       out[r][v] = acc[r][v];
 }
 
-/* void kern(Ap, Bp, C, i64 kc, i1 first), internal: for r < mr, j < nr,
+/* void kern(Ap, Bp, C, ldc, kc, first), internal: for r < mr, j < NR,
  *   C[r·ldc + j] = (first ? 0 : C[r·ldc + j]) + Σ_{k < kc} Ap[k·MR + r] Bp[k·NR + j]
- * with the sum in increasing k from 0 (the same bits for every mr and nr);
- * kc >= 1. */
-static LLVMValueRef gen_kernel(G *g, int mr, int nr)
+ * with the sum in increasing k from 0 (the same bits for every mr); kc >= 1.
+ * The MR-row kernel prefetches its C tile near the end of the slice. */
+static LLVMValueRef gen_kernel(G *g, int mr)
 {
   char suffix[32];
-  snprintf(suffix, sizeof suffix, ".k%dx%d", mr, nr);
-  LLVMTypeRef pt[5] = {g->ptr, g->ptr, g->ptr, g->i64, g->i1};
-  LLVMValueRef fn = newfn(g, suffix, pt, 5, 1, "Ap Bp C kc first");
+  snprintf(suffix, sizeof suffix, ".k%dx%d", mr, g->NR);
+  LLVMTypeRef pt[6] = {g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->i1};
+  LLVMValueRef fn = newfn(g, suffix, pt, 6, 1, "Ap Bp C ldc kc first");
+  addattr(g, fn, LLVMAttributeFunctionIndex, "noinline"); /* one copy: compile time */
   LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
-  LLVMValueRef kc = LLVMGetParam(fn, 3), first = LLVMGetParam(fn, 4);
-  int nv = (nr + g->W - 1) / g->W;
-  /* acc = Σ over k in [0, split), prefetch the C tile for writing
-   * (llvm.prefetch(p, rw 1, locality 3, data 1), the first and last float of
-   * each row), then k in [split, kc): the tile arrives while the last PFD
-   * steps run and is not evicted by the panel streaming through L1 */
+  LLVMValueRef ldc = LLVMGetParam(fn, 3), kc = LLVMGetParam(fn, 4), first = LLVMGetParam(fn, 5);
+  int nv = g->NR / g->W;
   LLVMValueRef acc[MR][MAXNR / 4], next[MR][MAXNR / 4];
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++)
       acc[r][v] = LLVMConstNull(g->vty);
-  LLVMValueRef split = LLVMBuildNSWSub(g->b, kc, ci64(g, PFD), "");
-  split = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, split, ci64(g, 0), ""), ci64(g, 0), split, "split");
-  gen_kloop(g, mr, nv, A, Bp, ci64(g, 0), split, acc, next);
-  unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-  LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->mod, pid, &g->ptr, 1);
-  LLVMTypeRef pfty = LLVMIntrinsicGetType(g->cx, pid, &g->ptr, 1);
-  LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
-  for (int r = 0; r < mr; r++)
-    for (int e = 0; e < 2; e++) {
-      LLVMValueRef pa[4] = {gep(g, C, ci64(g, (int64_t)r * g->ldc + (e ? nr - 1 : 0))), LLVMConstInt(i32, 1, 0),
-                            LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
-      LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
-    }
-  gen_kloop(g, mr, nv, A, Bp, split, kc, next, next);
-
-  /* C += acc (or C = acc on the first slice): whole vectors, then the lanes
-   * of a last partial vector one by one */
+  if (mr < MR) {
+    gen_kloop(g, mr, nv, A, Bp, ci64(g, 0), kc, acc, next);
+  } else {
+    /* acc = Σ over k in [0, split), prefetch the C tile for writing
+     * (llvm.prefetch(p, rw 1, locality 3, data 1), the first and last float
+     * of each row), then k in [split, kc): the tile arrives while the last
+     * PFD steps run and is not evicted by the panel streaming through L1 */
+    LLVMValueRef split = LLVMBuildNSWSub(g->b, kc, ci64(g, PFD), "");
+    split = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, split, ci64(g, 0), ""), ci64(g, 0), split, "split");
+    gen_kloop(g, mr, nv, A, Bp, ci64(g, 0), split, acc, next);
+    unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+    LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->mod, pid, &g->ptr, 1);
+    LLVMTypeRef pfty = LLVMIntrinsicGetType(g->cx, pid, &g->ptr, 1);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
+    for (int r = 0; r < mr; r++)
+      for (int e = 0; e < 2; e++) {
+        LLVMValueRef pa[4] = {gep(g, C, add(g, mul(g, ldc, r), ci64(g, e ? g->NR - 1 : 0))), LLVMConstInt(i32, 1, 0),
+                              LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
+        LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
+      }
+    gen_kloop(g, mr, nv, A, Bp, split, kc, next, next);
+  }
+  /* C += acc (or C = acc on the first slice) */
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
-      int lanes = nr - v * g->W < g->W ? nr - v * g->W : g->W;
-      int64_t off = (int64_t)r * g->ldc + (int64_t)v * g->W;
-      if (lanes == g->W) {
-        LLVMValueRef p = gep(g, C, ci64(g, off));
-        LLVMValueRef old = load(g, g->vty, p);
-        store(g, LLVMBuildSelect(g->b, first, next[r][v], LLVMBuildFAdd(g->b, old, next[r][v], ""), ""), p);
-        continue;
-      }
-      for (int e = 0; e < lanes; e++) {
-        LLVMValueRef p = gep(g, C, ci64(g, off + e));
-        LLVMValueRef x = LLVMBuildExtractElement(g->b, next[r][v], LLVMConstInt(g->i64, (unsigned)e, 0), "");
-        LLVMValueRef old = LLVMBuildLoad2(g->b, g->f32, p, "c");
-        LLVMBuildStore(g->b, LLVMBuildSelect(g->b, first, x, LLVMBuildFAdd(g->b, old, x, ""), ""), p);
-      }
+      LLVMValueRef p = gep(g, C, add(g, mul(g, ldc, r), ci64(g, (int64_t)v * g->W)));
+      LLVMValueRef old = load(g, g->vty, p);
+      store(g, LLVMBuildSelect(g->b, first, next[r][v], LLVMBuildFAdd(g->b, old, next[r][v], ""), ""), p);
     }
   LLVMBuildRetVoid(g->b);
   return fn;
@@ -445,42 +443,63 @@ static LLVMValueRef gen_kernel(G *g, int mr, int nr)
 
 /* ---- one slice of the blocked product ----------------------------------------- */
 
-/* One panel (kern: its kernels by height) against the rows i0 .. i0 + nq·MR
- * + rem of a block, packed at Ap: MR rows at a time, then the rem rows left
- * (rem < MR; rem <= M when M < MR). */
-static void gen_rows(G *g, LLVMValueRef *kern, LLVMValueRef Bpan, LLVMValueRef Cp, LLVMValueRef Ap, LLVMValueRef i0,
-                     LLVMValueRef nq, LLVMValueRef rem, LLVMValueRef kc, LLVMValueRef first)
+/* Rows [i, i + h) of one panel: kernel kern (h rows) on the micro-panel
+ * rows at Ap; with partial (the last panel, nt < NR columns), into the
+ * tile (MR x NR, in scratch), then its nt columns into C, added as the
+ * kernel adds: the same bits. */
+static void gen_call(G *g, LLVMValueRef kern, LLVMValueRef h, int partial, LLVMValueRef Ap, LLVMValueRef Bpan,
+                     LLVMValueRef Cp, LLVMValueRef i, LLVMValueRef kc, LLVMValueRef first, LLVMValueRef tile)
+{
+  LLVMValueRef c = gep(g, Cp, mul(g, i, g->ldc));
+  if (!partial) {
+    LLVMValueRef args[6] = {Ap, Bpan, c, ci64(g, g->ldc), kc, first};
+    call(g, kern, args, 6);
+    return;
+  }
+  LLVMValueRef args[6] = {Ap, Bpan, tile, ci64(g, g->NR), kc, LLVMConstInt(g->i1, 1, 0)};
+  call(g, kern, args, 6);
+  Loop lr;
+  LLVMValueRef r = loop_begin(g, &lr, ci64(g, 0), h, 1, "tr");
+  LLVMValueRef src = gep(g, tile, mul(g, r, g->NR)), dst = gep(g, c, mul(g, r, g->ldc));
+  for (int64_t j = 0; j < g->nt; j++) {
+    LLVMValueRef x = load(g, g->f32, gep(g, src, ci64(g, j))), p = gep(g, dst, ci64(g, j));
+    LLVMValueRef old = load(g, g->f32, p);
+    store(g, LLVMBuildSelect(g->b, first, x, LLVMBuildFAdd(g->b, old, x, ""), ""), p);
+  }
+  loop_end(g, &lr);
+}
+
+/* One panel against the rows i0 .. i0 + nq·MR + rem of a block, packed at
+ * Ap: MR rows at a time, then the rem rows left (rem < MR, or <= M when
+ * M < MR) as 4 + 2 + 1 rows, each part there when rem has its bit. */
+static void gen_rows(G *g, int partial, LLVMValueRef Bpan, LLVMValueRef Cp, LLVMValueRef Ap, LLVMValueRef tile,
+                     LLVMValueRef i0, LLVMValueRef nq, LLVMValueRef rem, LLVMValueRef kc, LLVMValueRef first)
 {
   LLVMValueRef qstride = mul(g, kc, MR);
   if (g->M >= MR) {
     Loop lq;
     LLVMValueRef q = loop_begin(g, &lq, ci64(g, 0), nq, 1, "q");
-    LLVMValueRef args[5] = {gep(g, Ap, mulv(g, q, qstride)), Bpan, gep(g, Cp, mul(g, add(g, i0, mul(g, q, MR)), g->ldc)),
-                            kc, first};
-    call(g, kern[MR], args, 5);
+    gen_call(g, g->kern[MR], ci64(g, MR), partial, gep(g, Ap, mulv(g, q, qstride)), Bpan, Cp,
+             add(g, i0, mul(g, q, MR)), kc, first, tile);
     loop_end(g, &lq);
   }
-  int hmax = (int)min64(MR - 1, g->M);
-  LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(g->cx, g->fn, "rowsdone");
-  LLVMValueRef sw = LLVMBuildSwitch(g->b, rem, after, (unsigned)hmax);
-  LLVMValueRef args[5] = {NULL, Bpan, NULL, kc, first};
-  for (int h = 1; h <= hmax; h++) {
-    LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(g->cx, g->fn, "mtail");
-    LLVMAddCase(sw, LLVMConstInt(g->i64, (unsigned long long)h, 0), bb);
-    LLVMPositionBuilderAtEnd(g->b, bb);
-    args[0] = gep(g, Ap, mulv(g, nq, qstride));
-    args[2] = gep(g, Cp, mul(g, add(g, i0, mul(g, nq, MR)), g->ldc));
-    call(g, kern[h], args, 5);
-    LLVMBuildBr(g->b, after);
+  LLVMValueRef Aq = gep(g, Ap, mulv(g, nq, qstride)), iq = add(g, i0, mul(g, nq, MR));
+  for (int h = 4; h >= 1; h /= 2) {
+    if (!g->kern[h])
+      continue;
+    LLVMValueRef r0 = LLVMBuildAnd(g->b, rem, ci64(g, 7 & ~(2 * h - 1)), ""); /* rows of the bigger parts */
+    LLVMValueRef has = LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildAnd(g->b, rem, ci64(g, h), ""), ci64(g, 0), "");
+    LLVMBasicBlockRef after = if_begin(g, has, "mtail");
+    gen_call(g, g->kern[h], ci64(g, h), partial, gep(g, Aq, r0), Bpan, Cp, add(g, iq, r0), kc, first, tile);
+    if_end(g, after);
   }
-  LLVMPositionBuilderAtEnd(g->b, after);
 }
 
 /* void blk(A, Bp, C, Ap, ps, m0, m1, p0, p1, k0, kc, first), internal: the
  * slice [k0, k0 + kc) of C's rows [m0, m1) and panels [p0, p1) (the loop
  * nest of the header comment); panel p of the slice packed at Bp + (p -
- * p0)·ps, scratch for op(A)'s block at Ap; first: C = the slice's sum, else
- * C += it. */
+ * p0)·ps, scratch at Ap (op(A)'s block, then the tile); first: C = the
+ * slice's sum, else C += it. */
 static void gen_blk(G *g)
 {
   LLVMTypeRef pt[12] = {g->ptr, g->ptr, g->ptr, g->ptr, g->i64, g->i64,
@@ -491,6 +510,7 @@ static void gen_blk(G *g)
   LLVMValueRef A = P[0], Bp = P[1], C = P[2], Ap = P[3], ps = P[4], m0 = P[5], m1 = P[6], p0 = P[7], p1 = P[8];
   LLVMValueRef k0 = P[9], kc = P[10], first = P[11];
   int64_t ncp = NC / g->NR;
+  LLVMValueRef tile = gep(g, Ap, ci64(g, up16(ablock(g->M, g->K))));
   Loop lj, li, lp;
   LLVMValueRef pb0 = loop_begin(g, &lj, p0, p1, ncp, "jb");
   LLVMValueRef pb1 = smin(g, add(g, pb0, ci64(g, ncp)), p1);
@@ -501,14 +521,14 @@ static void gen_blk(G *g)
   gen_packa(g, A, Ap, i0, rows, nq, rem, k0, kc);
   if (g->npf) {
     LLVMValueRef p = loop_begin(g, &lp, pb0, smin(g, pb1, ci64(g, g->npf)), 1, "p");
-    gen_rows(g, g->kern[0], gep(g, Bp, mulv(g, sub(g, p, p0), ps)), gep(g, C, mul(g, p, g->NR)), Ap, i0, nq, rem, kc,
+    gen_rows(g, 0, gep(g, Bp, mulv(g, sub(g, p, p0), ps)), gep(g, C, mul(g, p, g->NR)), Ap, tile, i0, nq, rem, kc,
              first);
     loop_end(g, &lp);
   }
   if (g->nt) { /* the partial panel, with the last column block */
     LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSGT, pb1, ci64(g, g->npf), ""), "ntail");
-    gen_rows(g, g->kern[1], gep(g, Bp, mulv(g, sub(g, ci64(g, g->npf), p0), ps)), gep(g, C, ci64(g, g->npf * g->NR)),
-             Ap, i0, nq, rem, kc, first);
+    gen_rows(g, 1, gep(g, Bp, mulv(g, sub(g, ci64(g, g->npf), p0), ps)), gep(g, C, ci64(g, g->npf * g->NR)), Ap,
+             tile, i0, nq, rem, kc, first);
     if_end(g, after);
   }
   loop_end(g, &li);
@@ -541,13 +561,11 @@ static void blk(G *g, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef C, LLVMValue
  * _rows, _colsp and _cols (see ir.h). */
 static void gen_all(G *g)
 {
-  for (int t = 0; t < 2; t++) {
-    if (t ? !g->nt : !g->npf)
-      continue;
-    for (int h = 1; h <= MR; h++)
-      if (h <= g->M && (h < MR || g->M >= MR))
-        g->kern[t][h] = gen_kernel(g, h, t ? (int)g->nt : g->NR);
-  }
+  for (int h = 1; h <= MR; h *= 2)
+    if (h <= g->M)
+      g->kern[h] = gen_kernel(g, h);
+  if (g->M >= MR)
+    g->kern[MR] = gen_kernel(g, MR);
   gen_packb(g);
   gen_blk(g);
   LLVMValueRef P[6], ps = ci64(g, g->K * g->NR), k0, kc, first;
