@@ -11,9 +11,9 @@
  * interpreter (ir/interp_forward.c fwd_embedding, fwd_softmax, fwd_sum;
  * ir/interp_backward.c bwd_embedding, bwd_softmax, softmax_jvp_t).
  *
- * The softmax rows run on explicit vectors of W floats (8 with AVX2 on the
- * host, else 4) with SLEEF's vector ≤ 1-ulp exp (Sleef_expf8_u10 /
- * Sleef_expf4_u10) and a scalar tail; the sum of exponentials and the
+ * The softmax rows run on explicit vectors of W floats (8 with AVX2 and FMA
+ * on the host and not mk_portable, else 4) with SLEEF's vector ≤ 1-ulp exp (Sleef_expf8_u10avx2 /
+ * Sleef_expf4_u10sse2, as phasegen.c) and a scalar tail; the sum of exponentials and the
  * Jacobian's dot product accumulate in double, lane by lane, the lanes then
  * added in order. The other kernels are plain loops that O3 vectorizes.
  * Nothing here is JIT-specific: buffers come from buf, no addresses are baked
@@ -44,18 +44,30 @@ typedef struct MK {
   int W;
 } MK;
 
-/* Whether the host CPU has AVX2 (LLVMGetHostCPUFeatures). */
-static int host_avx2(void)
+/* Whether the host CPU has AVX2 and FMA (LLVMGetHostCPUFeatures), as
+ * SLEEF's AVX2 functions need. */
+static int host_avx2_fma(void)
 {
   char *f = LLVMGetHostCPUFeatures();
-  int avx2 = 0;
+  int avx2 = 0, fma = 0;
   for (const char *p = f; p && *p;) {
     size_t n = strcspn(p, ",");
     avx2 |= n == 5 && !strncmp(p, "+avx2", 5);
+    fma |= n == 4 && !strncmp(p, "+fma", 4);
     p += n + (p[n] == ',');
   }
   LLVMDisposeMessage(f);
-  return avx2;
+  return avx2 && fma;
+}
+
+/* mk_portable's setting, per thread: kernels are generated on one thread. */
+static _Thread_local int portable;
+
+int mk_portable(int on)
+{
+  int was = portable;
+  portable = on;
+  return was;
 }
 
 static void addattr(MK *k, LLVMValueRef fn, unsigned idx, const char *name)
@@ -83,7 +95,7 @@ static void kern_begin(MK *k, LLVMContextRef cx, LLVMModuleRef mod, const char *
   k->i1 = LLVMInt1TypeInContext(cx);
   k->ptr = LLVMPointerTypeInContext(cx, 0);
   k->voidty = LLVMVoidTypeInContext(cx);
-  k->W = host_avx2() ? 8 : 4;
+  k->W = !portable && host_avx2_fma() ? 8 : 4;
   k->vf = LLVMVectorType(k->f32, (unsigned)k->W);
   k->vd = LLVMVectorType(k->f64, (unsigned)k->W);
   k->vi = LLVMVectorType(k->i64, (unsigned)k->W);
@@ -274,7 +286,7 @@ static LLVMValueRef call1(MK *k, const char *name, LLVMTypeRef ty, LLVMValueRef 
 
 static LLVMValueRef vexp(MK *k, LLVMValueRef v)
 {
-  return call1(k, k->W == 8 ? "Sleef_expf8_u10" : "Sleef_expf4_u10", k->vf, v);
+  return call1(k, k->W == 8 ? "Sleef_expf8_u10avx2" : "Sleef_expf4_u10sse2", k->vf, v);
 }
 
 /* Return early unless lo == 0: a kernel whose range is [0, 1) (one thread). */
@@ -334,6 +346,14 @@ int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpe
   if (LLVMCountParamTypes(ft) != n)
     die("mk_gemm '%s': %s takes %u arguments, not %u", sym, fname, LLVMCountParamTypes(ft), n);
   LLVMBuildCall2(k.b, ft, g, args, n, "");
+  /* sym.g's functions are this kernel's own: internal, the three it does
+   * not call are dropped by the optimizer (a quarter of the compile time) */
+  for (int i = 0; i < 4; i++) {
+    snprintf(fname, sizeof fname, "%s%s", gsym, suffix[i]);
+    LLVMValueRef f = LLVMGetNamedFunction(mod, fname);
+    if (f)
+      LLVMSetLinkage(f, LLVMInternalLinkage);
+  }
   return kern_end(&k);
 }
 

@@ -652,7 +652,13 @@ int phasegen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const c
 /* Each produces the kernel sym in mod; RNNC_OK, or RNNC_ESHAPE for a size < 1.
  * Sizes are compile-time constants; ranges are as said per kernel. */
 
-/* GEMM as a kernel (compiler/gemm.c generates the GEMM under sym.g):
+/* on: the softmax kernels this thread generates from now on use 4-wide SSE2
+ * vectors and SLEEF calls (CompileOpts.portable), off: 8-wide where the host
+ * has AVX2 and FMA. Returns the previous setting; off at first. */
+int mk_portable(int on);
+
+/* GEMM as a kernel (compiler/gemm.c generates the GEMM under sym.g, made
+ * internal: only the function the kernel calls survives optimization):
  *   MK_PACK   range panels [0, npanels): pack op(B) from b into pack
  *   MK_ROWS   range rows [0, M): C = A·B with B packed at pack
  *   MK_COLSP  range panels: the same by columns

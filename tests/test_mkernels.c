@@ -525,6 +525,19 @@ Test(mkernels, softmax_jvp)
   check_jvp(6, 33, 0, 1);
 }
 
+/* The 4-wide path (mk_portable), the one hosts without AVX2 get. */
+Test(mkernels, softmax_portable)
+{
+  cr_assert_eq(mk_portable(1), 0);
+  static const int64_t kk[] = {1, 3, 4, 5, 8, 13, 65};
+  for (size_t i = 0; i < sizeof kk / sizeof kk[0]; i++) {
+    check_softmax(5, kk[i], SM_BIAS | SM_LSE | SM_PROBS | SM_NLL | SM_IGNORE);
+    check_softmax(6, kk[i], SM_BIAS | SM_NLL | SM_DZ | SM_INPLACE | SM_IGNORE | SM_TT);
+    check_jvp(4, kk[i], 0, 0);
+  }
+  cr_assert_eq(mk_portable(0), 1);
+}
+
 /* ---- column sums, axpy, sum, broadcast ------------------------------------------ */
 
 static void check_colsum(int64_t nrows, int64_t n, int acc, int tt)
