@@ -94,7 +94,13 @@ typedef struct Case {
   long R;
   long *numel;
   long *start;        /* slices */
+  int portable;       /* PhaseSpec.portable */
 } Case;
+
+/* What the layouts of a test exercised, summed over its checks. */
+static struct {
+  int temps, views, inconcat, accs, gemms;
+} seen;
 
 static int isleafop(int op) { return op == OP_INPUT || op == OP_STATE || op == OP_PARAM; }
 static int isconstop(int op) { return op == OP_CONST || op == OP_ZEROS; }
@@ -153,35 +159,29 @@ static void make_layout(Case *k, int phases, Lay *L, Bufs *B)
     L->kern[i] = phases && s->phase[i] != SCHED_PRE ? 1 : 0;
     L->mask[L->kern[i]][i] = 1;
   }
-  /* temporaries, views */
+  /* views: every other split or slice (its operand then keeps storage) */
+  char *pinned = calloc((size_t)nn, 1); /* never a temporary */
   for (int i = 0; i < nn; i++) {
     L->kind[i] = K_OWN;
     const Node *nd = &c->node[i];
-    if (!phases || L->kern[i] < 0)
-      continue;
-    if ((nd->op == OP_SPLIT || nd->op == OP_SLICE) && L->kind[nd->arg[0]] != K_TEMP && i % 2 == 0) {
+    if (phases && L->kern[i] >= 0 && (nd->op == OP_SPLIT || nd->op == OP_SLICE) && i % 2 == 0 &&
+        !isconstop(c->node[nd->arg[0]].op)) {
       L->kind[i] = K_VIEW;
       L->of[i] = nd->arg[0];
       L->at0[i] = nd->op == OP_SPLIT ? nd->k * k->numel[i] : k->start[i];
-      continue;
+      pinned[nd->arg[0]] = 1;
     }
-    int local = !isresult(c, i);
-    for (int j = i + 1; j < nn && local; j++)
-      for (int q = 0; q < c->node[j].narg; q++)
-        if (c->node[j].arg[q] == i && L->kern[j] != L->kern[i])
-          local = 0;
-    if (local && i % 3 != 0)
-      L->kind[i] = K_TEMP;
   }
   /* concat operands in place: every eligible one, or only the first for odd concats */
   for (int i = 0; phases && i < nn; i++) {
     const Node *nd = &c->node[i];
-    if (nd->op != OP_CONCAT || L->kern[i] < 0 || L->kind[i] != K_OWN)
+    if (nd->op != OP_CONCAT || L->kern[i] < 0)
       continue;
+    pinned[i] = 1;
     long off = 0;
     for (int q = 0; q < nd->narg; q++) {
       int a = nd->arg[q];
-      if (L->kern[a] >= 0 && L->kind[a] == K_OWN && !(i % 2 && q > 0)) {
+      if (L->kern[a] >= 0 && L->kind[a] == K_OWN && !isconstop(c->node[a].op) && !(i % 2 && q > 0)) {
         L->kind[a] = K_INCONCAT;
         L->of[a] = i;
         L->at0[a] = off;
@@ -189,6 +189,19 @@ static void make_layout(Case *k, int phases, Lay *L, Bufs *B)
       off += k->numel[a];
     }
   }
+  /* temporaries: two in three of the nodes read only in their own kernel */
+  for (int i = 0; phases && i < nn; i++) {
+    if (L->kern[i] < 0 || L->kind[i] != K_OWN || pinned[i] || isresult(c, i) || i % 3 == 0)
+      continue;
+    int local = 1;
+    for (int j = i + 1; j < nn && local; j++)
+      for (int q = 0; q < c->node[j].narg; q++)
+        if (c->node[j].arg[q] == i && L->kern[j] != L->kern[i])
+          local = 0;
+    if (local)
+      L->kind[i] = K_TEMP;
+  }
+  free(pinned);
   /* slots: every leaf and K_OWN node; acc every fourth computed node */
   int cap = 2 * nn + 1;
   B->p = calloc((size_t)cap, sizeof *B->p);
@@ -270,7 +283,7 @@ static void compile(Jit *j, Case *k, Lay *L, Bufs *B, KernFn *fn, size_t *scratc
   *scratch = 0;
   for (int q = 0; q < L->nk; q++) {
     PhaseSpec ps = {.c = k->c, .env = &k->env, .nrows = k->R, .mask = L->mask[q], .at = L->at, .acc = L->acc,
-                    .pack = L->pack, .gemm = L->gemm};
+                    .pack = L->pack, .gemm = L->gemm, .portable = k->portable};
     size_t sc = 0;
     snprintf(name, sizeof name, "pg%d_k%d", id, q);
     int rc = phasegen(cx, mod, name, &ps, &sc, err, sizeof err);
@@ -285,9 +298,10 @@ static void compile(Jit *j, Case *k, Lay *L, Bufs *B, KernFn *fn, size_t *scratc
       continue;
     const Node *nd = &k->c->node[i];
     long n = k->numel[i], v = k->numel[nd->arg[1]];
-    spec[i] = (GemmSpec){.M = k->R, .N = n, .K = v, .lda = v, .ldb = n, .ldc = n, .flags = 0};
+    spec[i] = (GemmSpec){.M = k->R, .N = n, .K = v, .lda = v, .ldb = n, .ldc = n,
+                         .flags = k->portable ? GEMM_PORTABLE : 0};
     if (nd->op == OP_MATVEC)
-      spec[i].flags = GEMM_BT, spec[i].ldb = v;
+      spec[i].flags |= GEMM_BT, spec[i].ldb = v;
     snprintf(name, sizeof name, "pg%d_pack%d", id, i);
     cr_assert_eq(gemm_gen2(cx, mod, name, &spec[i], err, sizeof err), RNNC_OK, "%s", err);
   }
@@ -334,6 +348,8 @@ static void reset(Bufs *B, const Lay *L, const Case *k)
 static void run(KernFn *fn, int nk, Bufs *B, size_t scratch, const long *cut, int n)
 {
   float *sc = aligned_alloc(64, (scratch + 16) * sizeof(float));
+  for (size_t e = 0; e < scratch + 16; e++) /* a read before a write shows */
+    sc[e] = NAN;
   for (int q = 0; q < nk; q++)
     for (int p = 0; p < n; p++)
       fn[q]((void *const *)B->p, 1, cut[p], cut[p + 1], sc);
@@ -482,18 +498,32 @@ static void check(Jit *j, Case *k, int phases)
         first[q] = malloc(sz);
         memcpy(first[q], B.p[q], sz);
       } else {
-        cr_assert(memcmp(first[q], B.p[q], sz) == 0, "%s (%s): slot %d differs between splits 0 and %d",
-                  k->c->name, phases ? "phases" : "all", q, s);
+        long e = 0;
+        while (e < B.len[q] && !memcmp(&first[q][e], &B.p[q][e], sizeof(float)))
+          e++;
+        int owner = -1;
+        for (int i = 0; i < k->c->nnode && owner < 0; i++)
+          if (L.at[i].slot == q || L.acc[i].slot == q || (L.gemm[i] && L.pack[i].slot == q))
+            owner = i;
+        cr_assert(e == B.len[q], "%s (%s): slot %d (node %d) differs between splits 0 and %d at float %ld: %.9g, %.9g",
+                  k->c->name, phases ? "phases" : "all", q, owner, s, e, e < B.len[q] ? first[q][e] : 0.0,
+                  e < B.len[q] ? B.p[q][e] : 0.0);
       }
     }
   }
   Err E = compare(k, &L, &B, ref);
-  int ngemm = 0;
-  for (int i = 0; i < k->c->nnode; i++)
+  int ngemm = 0, ntemp = 0, nview = 0, nin = 0;
+  for (int i = 0; i < k->c->nnode; i++) {
     ngemm += L.gemm[i];
-  cr_log_info("%-16s %-6s R=%-3ld n=%-3ld: %d values, %d accs, %d GEMMs, scratch %zu floats, max error %.2g",
-              k->c->name, phases ? "phases" : "all", R, k->numel[k->c->state[0]], E.ncmp, E.nacc, ngemm, scratch,
-              E.max);
+    ntemp += L.kern[i] >= 0 && L.kind[i] == K_TEMP;
+    nview += L.kern[i] >= 0 && L.kind[i] == K_VIEW;
+    nin += L.kern[i] >= 0 && L.kind[i] == K_INCONCAT;
+  }
+  seen.temps += ntemp, seen.views += nview, seen.inconcat += nin, seen.accs += E.nacc, seen.gemms += ngemm;
+  cr_log_info("%-14s %-6s R=%-2ld n=%-2ld: %2d values, %2d temps, %d views, %d in concat, %2d accs, %d GEMMs, "
+              "scratch %5zu floats, max error %.2g",
+              k->c->name, phases ? "phases" : "all", R, k->numel[k->c->state[0]], E.ncmp, ntemp, nview, nin, E.nacc,
+              ngemm, scratch, E.max);
   cr_expect(E.max <= 1e-5, "%s (%s, R=%ld): max relative error %.3g at %s", k->c->name, phases ? "phases" : "all",
             R, E.max, E.where);
 
@@ -529,7 +559,7 @@ static Module *cells_module(void)
 }
 
 /* c and its backward cell, every dim = size (or dims[] in order), R rows, both layouts. */
-static void check_cell(Jit *j, Module *m, const char *name, const long *dims, long R)
+static void check_cell(Jit *j, Module *m, const char *name, const long *dims, long R, int portable)
 {
   Cell *c = cell_find(m, name);
   cr_assert(c, "no cell %s", name);
@@ -537,7 +567,7 @@ static void check_cell(Jit *j, Module *m, const char *name, const long *dims, lo
   cr_assert(gr, "autodiff_cell(%s)", name);
   Cell *cells[2] = {c, gr->bwd};
   for (int q = 0; q < 2; q++) {
-    Case k = {.m = m, .c = cells[q], .R = R};
+    Case k = {.m = m, .c = cells[q], .R = R, .portable = portable};
     for (int d = 0; d < k.c->ndim; d++)
       env_set(m->arena, &k.env, k.c->dim[d], dims[d < 2 ? d : 1]);
     k.numel = calloc((size_t)k.c->nnode, sizeof *k.numel);
@@ -557,6 +587,7 @@ static void check_cell(Jit *j, Module *m, const char *name, const long *dims, lo
   }
 }
 
+/* names at every size, both layouts, and their backward cells. */
 static void check_sizes(const char *const *names, int n)
 {
   static const long sizes[][2] = {{1, 1}, {7, 7}, {13, 13}, {33, 33}, {13, 33}};
@@ -565,7 +596,7 @@ static void check_sizes(const char *const *names, int n)
   for (int s = 0; s < 5; s++) {
     Module *m = cells_module();
     for (int q = 0; q < n; q++)
-      check_cell(j, m, names[q], sizes[s], rows[s]);
+      check_cell(j, m, names[q], sizes[s], rows[s], 0);
     module_free(m);
   }
   jit_free(j);
@@ -575,6 +606,10 @@ Test(phasegen, lstm_and_backward)
 {
   const char *n[] = {"lstm"};
   check_sizes(n, 1);
+  /* d_gates = concat(d_i, d_f, d_g, d_o): its operands written in place */
+  cr_expect(seen.temps > 0 && seen.views > 0 && seen.inconcat > 0 && seen.accs > 0 && seen.gemms > 0,
+            "temps %d views %d in concat %d accs %d GEMMs %d", seen.temps, seen.views, seen.inconcat, seen.accs,
+            seen.gemms);
 }
 
 Test(phasegen, gru_and_backward)
@@ -599,6 +634,22 @@ Test(phasegen, concat_slice_split_relu_step_log_exp_div)
 {
   const char *n[] = {"mix"};
   check_sizes(n, 1);
+  cr_expect(seen.temps > 0 && seen.views > 0 && seen.inconcat > 0 && seen.accs > 0 && seen.gemms > 0,
+            "temps %d views %d in concat %d accs %d GEMMs %d", seen.temps, seen.views, seen.inconcat, seen.accs,
+            seen.gemms);
+}
+
+/* PhaseSpec.portable: 4-wide SSE2 vectors and portable GEMMs, whatever the host. */
+Test(phasegen, portable)
+{
+  static const long dims[2] = {13, 11};
+  Jit *j = newjit();
+  Module *m = cells_module();
+  const char *names[] = {"lstm", "gru", "mix"};
+  for (int q = 0; q < 3; q++)
+    check_cell(j, m, names[q], dims, 29, 1);
+  module_free(m);
+  jit_free(j);
 }
 
 /* An unbound dim and a slice past the end are errors with a message. */
