@@ -721,7 +721,7 @@ static int bench_child(const Config *c, const Opts *o) {
     perror("rnnc_bench: fork");
     return -1;
   }
-  if (pid == 0) _exit(bench_one(c, o) ? 1 : 0);
+  if (pid == 0) exit(bench_one(c, o) ? 1 : 0); /* exit: LeakSanitizer runs at exit */
   int ws;
   while (waitpid(pid, &ws, 0) < 0)
     if (errno != EINTR) return -1;
