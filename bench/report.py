@@ -48,7 +48,47 @@ def fmt(x, nd=1):
         return x
     if abs(x) >= 100:
         return f"{x:,.0f}"
+    if abs(x) < 1:
+        return f"{x:.3g}"
     return f"{x:.{nd}f}"
+
+
+def check_targets(rn, pt, peak):
+    """Issue 3's targets, each {what, value, met}, for the rows that were measured."""
+    out = []
+
+    def ms(d, k, mode):
+        return d.get(k, {}).get(mode, {}).get("ms_median")
+
+    # training: 3x on C1, 2x on C2-C5; forward only: 2x on C1-C5
+    for k, need_train in [("C1", 3), ("C2", 2), ("C3", 2), ("C4", 2), ("C5", 2)]:
+        for mode, label, need in [("train", "training", need_train), ("fwd", "forward-only", 2)]:
+            r, p = ms(rn, k, mode), ms(pt, k, mode)
+            if r and p:
+                out.append(dict(what=f"{k} {label} ≥ {need}× PyTorch", value=f"{p / r:.2f}×", met=p / r >= need))
+    for k in ("C2", "C5"):
+        g = rn.get(k, {}).get("train", {}).get("gflops")
+        if g and peak:
+            out.append(dict(what=f"{k} training ≥ 70% of the FMA peak", value=f"{100 * g / peak:.0f}%",
+                            met=g / peak >= 0.70))
+    g6 = ms(rn, "C6", "gen")
+    if g6:
+        out.append(dict(what="C6 ≤ 0.25 ms per token", value=f"{g6:.3f} ms", met=g6 <= 0.25))
+    gm = rn.get("MGU", {}).get("train", {}).get("gflops")
+    gg = rn.get("C3", {}).get("train", {}).get("gflops")
+    if gm and gg:
+        out.append(dict(what="MGU within 15% of the GRU in GFLOP/s (training)",
+                        value=f"{gm:.1f} vs {gg:.1f} GFLOP/s ({gm / gg:.2f})", met=gm >= 0.85 * gg))
+    mr, mp = rn.get("C2", {}).get("run_peak_delta_mib"), pt.get("C2", {}).get("run_peak_delta_mib")
+    if mr is not None and mp is not None and mr >= 0:
+        out.append(dict(what="C2 training peak memory ≤ PyTorch's", value=f"{mr:.0f} vs {mp:.0f} MiB",
+                        met=mr <= mp))
+    cc = rn.get("C2-compile", {}).get("compile", [])
+    for x in cc:
+        if x["T"] in (64, 1024):
+            out.append(dict(what=f"C2 JIT compile at T = {x['T']} < 1 s", value=f"{x['compile_ms']:.0f} ms",
+                            met=x["compile_ms"] < 1000))
+    return out
 
 
 def main():
@@ -111,6 +151,11 @@ def main():
     for k, r in rn.items():
         if "error" in r:
             print(f"\nrnnc {k}: {r['error']}")
+    targets = check_targets(rn, pt, peak)
+    if targets:
+        print("\nIssue 3's targets (2 threads on the 2-core development machine):")
+        for t in targets:
+            print(f"- {t['what']}: {t['value']} — {'met' if t['met'] else 'NOT met'}")
     if peak:
         print(f"\nFMA peak, {a.threads} thread(s): {peak:.1f} GFLOP/s (fma_peak, best of its runs)")
     if dnnl:
@@ -124,7 +169,7 @@ def main():
         print("oneDNN: skipped (see the note above)")
     if a.note:
         print(a.note)
-    doc = dict(date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host=platform.node(),
+    doc = dict(targets=targets, date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host=platform.node(),
                threads=a.threads, fma_peak=fma, rnnc=list(rn.values()), pytorch=list(pt.values()),
                dnnl=dnnl, table=dict(head=head, rows=rows))
     with open(a.out, "w") as f:
