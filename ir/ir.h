@@ -620,15 +620,25 @@ static inline Addr addr_none(void) { return (Addr){-1, 0, 0, 0}; }
  *            compute must have a slot (leaves, values of earlier kernels); a
  *            computed node with slot < 0 is a temporary in scratch (for one
  *            block; only nodes of this kernel may read it); a split or slice
- *            of a node with storage may be given as a view of it (same slot
- *            and ld, off + start): it then costs nothing.
+ *            of a node with storage may be given as a view of it (same slot,
+ *            ld and tstride, off + start): it then costs nothing; so may an
+ *            operand of a concat be given storage inside the concat's (same
+ *            slot, ld and tstride, off + its offset): it is not copied. A
+ *            const or zeros node needs no slot (read as its value). An
+ *            elementwise node may be given its operand's Addr (in place, if
+ *            of the same size); nothing else a node writes (or its acc) may
+ *            overlap what it reads.
  *   acc[i]   slot >= 0: node i's value is also added (+=) there (an adjoint
  *            accumulated into an operand's), after it is computed.
  *   gemm[i]  1: node i (a matvec or matvec_t whose matrix is a parameter and
  *            vector a per-row value) is computed by GEMM rows: C[rows, m] =
  *            v[rows, n] · W^T (matvec, GEMM_BT) or v[rows, m] · W (matvec_t),
  *            with W packed (gemm_gen2's _pack, all panels) at pack[i]. Other
- *            matvecs run as loops.
+ *            matvecs run as loops (so does a GEMM node whose vector is a
+ *            constant or has ld 0). The GEMM is the one over all nrows rows
+ *            (M = nrows), run on each block's rows: a row's value does not
+ *            depend on the range or the blocks. Its functions are named
+ *            sym_g<i>_pack, _rows, ... (gemm_gen2 with sym_g<i>).
  * Elementwise work runs on vectors (AVX2: 8 floats; else 4) with SLEEF's
  * vector ≤ 1-ulp tanh, exp and log (sigmoid = 1 / (1 + exp(-x))), a scalar
  * tail for sizes that are not multiples of the width. */
@@ -643,7 +653,8 @@ typedef struct PhaseSpec {
 } PhaseSpec;
 /* produce: in mod, the kernel sym (KernFn) and what it calls; *scratch the
  * floats of per-thread scratch it needs. RNNC_EINPUT / RNNC_ESHAPE with a
- * message for an unbound dim or a bad size. */
+ * message for an unbound dim or a bad size; mod may then hold a partial
+ * function (dispose of it). */
 int phasegen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const PhaseSpec *ps,
              size_t *scratch, char *err, size_t errlen);
 
