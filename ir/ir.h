@@ -582,6 +582,8 @@ size_t gemm_scratchsize(const GemmSpec *s);
  *   void sym_cols(const float *A, const float *B, float *C, int64_t p0, int64_t p1, float *scratch);
  *       the same, packing B itself (a KC slice of its panels at a time) in scratch
  * A, B and C are the matrices' origins (row 0, column 0) whatever the range.
+ * A, B, C, pack and scratch must not overlap (pointers are noalias); calls on
+ * disjoint ranges may run at once on one C, each with its own scratch.
  * Every element of C gets bitwise the same value from every function and every
  * range (sum in increasing k, llvm.fma on the host path): results do not
  * depend on how rows or panels are split over threads. RNNC_ESHAPE (message
