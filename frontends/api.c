@@ -157,6 +157,23 @@ int rnnc_load_file(rnnc_ctx *ctx, const char *path)
   return rc;
 }
 
+/* The module's text as the caller made it: without the backward cells that
+ * autodiff derived for rnnc_compile (a text with them would not load back
+ * into a context that compiles with gradients). */
+static void print_user(FILE *f, const Module *m)
+{
+  Module v = *m;
+  v.cell = malloc(((size_t)m->ncell + 1) * sizeof *v.cell);
+  if (!v.cell)
+    die("out of memory");
+  v.ncell = 0;
+  for (int i = 0; i < m->ncell; i++)
+    if (!m->cell[i]->primal)
+      v.cell[v.ncell++] = m->cell[i];
+  print_module(f, &v, 0);
+  free(v.cell);
+}
+
 int rnnc_print(rnnc_ctx *ctx, FILE *f)
 {
   if (!ctx)
@@ -165,7 +182,7 @@ int rnnc_print(rnnc_ctx *ctx, FILE *f)
     return api_fail(ctx, RNNC_EMISUSE, "rnnc_print: f is NULL");
   if (!nobuilder(ctx, "rnnc_print"))
     return RNNC_EMISUSE;
-  print_module(f, ctx->m, 0);
+  print_user(f, ctx->m);
   if (ferror(f))
     return api_fail(ctx, RNNC_EIO, "rnnc_print: writing failed: %s", strerror(errno));
   return api_fail(ctx, RNNC_OK, "");
@@ -185,7 +202,7 @@ int rnnc_print_string(rnnc_ctx *ctx, char **out)
   FILE *f = open_memstream(&buf, &len);
   if (!f)
     return api_fail(ctx, RNNC_ENOMEM, "rnnc_print_string: out of memory");
-  print_module(f, ctx->m, 0);
+  print_user(f, ctx->m);
   if (fclose(f) != 0) {
     free(buf);
     return api_fail(ctx, RNNC_ENOMEM, "rnnc_print_string: out of memory");
