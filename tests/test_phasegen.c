@@ -66,13 +66,15 @@ static const char cells_text[] =
 
 /* ---- layouts ---------------------------------------------------------------- */
 
-enum { K_OWN, K_TEMP, K_VIEW, K_INCONCAT }; /* where a node's value is */
+enum { K_OWN, K_TEMP, K_VIEW, K_INCONCAT, K_INPLACE }; /* where a node's value is */
 
 typedef struct Lay {
   int nk;             /* kernels */
   int *kern;          /* per node: its kernel (0-based), -1 not computed (leaves) */
   int *kind;          /* K_* */
-  int *of;            /* K_VIEW: the node it views; K_INCONCAT: the concat */
+  int *of;            /* K_VIEW: the node it views; K_INCONCAT: the concat;
+                         K_INPLACE: the operand whose storage it overwrites */
+  char *clobbered;    /* per node: overwritten by a K_INPLACE reader */
   long *at0;          /* K_VIEW, K_INCONCAT: element offset in that node */
   char **mask;        /* per kernel, per node */
   Addr *at, *acc, *pack;
@@ -99,7 +101,7 @@ typedef struct Case {
 
 /* What the layouts of a test exercised, summed over its checks. */
 static struct {
-  int temps, views, inconcat, accs, gemms;
+  int temps, views, inconcat, inplace, accs, gemms;
 } seen;
 
 static int isleafop(int op) { return op == OP_INPUT || op == OP_STATE || op == OP_PARAM; }
@@ -122,7 +124,7 @@ static int isresult(const Cell *c, int i)
 /* The Addr of node i, following views and in-concat placements. */
 static Addr addr_of(const Lay *L, int i)
 {
-  if (L->kind[i] == K_VIEW || L->kind[i] == K_INCONCAT) {
+  if (L->kind[i] == K_VIEW || L->kind[i] == K_INCONCAT || L->kind[i] == K_INPLACE) {
     Addr a = addr_of(L, L->of[i]);
     a.off += L->at0[i];
     return a;
@@ -189,6 +191,28 @@ static void make_layout(Case *k, int phases, Lay *L, Bufs *B)
       off += k->numel[a];
     }
   }
+  /* elementwise in place: over an operand of its size that has storage,
+   * is no result and is read by it alone (that operand is then not compared) */
+  L->clobbered = calloc((size_t)nn, 1);
+  for (int i = 0; phases && i < nn; i++) {
+    const Node *nd = &c->node[i];
+    int a = nd->arg ? nd->arg[0] : -1;
+    if (opinfo[nd->op].shape_rule != SH_EW || L->kern[i] < 0 || L->kind[i] != K_OWN || pinned[i] ||
+        L->kern[a] != L->kern[i] || L->kind[a] != K_OWN || pinned[a] || isresult(c, a) ||
+        k->numel[a] != k->numel[i] || L->clobbered[a])
+      continue;
+    int readers = 0;
+    for (int j = a + 1; j < nn; j++)
+      for (int q = 0; q < c->node[j].narg; q++)
+        readers += c->node[j].arg[q] == a;
+    if (readers == 1) {
+      L->kind[i] = K_INPLACE;
+      L->of[i] = a;
+      L->at0[i] = 0;
+      L->clobbered[a] = 1;
+      pinned[i] = pinned[a] = 1;
+    }
+  }
   /* temporaries: two in three of the nodes read only in their own kernel */
   for (int i = 0; phases && i < nn; i++) {
     if (L->kern[i] < 0 || L->kind[i] != K_OWN || pinned[i] || isresult(c, i) || i % 3 == 0)
@@ -233,7 +257,7 @@ static void make_layout(Case *k, int phases, Lay *L, Bufs *B)
     }
   }
   for (int i = 0; i < nn; i++)
-    if (L->kind[i] == K_VIEW || L->kind[i] == K_INCONCAT)
+    if (L->kind[i] == K_VIEW || L->kind[i] == K_INCONCAT || L->kind[i] == K_INPLACE)
       L->at[i] = addr_of(L, i);
   for (int q = 0; q < B->nslot; q++) {
     B->p[q] = malloc((size_t)B->len[q] * sizeof(float));
@@ -261,6 +285,7 @@ static void free_layout(Lay *L, Bufs *B)
   for (int q = 0; q < L->nk; q++)
     free(L->mask[q]);
   free(L->mask);
+  free(L->clobbered);
   free(L->kern), free(L->kind), free(L->of), free(L->at0), free(L->at), free(L->acc), free(L->pack), free(L->gemm);
   for (int q = 0; q < B->nslot; q++)
     free(B->p[q]), free(B->init[q]);
@@ -430,7 +455,7 @@ static Err compare(const Case *k, const Lay *L, const Bufs *B, double ***ref)
     for (long r = 0; r < k->R; r++)
       for (long e = 0; e < n; e++)
         big = fmax(big, fabs(ref[r][i][e]));
-    if (L->at[i].slot >= 0) {
+    if (L->at[i].slot >= 0 && !L->clobbered[i]) {
       E.ncmp++;
       for (long r = 0; r < k->R; r++)
         for (long e = 0; e < n; e++) {
@@ -512,18 +537,20 @@ static void check(Jit *j, Case *k, int phases)
     }
   }
   Err E = compare(k, &L, &B, ref);
-  int ngemm = 0, ntemp = 0, nview = 0, nin = 0;
+  int ngemm = 0, ntemp = 0, nview = 0, nin = 0, nplace = 0;
   for (int i = 0; i < k->c->nnode; i++) {
     ngemm += L.gemm[i];
     ntemp += L.kern[i] >= 0 && L.kind[i] == K_TEMP;
     nview += L.kern[i] >= 0 && L.kind[i] == K_VIEW;
     nin += L.kern[i] >= 0 && L.kind[i] == K_INCONCAT;
+    nplace += L.kern[i] >= 0 && L.kind[i] == K_INPLACE;
   }
-  seen.temps += ntemp, seen.views += nview, seen.inconcat += nin, seen.accs += E.nacc, seen.gemms += ngemm;
-  cr_log_info("%-14s %-6s R=%-2ld n=%-2ld: %2d values, %2d temps, %d views, %d in concat, %2d accs, %d GEMMs, "
-              "scratch %5zu floats, max error %.2g",
-              k->c->name, phases ? "phases" : "all", R, k->numel[k->c->state[0]], E.ncmp, ntemp, nview, nin, E.nacc,
-              ngemm, scratch, E.max);
+  seen.temps += ntemp, seen.views += nview, seen.inconcat += nin, seen.inplace += nplace, seen.accs += E.nacc;
+  seen.gemms += ngemm;
+  cr_log_info("%-14s %-6s R=%-2ld n=%-2ld: %2d values, %2d temps, %d views, %d in concat, %d in place, %2d accs, "
+              "%d GEMMs, scratch %5zu floats, max error %.2g",
+              k->c->name, phases ? "phases" : "all", R, k->numel[k->c->state[0]], E.ncmp, ntemp, nview, nin, nplace,
+              E.nacc, ngemm, scratch, E.max);
   cr_expect(E.max <= 1e-5, "%s (%s, R=%ld): max relative error %.3g at %s", k->c->name, phases ? "phases" : "all",
             R, E.max, E.where);
 
@@ -607,9 +634,10 @@ Test(phasegen, lstm_and_backward)
   const char *n[] = {"lstm"};
   check_sizes(n, 1);
   /* d_gates = concat(d_i, d_f, d_g, d_o): its operands written in place */
-  cr_expect(seen.temps > 0 && seen.views > 0 && seen.inconcat > 0 && seen.accs > 0 && seen.gemms > 0,
-            "temps %d views %d in concat %d accs %d GEMMs %d", seen.temps, seen.views, seen.inconcat, seen.accs,
-            seen.gemms);
+  cr_expect(seen.temps > 0 && seen.views > 0 && seen.inconcat > 0 && seen.inplace > 0 && seen.accs > 0 &&
+                seen.gemms > 0,
+            "temps %d views %d in concat %d in place %d accs %d GEMMs %d", seen.temps, seen.views, seen.inconcat,
+            seen.inplace, seen.accs, seen.gemms);
 }
 
 Test(phasegen, gru_and_backward)
@@ -634,9 +662,10 @@ Test(phasegen, concat_slice_split_relu_step_log_exp_div)
 {
   const char *n[] = {"mix"};
   check_sizes(n, 1);
-  cr_expect(seen.temps > 0 && seen.views > 0 && seen.inconcat > 0 && seen.accs > 0 && seen.gemms > 0,
-            "temps %d views %d in concat %d accs %d GEMMs %d", seen.temps, seen.views, seen.inconcat, seen.accs,
-            seen.gemms);
+  cr_expect(seen.temps > 0 && seen.views > 0 && seen.inconcat > 0 && seen.inplace > 0 && seen.accs > 0 &&
+                seen.gemms > 0,
+            "temps %d views %d in concat %d in place %d accs %d GEMMs %d", seen.temps, seen.views, seen.inconcat,
+            seen.inplace, seen.accs, seen.gemms);
 }
 
 /* PhaseSpec.portable: 4-wide SSE2 vectors and portable GEMMs, whatever the host. */
