@@ -48,6 +48,7 @@ enum {
   NCS = 512,  /* columns of op(B) that _cols packs at a time, a multiple of every NR */
   MAXNR = 16, /* the widest NR */
   PFD = 32,   /* k steps before the end of a slice at which C is prefetched */
+  PFA = 8,    /* rows of A ahead that GEMM_AT's packing prefetches */
 };
 
 typedef struct G {
@@ -323,9 +324,25 @@ static void gen_packa(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LL
     loop_end(g, &li);
     return;
   }
-  /* GEMM_AT: A's rows are contiguous in i, MR of them one micro-panel row */
+  /* GEMM_AT: A's rows are contiguous in i, MR of them one micro-panel row;
+   * each k reads a few cache lines of a row lda floats after the last, so
+   * the lines PFA rows ahead are prefetched (without: 5-10% slower on the
+   * weight gradient [2048 x 4096] x [4096 x 512], behind OpenBLAS) */
   LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "ak");
   LLVMValueRef src = gep(g, A, add(g, mul(g, add(g, k0, k), g->lda), i0));
+  {
+    /* the rows PFA ahead, read at (prefetch: no fault past the end) */
+    unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+    LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->mod, pid, &g->ptr, 1);
+    LLVMTypeRef pfty = LLVMIntrinsicGetType(g->cx, pid, &g->ptr, 1);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
+    for (int64_t l = 0; l <= min64(MC, g->M); l += 16) {
+      LLVMValueRef off = ci64(g, PFA * g->lda + l);
+      LLVMValueRef pa[4] = {LLVMBuildGEP2(g->b, g->f32, src, &off, 1, ""), LLVMConstInt(i32, 0, 0),
+                            LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
+      LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
+    }
+  }
   if (g->M >= MR) {
     LLVMTypeRef mrty = LLVMVectorType(g->f32, MR);
     LLVMValueRef q = loop_begin(g, &lq, ci64(g, 0), nq, 1, "aq");
