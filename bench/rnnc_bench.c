@@ -8,8 +8,9 @@
  *   - load bench/models/<file>.rnn, rnnc_compile it with every dim bound
  *     (RNNC_GRAD), rnnc_init_params(seed 1), random inputs (fixed seed);
  *   - train: rnnc_forward_backward + clip by global norm 5 + SGD (lr 0.01),
- *     the clip and the update in plain C on the param / grad buffers from
- *     rnnc_data (issue 4 will compile them into the model);
+ *     the clip and the update in plain C loops (OpenMP, same threads) on the
+ *     param / grad buffers from rnnc_data (issue 4 will compile them into
+ *     the model);
  *   - fwd: a second net compiled without RNNC_GRAD sharing the parameters
  *     (rnnc_share_params), rnnc_forward — what inference runs;
  *   - C6: a T = 1, B = 1 RNNC_CARRY net, rnnc_forward per token, the states
@@ -273,33 +274,33 @@ static int param_grads(Run *r, rnnc_net *net, PG **out) {
   return np;
 }
 
-/* The global L2 norm of every parameter's gradient (float partial sums in
- * 8 lanes, added up in double). */
-static double grad_norm(const PG *pg, int np) {
+/* The global L2 norm of every parameter's gradient, on nt threads (the sum
+ * of squares in double). */
+static double grad_norm(const PG *pg, int np, int nt) {
   double ss = 0;
   for (int i = 0; i < np; i++) {
     const float *g = pg[i].g;
-    float acc[8] = {0};
-    int64_t k = 0;
-    for (; k + 8 <= pg[i].n; k += 8)
-      for (int j = 0; j < 8; j++) acc[j] += g[k + j] * g[k + j];
-    for (; k < pg[i].n; k++) acc[0] += g[k] * g[k];
-    for (int j = 0; j < 8; j++) ss += acc[j];
+    int64_t n = pg[i].n;
+#pragma omp parallel for simd num_threads(nt) schedule(static) reduction(+ : ss) if (n > 65536)
+    for (int64_t k = 0; k < n; k++) ss += (double)g[k] * g[k];
   }
   return sqrt(ss);
 }
 
 /* clip_grad_norm_(max_norm) as PyTorch does it (scale by max_norm /
- * (norm + 1e-6) when that is < 1), then SGD p -= lr g; plain C, one thread
- * (issue 4 compiles it into the model). The gradients' global norm. */
-static double clip_sgd(PG *pg, int np, float max_norm, float lr) {
-  double norm = grad_norm(pg, np);
+ * (norm + 1e-6) when that is < 1), then SGD p -= lr g; plain C loops on nt
+ * threads (OpenMP), as PyTorch's run on its threads (issue 4 compiles them
+ * into the model). The gradients' global norm. */
+static double clip_sgd(PG *pg, int np, float max_norm, float lr, int nt) {
+  double norm = grad_norm(pg, np, nt);
   double coef = max_norm / (norm + 1e-6);
   float step = (float)(lr * (coef < 1 ? coef : 1));
   for (int i = 0; i < np; i++) {
     float *p = pg[i].p;
     const float *g = pg[i].g;
-    for (int64_t k = 0; k < pg[i].n; k++) p[k] -= step * g[k];
+    int64_t n = pg[i].n;
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > 65536)
+    for (int64_t k = 0; k < n; k++) p[k] -= step * g[k];
   }
   return norm;
 }
@@ -350,7 +351,7 @@ static int train_step(Run *r, void *arg, double *extra_s) {
   int st = rnnc_forward_backward(a->net);
   if (st != RNNC_OK) return fail(r, "rnnc_forward_backward", st);
   double t0 = now_s();
-  a->norm = clip_sgd(a->pg, a->np, 5.0f, 0.01f);
+  a->norm = clip_sgd(a->pg, a->np, 5.0f, 0.01f, r->o->threads);
   *extra_s = now_s() - t0;
   return 0;
 }
@@ -528,7 +529,7 @@ static int bench_train(Run *r, FILE *f, double base) {
     goto out;
   }
   float loss0 = loss_of(net);
-  double norm0 = grad_norm(pg, ta.np);
+  double norm0 = grad_norm(pg, ta.np, o->threads);
   double lnv = c->kind == K_TOKENS ? log((double)c->V) : 0;
   if (!isfinite(loss0) || !isfinite(norm0) || norm0 <= 0 ||
       (c->kind == K_TOKENS && (loss0 < 0.5 * lnv || loss0 > 2 * lnv))) {
