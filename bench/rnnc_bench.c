@@ -32,9 +32,11 @@
  *   fwd   = T * ( sum_l 2*B*G*H*(I_l + H) + 2*B*H*V )   (I_1 = E, I_l = H; C5 no V term)
  *   train = 3 * fwd   (backward = 2x forward: input- and weight-gradient GEMMs)
  * Memory (from /proc/self): rss_base_mib before the first compile;
- * run_peak_mib the resident set's high-water mark (VmHWM, reset through
- * /proc/self/clear_refs after compiling, before the timed training runs; C6:
- * the generation runs); run_peak_delta_mib = run_peak_mib - rss_base_mib;
+ * run_peak_mib the resident set's high-water mark (VmHWM) over the timed
+ * training runs (C6: the generation runs): after compiling, the heap's free
+ * pages go back to the OS (malloc_trim) and VmHWM is reset
+ * (/proc/self/clear_refs; rss_run_start_mib is the resident set then);
+ * run_peak_delta_mib = run_peak_mib - rss_base_mib;
  * peak_mib = ru_maxrss of the whole child (compilation included);
  * tensor_mib = the bytes of the net's named tensors (rnnc_tensor_shape).
  *
@@ -42,6 +44,7 @@
  * "error" and exit status 1.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -138,8 +141,10 @@ static double hwm_mib(void) {
   return v;
 }
 
-/* Reset VmHWM to the current resident set; 0 where the kernel refuses. */
+/* Give the heap's free pages back to the OS (what compiling and validating
+ * freed), then reset VmHWM to the resident set; 0 where the kernel refuses. */
 static int reset_hwm(void) {
+  malloc_trim(0);
   FILE *f = fopen("/proc/self/clear_refs", "w");
   if (!f) return 0;
   int ok = fputs("5", f) >= 0;
@@ -386,6 +391,14 @@ static double tensor_mib(rnnc_net *net) {
   return bytes / 1048576.0;
 }
 
+/* The memory fields (MiB) and the line's end. */
+static void put_memory(FILE *f, double base, double start, double run_peak, double tensors) {
+  fprintf(f,
+          ", \"rss_base_mib\": %.1f, \"rss_run_start_mib\": %.1f, \"run_peak_mib\": %.1f, "
+          "\"run_peak_delta_mib\": %.1f, \"peak_mib\": %.1f, \"tensor_mib\": %.3f}\n",
+          base, start, run_peak, run_peak >= 0 ? run_peak - base : -1, maxrss_mib(), tensors);
+}
+
 static void put_header(FILE *f, const Config *c, const Opts *o) {
   fprintf(f, "{\"config\": ");
   json_str(f, c->key);
@@ -540,6 +553,7 @@ static int bench_train(Run *r, FILE *f, double base) {
 
   double tensors = tensor_mib(net);
   int hwm_ok = reset_hwm();
+  double start = rss_mib();
   if ((n = timed(r, train_step, &ta, o->warmup, o->steps, o->min_time, t, x)) < 0) goto out;
   double run_peak = hwm_ok ? hwm_mib() : -1;
   float loss_last = loss_of(net);
@@ -574,9 +588,7 @@ static int bench_train(Run *r, FILE *f, double base) {
   fprintf(f, ", \"compile_fwd_ms\": %.1f, \"compile_fwd_wall_ms\": %.1f", rnnc_compile_ms(fnet), fwall);
   put_times(f, "fwd", t, n, fwd_flops(c, c->T), (double)c->B * (double)c->T);
   fputc('}', f);
-  fprintf(f, ", \"rss_base_mib\": %.1f, \"run_peak_mib\": %.1f, \"run_peak_delta_mib\": %.1f, "
-             "\"peak_mib\": %.1f, \"tensor_mib\": %.3f}\n",
-          base, run_peak, run_peak >= 0 ? run_peak - base : -1, maxrss_mib(), tensors);
+  put_memory(f, base, start, run_peak, tensors);
   rc = 0;
 out:
   rnnc_net_free(fnet);
@@ -622,6 +634,7 @@ static int bench_gen(Run *r, FILE *f, double base) {
   }
   rnnc_reset_state(net);
   int hwm_ok = reset_hwm();
+  double start = rss_mib();
   int warm = 20, n = 0;
   double t1;
   for (int i = 0; i < warm + o->gen_steps; i++) {
@@ -642,9 +655,7 @@ static int bench_gen(Run *r, FILE *f, double base) {
   double med = median(t, n);
   put_times(f, "gen", t, n, fwd_flops(c, 1), 1);
   fprintf(f, ", \"us_median\": %.2f, \"us_min\": %.2f}", med * 1e6, mn * 1e6);
-  fprintf(f, ", \"rss_base_mib\": %.1f, \"run_peak_mib\": %.1f, \"run_peak_delta_mib\": %.1f, "
-             "\"peak_mib\": %.1f, \"tensor_mib\": %.3f}\n",
-          base, run_peak, run_peak >= 0 ? run_peak - base : -1, maxrss_mib(), tensor_mib(net));
+  put_memory(f, base, start, run_peak, tensor_mib(net));
   rc = 0;
 out:
   rnnc_net_free(net);

@@ -26,9 +26,10 @@ FLOPs (matmuls only; G = gates: LSTM 4, GRU 3, RNN 1, MGU 2):
   train = 3 * fwd   (backward = 2x the forward matmuls: input and weight gradients)
 
 Memory: one fresh process per configuration. rss_base_mib is the resident set
-after `import torch` and before the model is built; the high-water mark
-(VmHWM) is reset (/proc/self/clear_refs) just before the timed training runs
-(C6: generation runs), so run_peak_mib is the largest resident set during them
+after `import torch` and before the model is built; just before the timed
+training runs (C6: generation runs) the heap's free pages go back to the OS
+(malloc_trim, as rnnc_bench does), rss_run_start_mib is read and the
+high-water mark (VmHWM) is reset (/proc/self/clear_refs), so run_peak_mib is the largest resident set during them
 and run_peak_delta_mib = run_peak_mib - rss_base_mib what the model, its
 gradients, activations and the optimizer took. peak_mib: ru_maxrss over the
 whole process.
@@ -45,6 +46,7 @@ Prints one JSON line per configuration on stdout (and writes them, as a JSON
 list, to --out).
 """
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -98,7 +100,12 @@ def hwm_mib():
 
 
 def reset_hwm():
-    """Reset VmHWM to the current resident set; False where the kernel refuses."""
+    """Give the heap's free pages back to the OS (malloc_trim, as rnnc_bench
+    does), then reset VmHWM to the resident set; False where the kernel refuses."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -226,6 +233,7 @@ def run_one(key, a):
                 return torch.softmax(logits[0, 0], dim=-1)
 
         reset = reset_hwm()
+        entry["rss_run_start_mib"] = round(rss_mib(), 1)
         t = timed(step, a.gen_steps, 20, 0.0)
         entry["gen"] = summarize(t, ff, 1)
         entry["gen"]["us_median"] = round(statistics.median(t) * 1e6, 2)
@@ -244,6 +252,7 @@ def run_one(key, a):
             opt.step()
 
         reset = reset_hwm()
+        entry["rss_run_start_mib"] = round(rss_mib(), 1)
         entry["train"] = summarize(timed(train, a.steps, a.warmup, a.min_time), 3 * ff, tokens)
         peak = hwm_mib() if reset else None
         model.eval()
