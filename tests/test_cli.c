@@ -195,18 +195,33 @@ Test(cli, missing_model_and_option_value)
   free(out);
 }
 
-Test(cli, jit_engine_not_built)
+Test(cli, engine_options)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --engine jit", ex("mgu.rnn")),
-               1);
-  cr_assert_str_eq(out, "rnnc: the jit engine is not available in this build; use --engine "
-                        "interp\n");
-  free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --engine gpu", ex("mgu.rnn")),
-               2);
+  const char *m = ex("mgu.rnn");
+  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --engine gpu", m), 2);
   cr_assert_str_eq(out, "rnnc run: unknown engine 'gpu' (engines: interp, jit)\n"
                         "try 'rnnc run --help'\n");
+  free(out);
+  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --engine jit --f64", m), 2);
+  cr_assert_str_eq(out, "rnnc run: --f64 goes with --engine interp (the jit engine computes in "
+                        "float32)\ntry 'rnnc run --help'\n");
+  free(out);
+  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --engine interp --threads 2", m), 2);
+  cr_assert_str_eq(out, "rnnc run: --threads goes with --engine jit (the interpreter runs on one "
+                        "thread)\ntry 'rnnc run --help'\n");
+  free(out);
+  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --threads 0", m), 2);
+  cr_assert_str_eq(out, "rnnc run: --threads wants a count from 1 to 4096, not 0\n"
+                        "try 'rnnc run --help'\n");
+  free(out);
+  cr_assert_eq(rnnc(&out, "gradcheck '%s' --engine interp --jit-tol 1e-3", m), 2);
+  cr_assert_str_eq(out, "rnnc gradcheck: --threads and --jit-tol go with --engine jit\n"
+                        "try 'rnnc gradcheck --help'\n");
+  free(out);
+  cr_assert_eq(rnnc(&out, "gradcheck '%s' --engine fast", m), 2);
+  cr_assert_str_eq(out, "rnnc gradcheck: unknown engine 'fast' (engines: interp, jit)\n"
+                        "try 'rnnc gradcheck --help'\n");
   free(out);
 }
 
@@ -663,7 +678,9 @@ Test(cli, gradcheck_every_example, .timeout = 600)
   char **v = examples(&n);
   for (int i = 0; i < n; i++) {
     char *out;
-    cr_assert_eq(rnnc(&out, "gradcheck '%s'", ex(v[i])), 0, "%s:\n%s", v[i], out);
+    /* the finite differences; the jit part on every example is
+     * test_jit_model's (at a tighter tolerance), here on a few (gradcheck_jit) */
+    cr_assert_eq(rnnc(&out, "gradcheck '%s' --engine interp", ex(v[i])), 0, "%s:\n%s", v[i], out);
     size_t len = strlen(out);
     cr_assert(len > 5 && strcmp(out + len - 5, "PASS\n") == 0, "%s:\n%s", v[i], out);
     cr_assert(!strstr(out, "FAIL"), "%s:\n%s", v[i], out);
@@ -675,7 +692,8 @@ Test(cli, gradcheck_every_example, .timeout = 600)
 Test(cli, gradcheck_table)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --dim H=8 --seed 2 --coords 4", ex("charlm_lstm.rnn")),
+  cr_assert_eq(rnnc(&out, "gradcheck '%s' --dim H=8 --seed 2 --coords 4 --engine interp",
+                    ex("charlm_lstm.rnn")),
                0, "%s", out);
   cr_assert(strstr(out, "H=8"), "%s", out);
   cr_assert(strstr(out, "gradient"), "%s", out);
@@ -685,9 +703,207 @@ Test(cli, gradcheck_table)
   cr_assert(strstr(out, "grad.x.weight"), "%s", out);
   free(out);
   /* a tolerance nothing meets fails with status 1 */
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --dim H=8 --coords 2 --tol 1e-300", ex("mgu.rnn")), 1,
-               "%s", out);
+  cr_assert_eq(rnnc(&out, "gradcheck '%s' --dim H=8 --coords 2 --tol 1e-300 --engine interp",
+                    ex("mgu.rnn")),
+               1, "%s", out);
   size_t len = strlen(out);
   cr_assert(len > 5 && strcmp(out + len - 5, "FAIL\n") == 0, "%s", out);
+  free(out);
+}
+
+/* ---- the jit engine ------------------------------------------------------------- */
+
+/* Element k of a float tensor as a double. */
+static double fval(const Tensor *t, int64_t k)
+{
+  return t->dtype == DT_F64 ? ((const double *)t->data)[k] : ((const float *)t->data)[k];
+}
+
+/* `run` with the jit engine (the default) writes the tensors the interpreter
+ * writes, in its order, with its dtypes and shapes, within 1e-5 norm-wise
+ * (test_jit_model.c has the thorough comparison); the engine is in the
+ * metadata and the summary line. */
+static void jit_vs_interp(const char *model, const char *dims)
+{
+  mktmp();
+  char *out;
+  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' %s", ex(model), tmp("p.st"), tmp("i.st"), dims),
+               0, "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad %s", ex(model), tmp("p.st"),
+                    tmp("i.st"), tmp("j.st"), dims),
+               0, "%s", out);
+  cr_assert(strstr(out, "(float32, jit compiled in "), "%s", out);
+  cr_assert(strstr(out, "with gradients)\n"), "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --engine interp --quiet %s",
+                    ex(model), tmp("p.st"), tmp("i.st"), tmp("r.st"), dims),
+               0, "%s", out);
+  free(out);
+  TensorSet j, r;
+  read_set(tmp("j.st"), &j);
+  read_set(tmp("r.st"), &r);
+  cr_assert_str_eq(tset_getmeta(&j, "engine"), "jit");
+  cr_assert_str_eq(tset_getmeta(&r, "engine"), "interp");
+  cr_assert_eq(j.n, r.n, "%s: jit wrote %d tensors, interp %d", model, j.n, r.n);
+  for (int i = 0; i < r.n; i++) {
+    const Tensor *a = &j.t[i], *b = &r.t[i];
+    cr_assert_str_eq(a->name, b->name, "%s: tensor %d", model, i);
+    cr_assert(a->dtype == b->dtype && a->rank == b->rank, "%s: %s", model, a->name);
+    for (int d = 0; d < a->rank; d++)
+      cr_assert_eq(a->dim[d], b->dim[d], "%s: %s", model, a->name);
+    double maxdiff = 0, maxref = 0;
+    for (int64_t k = 0; k < tensor_numel(b); k++) {
+      maxdiff = fmax(maxdiff, fabs(fval(a, k) - fval(b, k)));
+      maxref = fmax(maxref, fabs(fval(b, k)));
+    }
+    cr_expect(maxdiff <= 1e-5 * fmax(maxref, 1e-30), "%s: %s: jit vs interp rel %.3g", model, a->name,
+              maxdiff / maxref);
+  }
+  tset_clear(&j);
+  tset_clear(&r);
+  rmtmp();
+}
+
+Test(cli, run_jit_matches_interp)
+{
+  jit_vs_interp("charlm_lstm.rnn", "--dim T=5 --dim B=3 --dim H=16");
+  jit_vs_interp("features_lstm.rnn", "--dim T=4 --dim B=2"); /* grad.feats, grad.h0, grad.c0 */
+  jit_vs_interp("gru_classifier.rnn", "--dim T=3 --dim B=2"); /* probabilities [B, K] */
+}
+
+/* --threads 1 and --threads 3 write the same bytes; --f64 alone runs the
+ * interpreter. */
+Test(cli, run_jit_threads_bitwise)
+{
+  mktmp();
+  char *out, cmd[1024];
+  const char *m = ex("bilstm_tagger.rnn");
+  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim T=6 --dim B=5", m, tmp("p.st"), tmp("i.st")),
+               0, "%s", out);
+  free(out);
+  for (int n = 1; n <= 3; n += 2) {
+    char name[16];
+    snprintf(name, sizeof name, "o%d.st", n);
+    cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --threads %d", m, tmp("p.st"),
+                      tmp("i.st"), tmp(name), n),
+                 0, "%s", out);
+    cr_assert(strstr(out, n == 1 ? " 1 thread, " : " 3 threads, "), "%s", out);
+    free(out);
+  }
+  snprintf(cmd, sizeof cmd, "cmp '%s' '%s'", tmp("o1.st"), tmp("o3.st"));
+  cr_assert_eq(run_cmd(cmd, &out), 0, "1 and 3 threads wrote different files: %s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --f64", m, tmp("p.st"), tmp("i.st"),
+                    tmp("d.st")),
+               0, "%s", out);
+  cr_assert(strstr(out, "(float64, interp)"), "%s", out);
+  free(out);
+  rmtmp();
+}
+
+/* A token id or target out of range: both engines give the same one-line
+ * message, also for an I64 id that int32 cannot hold. */
+Test(cli, run_bad_ids_same_message)
+{
+  mktmp();
+  char *out, err[512];
+  const char *m = ex("charlm_rnn.rnn");
+  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim T=4 --dim B=2", m, tmp("p.st"), tmp("i.st")),
+               0, "%s", out);
+  free(out);
+  static const struct {
+    const char *input;
+    int64_t bad;
+    int i64;
+    const char *msg;
+  } cases[] = {
+      {"tokens", 70, 0, "rnnc: input 'tokens' has token id 70 at [2, 1], outside [0, 65)\n"},
+      {"targets", -3, 0, "rnnc: input 'targets' has target -3 at [2, 1], outside [0, 65)\n"},
+      {"tokens", 5000000000, 1, "rnnc: input 'tokens' has token id 5000000000 at [2, 1], outside [0, 65)\n"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    TensorSet in;
+    read_set(tmp("i.st"), &in);
+    Tensor *t = tset_find(&in, cases[k].input);
+    cr_assert(t && t->dtype == DT_I32 && tensor_numel(t) == 8);
+    if (cases[k].i64) {
+      int32_t v[8];
+      memcpy(v, t->data, sizeof v);
+      t = tset_add(&in, cases[k].input, DT_I64, 2, (const int64_t[]){4, 2});
+      for (int e = 0; e < 8; e++)
+        ((int64_t *)t->data)[e] = v[e];
+      ((int64_t *)t->data)[5] = cases[k].bad;
+    } else {
+      ((int32_t *)t->data)[5] = (int32_t)cases[k].bad;
+    }
+    cr_assert_eq(safetensors_write(tmp("bad.st"), &in, err, sizeof err), RNNC_OK, "%s", err);
+    tset_clear(&in);
+    for (int e = 0; e < 2; e++) {
+      cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --engine %s", m,
+                        tmp("p.st"), tmp("bad.st"), tmp("o.st"), e ? "interp" : "jit"),
+                   1, "%s", out);
+      cr_expect_str_eq(out, cases[k].msg, "engine %s", e ? "interp" : "jit");
+      free(out);
+    }
+  }
+  rmtmp();
+}
+
+/* gradcheck's second check: the compiled float32 gradients against the
+ * float64 ones, at the same point; --jit-tol decides, and FAIL exits 1. */
+Test(cli, gradcheck_jit)
+{
+  char *out;
+  const char *m = ex("features_lstm.rnn");
+  cr_assert_eq(rnnc(&out, "gradcheck '%s' --coords 2 --threads 2", m), 0, "%s", out);
+  cr_assert(strstr(out, "jit: compiled in "), "%s", out);
+  cr_assert(strstr(out, ", float32, 2 threads; against the float64 interpreter\n"), "%s", out);
+  cr_assert(strstr(out, "  grad.h0 "), "%s", out);
+  cr_assert(strstr(out, "jit worst error "), "%s", out);
+  cr_assert(strstr(out, "tolerance 1e-04: PASS\n"), "%s", out);
+  size_t len = strlen(out);
+  const char *end = "finite differences PASS, jit PASS: PASS\n";
+  cr_assert(len > strlen(end) && strcmp(out + len - strlen(end), end) == 0, "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "gradcheck '%s' --coords 2 --jit-tol 1e-300", m), 1, "%s", out);
+  end = "finite differences PASS, jit FAIL: FAIL\n";
+  len = strlen(out);
+  cr_assert(len > strlen(end) && strcmp(out + len - strlen(end), end) == 0, "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "gradcheck '%s' --coords 2 --engine interp", m), 0, "%s", out);
+  cr_assert(!strstr(out, "jit"), "%s", out);
+  free(out);
+  /* seq2seq: two cells, init = enc, S bound by gradcheck */
+  cr_assert_eq(rnnc(&out, "gradcheck '%s' --coords 1 --dim H=5", ex("seq2seq.rnn")), 0, "%s", out);
+  len = strlen(out);
+  cr_assert(len > 5 && strcmp(out + len - 5, "PASS\n") == 0, "%s", out);
+  free(out);
+}
+
+/* print --emit: the kernels as LLVM IR and as assembly, at the sizes asked. */
+Test(cli, print_emit)
+{
+  char *out;
+  cr_assert_eq(rnnc(&out, "print '%s' --emit llvm --dim H=16", ex("charlm_rnn.rnn")), 0, "%s", out);
+  cr_assert(strstr(out, "target triple = "), "%.400s", out);
+  cr_assert(strstr(out, "define void @"), "%.400s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "print '%s' --emit asm --grad --dim T=3", ex("charlm_rnn.rnn")), 0, "%.400s", out);
+  cr_assert(strstr(out, "\t.text\n"), "%.400s", out);
+  cr_assert(strstr(out, "\tret"), "%.400s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "print '%s' --emit wasm", ex("mgu.rnn")), 2);
+  cr_assert_str_eq(out, "rnnc print: unknown --emit 'wasm' (llvm or asm)\ntry 'rnnc print --help'\n");
+  free(out);
+  cr_assert_eq(rnnc(&out, "print '%s' --emit llvm --after schedule", ex("mgu.rnn")), 2);
+  cr_assert_str_eq(out, "rnnc print: --emit prints code, not the IR: it takes no --after or --prelude\n"
+                        "try 'rnnc print --help'\n");
+  free(out);
+  cr_assert_eq(rnnc(&out, "print '%s' --dim H=3", ex("mgu.rnn")), 2);
+  cr_assert_str_eq(out, "rnnc print: --dim and --grad go with --emit\ntry 'rnnc print --help'\n");
+  free(out);
+  cr_assert_eq(rnnc(&out, "print '%s' --emit asm", ex("seq2seq.rnn")), 1);
+  cr_assert_str_eq(out, "rnnc: dimension 'S' of input 'src' has no value; give it with --dim S=N\n");
   free(out);
 }

@@ -87,6 +87,28 @@ int parse_dims(Loaded *ld, const Model *md, const Opts *o, Env *env);
 /* Bind every header dimension of md that env leaves unbound to its default. */
 void bind_defaults(Loaded *ld, const Model *md, Env *env);
 
+/* ---- the JIT engine (cli_util.c) ------------------------------------------- */
+
+/* Schedule md's cells (with grad: autodiff first, into md->grad). Prints the
+ * reason (no loss, autodiff's diagnostics) and returns EXIT_USER on an error. */
+int jit_prepare(Loaded *ld, Model *md, int grad);
+/* jit_prepare, then compile md for env (every dim bound) into *cm. Prints
+ * the reason and returns EXIT_USER on an error; EXIT_OK. */
+int jit_compile(Loaded *ld, Model *md, const Env *env, int grad, CModel **cm);
+/* Copy every parameter ("<node>.<param>", F32 or F64) and every input (token
+ * ids I32 or I64, floats F32 or F64) from the sets into cm's tensors,
+ * converted to its float32 / int32; shapes as bind_dims checked them.
+ * RNNC_EINPUT with a message for a token id or target that int32 cannot hold
+ * (*bad names that input); RNNC_OK. */
+int jit_load(CModel *cm, const TensorSet *params, const TensorSet *inputs, const char **bad, char *err,
+             size_t errlen);
+/* The tensors interp_run writes, from cm after cmodel_run, in its order:
+ * every declared output, then per node grad.<node>.<param> and grad.<input>
+ * (with grad). RNNC_ENOMEM or RNNC_OK (out changed only then). */
+int jit_results(CModel *cm, const Model *md, int grad, TensorSet *out, char *err, size_t errlen);
+/* --threads N: 0 when not given (OpenMP's default); a usage error for N < 1. */
+int opt_threads(const Opts *o, int *n);
+
 /* ---- aligned tables (cli_util.c) ------------------------------------------ */
 
 enum { TABLE_MAXCOL = 8 };

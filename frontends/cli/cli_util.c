@@ -313,6 +313,124 @@ void bind_defaults(Loaded *ld, const Model *md, Env *env)
       env_set(ld->m->arena, env, md->dim[i].name, md->dim[i].def);
 }
 
+/* ---- the JIT engine ---------------------------------------------------------- */
+
+int jit_prepare(Loaded *ld, Model *md, int grad)
+{
+  if (grad && md->loss < 0)
+    return user_error("--grad: model '%s' has no loss to differentiate (a softmax with a "
+                      "target, or a sum)",
+                      md->name);
+  if (grad && !md->grad) {
+    int from = ld->m->diags.n;
+    md->grad = autodiff(ld->m, md);
+    print_diags_since(ld, &from);
+    if (!md->grad || ld->m->diags.nerror)
+      return md->grad ? EXIT_USER : user_error("cannot differentiate model '%s'", md->name);
+  }
+  schedule(ld->m);
+  return EXIT_OK;
+}
+
+int jit_compile(Loaded *ld, Model *md, const Env *env, int grad, CModel **cm)
+{
+  *cm = NULL;
+  int st = jit_prepare(ld, md, grad);
+  if (st)
+    return st;
+  char err[512];
+  CompileOpts co = {.grad = grad};
+  if (cmodel_compile(ld->m, md, env, &co, cm, err, sizeof err) != RNNC_OK) {
+    *cm = NULL;
+    return user_error("%s", err);
+  }
+  return EXIT_OK;
+}
+
+int jit_load(CModel *cm, const TensorSet *params, const TensorSet *inputs, const char **bad, char *err,
+             size_t errlen)
+{
+  for (int i = 0; i < cmodel_ntensor(cm); i++) {
+    CTensor *c = cmodel_tensor(cm, i);
+    if (c->role != CT_PARAM && c->role != CT_INPUT)
+      continue;
+    const Tensor *t = tset_find(c->role == CT_PARAM ? params : inputs, c->name);
+    if (!t || tensor_numel(t) != c->numel)
+      die("jit_load: tensor '%s' not bound as bind_dims checked it", c->name);
+    for (int64_t e = 0; e < c->numel; e++) {
+      if (c->dtype == DT_F32) {
+        ((float *)c->data)[e] =
+            t->dtype == DT_F32 ? ((const float *)t->data)[e] : (float)((const double *)t->data)[e];
+        continue;
+      }
+      int64_t v = t->dtype == DT_I32 ? ((const int32_t *)t->data)[e] : ((const int64_t *)t->data)[e];
+      if (v < INT32_MIN || v > INT32_MAX) {
+        *bad = c->name;
+        snprintf(err, errlen, "input '%s' has %lld at flat index %lld, outside the int32 range", c->name,
+                 (long long)v, (long long)e);
+        return RNNC_EINPUT;
+      }
+      ((int32_t *)c->data)[e] = (int32_t)v;
+    }
+  }
+  return RNNC_OK;
+}
+
+/* Add a copy of cm's tensor name to res under the same name. */
+static int put_ct(CModel *cm, const char *name, TensorSet *res, char *err, size_t errlen)
+{
+  const CTensor *c = cmodel_find(cm, name);
+  if (!c)
+    die("jit_results: the compiled model has no tensor '%s'", name);
+  Tensor *t = tset_add(res, name, c->dtype, c->rank, c->dim);
+  if (!t) {
+    snprintf(err, errlen, "out of memory for tensor '%s'", name);
+    return RNNC_ENOMEM;
+  }
+  memcpy(t->data, c->data, (size_t)c->numel * dtype_size(c->dtype));
+  return RNNC_OK;
+}
+
+int jit_results(CModel *cm, const Model *md, int grad, TensorSet *out, char *err, size_t errlen)
+{
+  TensorSet res;
+  tset_init(&res);
+  char name[512];
+  int st = RNNC_OK;
+  for (int k = 0; !st && k < md->noutput; k++)
+    st = put_ct(cm, md->node[md->output[k]].name, &res, err, errlen);
+  for (int i = 0; !st && grad && i < md->nnode; i++) {
+    const MNode *n = &md->node[i];
+    for (int p = 0; !st && p < n->nparam; p++) {
+      snprintf(name, sizeof name, "grad.%s", n->param[p].full);
+      st = put_ct(cm, name, &res, err, errlen);
+    }
+    if (!st && n->kind == M_INPUT && n->dtype != DT_I32) {
+      snprintf(name, sizeof name, "grad.%s", n->name);
+      st = put_ct(cm, name, &res, err, errlen);
+    }
+  }
+  if (!st && tset_move(out, &res) != RNNC_OK) {
+    snprintf(err, errlen, "out of memory for the results");
+    st = RNNC_ENOMEM;
+  }
+  tset_clear(&res);
+  return st;
+}
+
+int opt_threads(const Opts *o, int *n)
+{
+  uint64_t v;
+  int st = opt_u64(o, "--threads", 0, &v);
+  *n = 0;
+  if (st)
+    return st;
+  if (opt_given(o, "--threads") && (v < 1 || v > 4096))
+    return usage_error(o->cmd, "--threads wants a count from 1 to 4096, not %llu", (unsigned long long)v);
+  *n = (int)v;
+  return EXIT_OK;
+}
+
 /* ---- aligned tables ---------------------------------------------------------- */
 
 void table_init(Table *t, Arena *a, int ncol)

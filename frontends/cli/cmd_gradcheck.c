@@ -1,19 +1,29 @@
 /* cmd_gradcheck.c — `rnnc gradcheck MODEL.rnn`: the model's analytic float64
  * gradients (autodiff + the reference interpreter) against central finite
- * differences, per parameter and float input; PASS or FAIL. */
+ * differences, per parameter and float input; then the compiled model's
+ * float32 gradients (the jit engine) against those float64 ones at the same
+ * point; PASS or FAIL. */
+#include <float.h>
+#include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
 static const OptSpec spec[] = {
-    {"--seed", 1, 0}, {"--dim", 1, 1}, {"--model", 1, 0}, {"--coords", 1, 0}, {"--tol", 1, 0},
+    {"--seed", 1, 0},   {"--dim", 1, 1},     {"--model", 1, 0},  {"--coords", 1, 0},
+    {"--tol", 1, 0},    {"--engine", 1, 0},  {"--threads", 1, 0}, {"--jit-tol", 1, 0},
 };
+
+/* The jit check's default tolerance on the norm-wise relative error. */
+#define JIT_TOL 1e-4
 
 static void help(void)
 {
   fputs("usage: rnnc gradcheck MODEL.rnn [--seed N] [--dim NAME=N ...] [--coords N]\n"
-        "                      [--tol X] [--model NAME]\n"
+        "                      [--tol X] [--engine jit|interp] [--threads N] [--jit-tol X]\n"
+        "                      [--model NAME]\n"
         "\n"
         "Check the gradient of the model's loss with respect to every parameter and\n"
         "every float input, as autodiff and the reference interpreter compute it in\n"
@@ -27,14 +37,21 @@ static void help(void)
         "within the step) are skipped and counted. Prints one row per tensor and the\n"
         "worst error.\n"
         "\n"
+        "Then the compiled model (the jit engine, float32) runs forward and backward at\n"
+        "the same point, and its loss and every gradient are compared with the float64\n"
+        "ones: per tensor, max |jit - f64| / max |f64| must be at most --jit-tol.\n"
+        "\n"
         "options:\n"
         "  --seed N      random seed of the point and of the coordinates (default 0)\n"
         "  --dim NAME=N  give dimension NAME the size N; repeatable\n"
         "  --coords N    coordinates checked per tensor (default 16, at most 256)\n"
         "  --tol X       pass when every error is at most X (default 1e-6)\n"
+        "  --engine E    jit (default): both checks; interp: the finite differences only\n"
+        "  --threads N   threads of the jit engine (default: OpenMP's)\n"
+        "  --jit-tol X   the jit check passes when every error is at most X (default 1e-4)\n"
         "  --model NAME  the model to check when the file has several\n"
         "\n"
-        "exit status: 0 PASS, 1 FAIL or an error in the model, 2 bad usage\n",
+        "exit status: 0 PASS (both checks), 1 FAIL or an error in the model, 2 bad usage\n",
         stdout);
 }
 
@@ -79,6 +96,184 @@ static char *ok(Arena *a, const GradcheckTensor *x, double tol)
   return (char *)v;
 }
 
+/* A positive number option (default def); usage error when malformed. */
+static int opt_pos(const Opts *o, const char *name, double def, double *out)
+{
+  const char *v = opt_str(o, name);
+  *out = def;
+  if (!v)
+    return EXIT_OK;
+  char *end;
+  *out = strtod(v, &end);
+  if (!*v || *end || !(*out > 0))
+    return usage_error(o->cmd, "%s wants a positive number, not '%s'", name, v);
+  return EXIT_OK;
+}
+
+/* ---- the jit check ----------------------------------------------------------- */
+
+/* The point gradcheck() checks (ir/gradcheck.c, "The point checked"): inputs
+ * drawn exactly as it draws them, from the same seed and dims, so both
+ * checks look at the same point (jit_check verifies it by the loss). */
+static int point_inputs(const Model *md, const Env *e, uint64_t seed, TensorSet *in)
+{
+  Rng rng;
+  rng_seed(&rng, seed ^ 0x9e3779b97f4a7c15u);
+  for (int i = 0; i < md->nnode; i++) {
+    const MNode *n = &md->node[i];
+    if (n->kind != M_INPUT)
+      continue;
+    int64_t dim[TENSOR_MAXRANK];
+    for (int k = 0; k < n->shape.rank; k++) {
+      long v = 0;
+      dim_eval(n->shape.d[k], e, &v, NULL);
+      dim[k] = v;
+    }
+    Tensor *t = tset_add(in, n->name, n->dtype == DT_I32 ? DT_I64 : DT_F64, n->shape.rank, dim);
+    if (!t)
+      return RNNC_ENOMEM;
+    int64_t ne = tensor_numel(t);
+    if (n->dtype != DT_I32) {
+      for (int64_t k = 0; k < ne; k++)
+        ((double *)t->data)[k] = rng_normal(&rng);
+      continue;
+    }
+    long hi = -1, ignore = 0;
+    int hasignore = 0;
+    for (int j = 0; j < md->nnode; j++) {
+      const MNode *u = &md->node[j];
+      long v = -1;
+      if (u->kind == M_EMBEDDING && u->arg[0] == i)
+        dim_eval(u->size[0], e, &v, NULL);
+      if (u->kind == M_SOFTMAX && u->target == i) {
+        dim_eval(u->size[0], e, &v, NULL);
+        if (u->hasignore) {
+          hasignore = 1;
+          ignore = u->ignore;
+        }
+      }
+      if (v >= 0 && (hi < 0 || v < hi))
+        hi = v;
+    }
+    if (hi <= 0)
+      hi = 1;
+    for (int64_t k = 0; k < ne; k++) {
+      long v = (long)(rng_uniform(&rng) * (double)hi);
+      if (hasignore && k > 0 && rng_uniform(&rng) < 0.25)
+        v = ignore;
+      ((int64_t *)t->data)[k] = v;
+    }
+  }
+  return RNNC_OK;
+}
+
+/* Norm-wise relative error of a (F32) against ref (F64):
+ * max_i |a_i - r_i| / max(max_i |r_i|, FLT_MIN), infinite with a NaN;
+ * *worst the index of the largest difference. */
+static double rel_error(const Tensor *a, const Tensor *ref, long *worst)
+{
+  const float *x = a->data;
+  const double *r = ref->data;
+  double maxdiff = 0, maxref = 0;
+  *worst = 0;
+  for (int64_t i = 0; i < tensor_numel(ref); i++) {
+    double d = fabs((double)x[i] - r[i]);
+    if (isnan(d))
+      return INFINITY;
+    if (d > maxdiff) {
+      maxdiff = d;
+      *worst = (long)i;
+    }
+    maxref = fmax(maxref, fabs(r[i]));
+  }
+  return maxdiff / fmax(maxref, FLT_MIN);
+}
+
+/* Compile md with gradients, run it at the point of report r and compare its
+ * loss and gradients with the float64 interpreter's there. Prints the table
+ * and its verdict line; *pass. EXIT_OK, or EXIT_USER with the reason printed. */
+static int jit_check(Loaded *ld, Model *md, const GradcheckReport *r, uint64_t seed, int nthreads,
+                     double tol, int *pass)
+{
+  char err[512];
+  Arena *a = ld->m->arena;
+  const Env *e = &r->env;
+  TensorSet p, in, ref, got;
+  tset_init(&p);
+  tset_init(&in);
+  tset_init(&ref);
+  tset_init(&got);
+  CModel *cm = NULL;
+  int st = jit_prepare(ld, md, 1);
+  if (st)
+    goto done;
+  InterpOpts io = {.prec = PREC_F64, .wantgrad = 1};
+  if (point_inputs(md, e, seed, &in) != RNNC_OK) {
+    st = user_error("out of memory");
+    goto done;
+  }
+  if (init_params(md, e, seed, &p, err, sizeof err) != RNNC_OK ||
+      interp_run(ld->m, md, md->grad, (Env *)e, &p, &in, &io, &ref, err, sizeof err) != RNNC_OK) {
+    st = user_error("%s", err);
+    goto done;
+  }
+  const Tensor *lref = tset_find(&ref, md->node[md->loss].name);
+  if (((const double *)lref->data)[0] != r->loss)
+    die("gradcheck: the jit check's point (loss %.17g) is not gradcheck's (loss %.17g)",
+        ((const double *)lref->data)[0], r->loss);
+  if ((st = jit_compile(ld, md, e, 1, &cm)))
+    goto done;
+  const char *bad;
+  if (jit_load(cm, &p, &in, &bad, err, sizeof err) != RNNC_OK ||
+      cmodel_run(cm, 1, nthreads, err, sizeof err) != RNNC_OK ||
+      jit_results(cm, md, 1, &got, err, sizeof err) != RNNC_OK) {
+    st = user_error("%s", err);
+    goto done;
+  }
+
+  int nth = nthreads ? nthreads : omp_get_max_threads();
+  printf("jit: compiled in %.0f ms, float32, %d thread%s; against the float64 interpreter\n",
+         cmodel_compile_ms(cm), nth, nth == 1 ? "" : "s");
+  Table t;
+  table_init(&t, a, 6);
+  t.right[1] = t.right[3] = t.right[4] = 1;
+  table_row(&t, (const char *[]){"tensor", "rel err", "at", "jit", "float64", "ok"});
+  double maxerr = 0;
+  const char *worstname = NULL;
+  /* the loss, then every gradient, in the interpreter's order */
+  for (int i = 0; i < ref.n; i++) {
+    const Tensor *x = &ref.t[i];
+    int isloss = strcmp(x->name, md->node[md->loss].name) == 0;
+    if (!isloss && strncmp(x->name, "grad.", 5) != 0)
+      continue;
+    const Tensor *y = tset_find(&got, x->name);
+    if (!y || y->dtype != DT_F32 || tensor_numel(y) != tensor_numel(x))
+      die("gradcheck: the jit engine wrote no tensor '%s' of its shape", x->name);
+    long w;
+    double er = rel_error(y, x, &w);
+    if (!worstname || !(er <= maxerr)) {
+      maxerr = er;
+      worstname = x->name;
+    }
+    table_row(&t, (const char *[]){x->name, aprintf(a, "%.2e", er),
+                                   isloss ? "" : where(a, md, e, x->name, w),
+                                   aprintf(a, "%.9g", ((const float *)y->data)[w]),
+                                   aprintf(a, "%.9g", ((const double *)x->data)[w]),
+                                   er <= tol ? "ok" : "FAIL"});
+  }
+  table_print(stdout, &t, "  ");
+  *pass = maxerr <= tol;
+  printf("jit worst error %.2e (%s), tolerance %.0e: %s\n", maxerr, worstname, tol,
+         *pass ? "PASS" : "FAIL");
+done:
+  cmodel_free(cm);
+  tset_clear(&p);
+  tset_clear(&in);
+  tset_clear(&ref);
+  tset_clear(&got);
+  return st;
+}
+
 int cmd_gradcheck(int argc, char **argv)
 {
   Opts o;
@@ -97,14 +292,17 @@ int cmd_gradcheck(int argc, char **argv)
   if (ncoord < 1 || ncoord > 256)
     return usage_error("gradcheck", "--coords wants a count from 1 to 256, not %llu",
                        (unsigned long long)ncoord);
-  double tol = 1e-6;
-  const char *tols = opt_str(&o, "--tol");
-  if (tols) {
-    char *end;
-    tol = strtod(tols, &end);
-    if (!*tols || *end || !(tol > 0))
-      return usage_error("gradcheck", "--tol wants a positive number, not '%s'", tols);
-  }
+  double tol, jtol;
+  int nthreads;
+  if ((st = opt_pos(&o, "--tol", 1e-6, &tol)) || (st = opt_pos(&o, "--jit-tol", JIT_TOL, &jtol)) ||
+      (st = opt_threads(&o, &nthreads)))
+    return st;
+  const char *engine = opt_str(&o, "--engine");
+  if (engine && strcmp(engine, "jit") != 0 && strcmp(engine, "interp") != 0)
+    return usage_error("gradcheck", "unknown engine '%s' (engines: interp, jit)", engine);
+  int jit = !engine || strcmp(engine, "jit") == 0;
+  if (!jit && (nthreads || opt_given(&o, "--jit-tol")))
+    return usage_error("gradcheck", "--threads and --jit-tol go with --engine jit");
 
   Loaded ld;
   if ((st = load_model(&ld, path, PASS_VERIFY, NULL)))
@@ -162,7 +360,13 @@ int cmd_gradcheck(int argc, char **argv)
            r.pass ? "PASS" : "FAIL");
   else
     printf("nothing to check (no parameter or float input): %s\n", r.pass ? "PASS" : "FAIL");
-  st = r.pass ? EXIT_OK : EXIT_USER;
+  int jpass = 1;
+  st = jit ? jit_check(&ld, md, &r, seed, nthreads, jtol, &jpass) : EXIT_OK;
+  if (!st && jit)
+    printf("finite differences %s, jit %s: %s\n", r.pass ? "PASS" : "FAIL", jpass ? "PASS" : "FAIL",
+           r.pass && jpass ? "PASS" : "FAIL");
+  if (!st)
+    st = r.pass && jpass ? EXIT_OK : EXIT_USER;
   gradcheck_report_free(&r);
   loaded_free(&ld);
   return st;

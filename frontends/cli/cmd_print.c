@@ -1,16 +1,22 @@
 /* cmd_print.c — `rnnc print MODEL.rnn [--after PASS]`: the canonical IR text
- * after a pass of the pipeline (parse, verify, autodiff, schedule). */
+ * after a pass of the pipeline (parse, verify, autodiff, schedule); and
+ * `rnnc print MODEL.rnn --emit llvm|asm`: the code the JIT makes for the
+ * model at given sizes, as optimized LLVM IR or host assembly. */
+#include <string.h>
+
+#include <llvm-c/Core.h>
+
 #include "cli.h"
 
 static const OptSpec spec[] = {
-    {"--after", 1, 0},
-    {"--model", 1, 0},
-    {"--prelude", 0, 0},
+    {"--after", 1, 0}, {"--model", 1, 0}, {"--prelude", 0, 0},
+    {"--emit", 1, 0},  {"--dim", 1, 1},   {"--grad", 0, 0},
 };
 
 static void help(void)
 {
   fputs("usage: rnnc print MODEL.rnn [--after PASS] [--model NAME] [--prelude]\n"
+        "       rnnc print MODEL.rnn --emit llvm|asm [--dim NAME=N ...] [--grad] [--model NAME]\n"
         "\n"
         "Print MODEL.rnn (- reads standard input) as canonical IR text: one statement\n"
         "per line, canonical spacing and parentheses, comments dropped. The text parses\n"
@@ -27,11 +33,76 @@ static void help(void)
         "                            cell), what runs before the time loop over all\n"
         "                            T*B rows, per step, and after the loop, and which\n"
         "                            matmuls are GEMMs, as # comments\n"
-        "  --model NAME  with --after autodiff or schedule: differentiate only model NAME\n"
+        "  --model NAME  with --after autodiff or schedule: differentiate only model NAME;\n"
+        "                with --emit: the model to compile when the file has several\n"
         "  --prelude     also print the built-in cells (rnn, gru, lstm)\n"
+        "  --emit WHAT   instead of the IR, the model's generated kernels for this CPU,\n"
+        "                optimized as the jit engine runs them: llvm (LLVM IR) or asm\n"
+        "                (assembly)\n"
+        "  --dim NAME=N  with --emit: the size to compile for; T = 8, B = 4 and the\n"
+        "                header's defaults otherwise; repeatable\n"
+        "  --grad        with --emit: the backward pass's kernels too\n"
         "\n"
         "exit status: 0 printed, 1 the model has errors (or cannot be read), 2 bad usage\n",
         stdout);
+}
+
+/* T and B when --emit is given no --dim for them (as `rnnc init`'s). */
+enum { EMIT_T = 8, EMIT_B = 4 };
+
+/* --dim, then T, B and the header defaults; every dim of an input or a
+ * parameter must end up bound (a user error names one that is not). */
+static int emit_dims(Loaded *ld, Model *md, const Opts *o, Env *env)
+{
+  int st = parse_dims(ld, md, o, env);
+  if (st)
+    return st;
+  long v;
+  const char *T = intern(ld->m->names, "T", 1), *B = intern(ld->m->names, "B", 1);
+  if (!env_get(env, T, &v))
+    env_set(ld->m->arena, env, T, EMIT_T);
+  if (!env_get(env, B, &v))
+    env_set(ld->m->arena, env, B, EMIT_B);
+  bind_defaults(ld, md, env);
+  for (int i = 0; i < md->nnode; i++) {
+    const MNode *n = &md->node[i];
+    for (int p = -1; p < n->nparam; p++) {
+      const Shape *s = p < 0 ? (n->kind == M_INPUT ? &n->shape : NULL) : &n->param[p].shape;
+      for (int k = 0; s && k < s->rank; k++) {
+        const char *bad = NULL;
+        if (!dim_eval(s->d[k], env, &v, &bad))
+          return user_error("dimension '%s' of %s '%s' has no value; give it with --dim %s=N", bad,
+                            p < 0 ? "input" : "parameter", p < 0 ? n->name : n->param[p].full, bad);
+      }
+    }
+  }
+  return EXIT_OK;
+}
+
+/* print --emit: the model's kernels as optimized LLVM IR or assembly. */
+static int emit(Loaded *ld, const Opts *o, int asm_)
+{
+  Model *md = pick_model(ld, opt_str(o, "--model"));
+  if (!md)
+    return EXIT_USER;
+  Env env = {0};
+  int grad = opt_given(o, "--grad");
+  int st = emit_dims(ld, md, o, &env);
+  if (!st)
+    st = jit_prepare(ld, md, grad);
+  if (st)
+    return st;
+  char err[512];
+  CompileOpts co = {.grad = grad};
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMModuleRef mod = NULL;
+  if (cmodel_module(ld->m, md, &env, &co, cx, &mod, err, sizeof err) != RNNC_OK ||
+      emit_module(mod, asm_, stdout, err, sizeof err) != RNNC_OK)
+    st = user_error("%s", err);
+  if (mod)
+    LLVMDisposeModule(mod);
+  LLVMContextDispose(cx);
+  return st;
 }
 
 int cmd_print(int argc, char **argv)
@@ -48,10 +119,25 @@ int cmd_print(int argc, char **argv)
   if ((st = opts_model_path(&o, &path)))
     return st;
   const char *after = opt_str(&o, "--after");
+  const char *what = opt_str(&o, "--emit");
+  const char *only = opt_str(&o, "--model");
+  if (what) {
+    if (strcmp(what, "llvm") != 0 && strcmp(what, "asm") != 0)
+      return usage_error("print", "unknown --emit '%s' (llvm or asm)", what);
+    if (after || opt_given(&o, "--prelude"))
+      return usage_error("print", "--emit prints code, not the IR: it takes no --after or --prelude");
+    Loaded ld;
+    if ((st = load_model(&ld, path, PASS_VERIFY, NULL)))
+      return st;
+    st = emit(&ld, &o, strcmp(what, "asm") == 0);
+    loaded_free(&ld);
+    return st;
+  }
+  if (opt_given(&o, "--dim") || opt_given(&o, "--grad"))
+    return usage_error("print", "--dim and --grad go with --emit");
   int pass = pass_lookup(after ? after : "verify");
   if (pass < 0)
     return usage_error("print", "unknown pass '%s' (passes: parse, verify, autodiff, schedule)", after);
-  const char *only = opt_str(&o, "--model");
   if (only && pass < PASS_AUTODIFF)
     return usage_error("print", "--model goes with --after autodiff or schedule");
 

@@ -1,7 +1,10 @@
 /* cmd_run.c — `rnnc run MODEL.rnn --params P --inputs I --out O [--grad]`:
- * forward (and backward) on tensors from safetensors files, by the reference
- * interpreter; writes every declared output and, with --grad, every gradient. */
+ * forward (and backward) on tensors from safetensors files, by the model
+ * compiled to machine code (--engine jit, the default) or by the reference
+ * interpreter (--engine interp); writes every declared output and, with
+ * --grad, every gradient, with the same names, shapes and order either way. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "cli.h"
@@ -9,13 +12,14 @@
 static const OptSpec spec[] = {
     {"--params", 1, 0}, {"--inputs", 1, 0}, {"--out", 1, 0},   {"--grad", 0, 0},
     {"--engine", 1, 0}, {"--dim", 1, 1},    {"--f64", 0, 0},   {"--model", 1, 0},
-    {"--quiet", 0, 0},
+    {"--quiet", 0, 0},  {"--threads", 1, 0},
 };
 
 static void help(void)
 {
   fputs("usage: rnnc run MODEL.rnn --params PARAMS --inputs INPUTS --out OUT [--grad]\n"
-        "                [--engine interp] [--dim NAME=N ...] [--f64] [--model NAME]\n"
+        "                [--engine jit|interp] [--threads N] [--dim NAME=N ...] [--f64]\n"
+        "                [--model NAME] [--quiet]\n"
         "\n"
         "Run the model forward on the tensors of INPUTS (one per model input, named\n"
         "after it) with the parameters of PARAMS (<node>.<param>), and write every\n"
@@ -30,10 +34,15 @@ static void help(void)
         "  --grad           also run backward through time and write the gradient of\n"
         "                   the loss with respect to every parameter (grad.<node>.<param>)\n"
         "                   and every float input and initial state (grad.<input>)\n"
-        "  --engine E       interp: the reference interpreter (default). The jit engine\n"
-        "                   is not in this build yet.\n"
+        "  --engine E       jit (default): compile the model for this CPU (LLVM) and run\n"
+        "                   the machine code, float32, multithreaded; interp: the\n"
+        "                   reference interpreter, plain C\n"
+        "  --threads N      threads of the jit engine (default: OMP_NUM_THREADS or every\n"
+        "                   core); results are bitwise the same for any N\n"
         "  --dim NAME=N     bind dimension NAME to N; repeatable\n"
-        "  --f64            compute in float64 (default: float32, rounded op by op)\n"
+        "  --f64            compute in float64 with the interpreter (--f64 alone implies\n"
+        "                   --engine interp; it computes in float32 otherwise, rounded op\n"
+        "                   by op)\n"
         "  --model NAME     the model to run when the file has several\n"
         "  --quiet          print nothing on success\n"
         "\n"
@@ -80,6 +89,39 @@ static void show_outputs(Arena *a, const TensorSet *s)
   table_print(stdout, &t, "  ");
 }
 
+/* The jit engine: bind the dims from the tensors, compile, copy the tensors
+ * in, run, and collect the results into out. Prints the reason on an error. */
+static int run_jit(Loaded *ld, Model *md, Env *env, const TensorSet *params, const TensorSet *inputs,
+                   int wantgrad, int nthreads, TensorSet *out, double *ms)
+{
+  char err[512];
+  if (bind_dims(ld->m, md, env, params, inputs, ld->m->arena, err, sizeof err) != RNNC_OK)
+    return user_error("%s", err);
+  CModel *cm;
+  int st = jit_compile(ld, md, env, wantgrad, &cm);
+  if (st)
+    return st;
+  *ms = cmodel_compile_ms(cm);
+  const char *bad = NULL;
+  if (jit_load(cm, params, inputs, &bad, err, sizeof err) != RNNC_OK) {
+    /* an id int32 cannot hold is out of range too: say so as the
+     * interpreter does (it reads ids as 64-bit) */
+    char ierr[512];
+    TensorSet tmp;
+    tset_init(&tmp);
+    InterpOpts io = {.prec = PREC_F32};
+    if (interp_run(ld->m, md, NULL, env, params, inputs, &io, &tmp, ierr, sizeof ierr) != RNNC_OK)
+      snprintf(err, sizeof err, "%s", ierr);
+    tset_clear(&tmp);
+    st = user_error("%s", err);
+  } else if (cmodel_run(cm, wantgrad, nthreads, err, sizeof err) != RNNC_OK ||
+             jit_results(cm, md, wantgrad, out, err, sizeof err) != RNNC_OK) {
+    st = user_error("%s", err);
+  }
+  cmodel_free(cm);
+  return st;
+}
+
 int cmd_run(int argc, char **argv)
 {
   Opts o;
@@ -91,14 +133,20 @@ int cmd_run(int argc, char **argv)
     help();
     return EXIT_OK;
   }
+  int nthreads;
   if ((st = opts_model_path(&o, &path)) || (st = opts_require(&o, "--params")) ||
-      (st = opts_require(&o, "--inputs")) || (st = opts_require(&o, "--out")))
+      (st = opts_require(&o, "--inputs")) || (st = opts_require(&o, "--out")) ||
+      (st = opt_threads(&o, &nthreads)))
     return st;
   const char *engine = opt_str(&o, "--engine");
-  if (engine && strcmp(engine, "jit") == 0)
-    return user_error("the jit engine is not available in this build; use --engine interp");
-  if (engine && strcmp(engine, "interp") != 0)
+  if (engine && strcmp(engine, "jit") != 0 && strcmp(engine, "interp") != 0)
     return usage_error("run", "unknown engine '%s' (engines: interp, jit)", engine);
+  /* --f64 alone picks the interpreter: the jit engine computes in float32 */
+  int jit = engine ? strcmp(engine, "jit") == 0 : !opt_given(&o, "--f64");
+  if (jit && opt_given(&o, "--f64"))
+    return usage_error("run", "--f64 goes with --engine interp (the jit engine computes in float32)");
+  if (!jit && nthreads)
+    return usage_error("run", "--threads goes with --engine jit (the interpreter runs on one thread)");
   int wantgrad = opt_given(&o, "--grad");
 
   Loaded ld;
@@ -123,28 +171,36 @@ int cmd_run(int argc, char **argv)
   tset_init(&inputs);
   tset_init(&out);
   const char *outpath = opt_str(&o, "--out");
+  int prec = opt_given(&o, "--f64") ? PREC_F64 : PREC_F32;
+  double ms = 0;
   if (safetensors_read(opt_str(&o, "--params"), &params, err, sizeof err) != RNNC_OK ||
       safetensors_read(opt_str(&o, "--inputs"), &inputs, err, sizeof err) != RNNC_OK) {
     st = user_error("%s", err);
     goto done;
   }
-  ModelGrad *g = NULL;
-  if (wantgrad) {
-    int from = ld.m->diags.n;
-    g = autodiff(ld.m, md);
-    print_diags_since(&ld, &from);
-    if (!g || ld.m->diags.nerror) {
-      st = g ? EXIT_USER : user_error("cannot differentiate model '%s'", md->name);
+  if (jit) {
+    if ((st = run_jit(&ld, md, &env, &params, &inputs, wantgrad, nthreads, &out, &ms)))
+      goto done;
+  } else {
+    ModelGrad *g = NULL;
+    if (wantgrad) {
+      int from = ld.m->diags.n;
+      g = autodiff(ld.m, md);
+      print_diags_since(&ld, &from);
+      if (!g || ld.m->diags.nerror) {
+        st = g ? EXIT_USER : user_error("cannot differentiate model '%s'", md->name);
+        goto done;
+      }
+    }
+    InterpOpts io = {.prec = prec, .wantgrad = wantgrad};
+    if (interp_run(ld.m, md, g, &env, &params, &inputs, &io, &out, err, sizeof err) != RNNC_OK) {
+      st = user_error("%s", err);
       goto done;
     }
   }
-  InterpOpts io = {.prec = opt_given(&o, "--f64") ? PREC_F64 : PREC_F32, .wantgrad = wantgrad};
-  if (interp_run(ld.m, md, g, &env, &params, &inputs, &io, &out, err, sizeof err) != RNNC_OK) {
-    st = user_error("%s", err);
-    goto done;
-  }
   if (tset_setmeta(&out, "model", md->name) ||
-      tset_setmeta(&out, "precision", io.prec == PREC_F64 ? "f64" : "f32")) {
+      tset_setmeta(&out, "precision", prec == PREC_F64 ? "f64" : "f32") ||
+      tset_setmeta(&out, "engine", jit ? "jit" : "interp")) {
     st = user_error("out of memory");
     goto done;
   }
@@ -153,8 +209,13 @@ int cmd_run(int argc, char **argv)
     goto done;
   }
   if (!opt_given(&o, "--quiet")) {
-    printf("wrote %s: %d tensors of model %s (%s, interp%s)\n", outpath, out.n, md->name,
-           io.prec == PREC_F64 ? "float64" : "float32", wantgrad ? ", with gradients" : "");
+    const char *how = "interp";
+    if (jit) {
+      int nth = nthreads ? nthreads : omp_get_max_threads();
+      how = aprintf(ld.m->arena, "jit compiled in %.0f ms, %d thread%s", ms, nth, nth == 1 ? "" : "s");
+    }
+    printf("wrote %s: %d tensors of model %s (%s, %s%s)\n", outpath, out.n, md->name,
+           prec == PREC_F64 ? "float64" : "float32", how, wantgrad ? ", with gradients" : "");
     show_outputs(ld.m->arena, &out);
   }
   st = EXIT_OK;
