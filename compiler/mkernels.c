@@ -12,10 +12,12 @@
  * ir/interp_backward.c bwd_embedding, bwd_softmax, softmax_jvp_t).
  *
  * The softmax rows run on explicit vectors of W floats (8 with AVX2 and FMA
- * on the host and not mk_portable, else 4) with SLEEF's vector ≤ 1-ulp exp (Sleef_expf8_u10avx2 /
- * Sleef_expf4_u10sse2, as phasegen.c) and a scalar tail; the sum of exponentials and the
- * Jacobian's dot product accumulate in double, lane by lane, the lanes then
- * added in order. The other kernels are plain loops that O3 vectorizes.
+ * on the host unless mk_portable, else 4) with SLEEF's vector ≤ 1-ulp exp
+ * (Sleef_expf8_u10avx2 / Sleef_expf4_u10sse2, as phasegen.c) and a scalar
+ * tail; the sum of exponentials and the Jacobian's dot product accumulate in
+ * double, lane by lane, the lanes then added in order. The other kernels are
+ * plain loops that O3 vectorizes; column sums, sum and the loss accumulate in
+ * double too and round once.
  * Nothing here is JIT-specific: buffers come from buf, no addresses are baked
  * in, and the module has no triple until a back end gives it one. */
 #include <math.h>
