@@ -58,7 +58,11 @@ if [ $quick = 1 ]; then
   rargs+=(--quick)
   targs+=(--configs quick --steps 3 --warmup 1 --min-time 0 --gen-steps 20)
 else
-  [ -n "$configs" ] && rargs+=(--configs "$configs,C2-compile") && targs+=(--configs "$configs")
+  if [ -n "$configs" ]; then  # C2's list brings C2's compile times at T = 1, 64, 1024
+    rargs+=(--configs "$configs$([[ ",$configs," == *",C2,"* ]] && echo ,C2-compile)")
+    tconf=$(echo ",$configs," | sed 's/,C2-compile,/,/g; s/^,//; s/,$//')
+    targs+=(--configs "$tconf")
+  fi
   [ -n "$steps" ] && rargs+=(--steps "$steps") && targs+=(--steps "$steps")
 fi
 
@@ -66,12 +70,13 @@ echo "== rnnc (OMP_NUM_THREADS=$threads)" >&2
 OMP_NUM_THREADS=$threads "$build/rnnc_bench" "${rargs[@]}" | tee "$work/rnnc.jsonl" >&2
 rnnc_rc=${PIPESTATUS[0]}
 
-torch_ok=0
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+if [ -n "$configs" ] && [ -z "${tconf:-}" ]; then
+  echo "== PyTorch: nothing to run (C2-compile is rnnc's only)" >&2
+elif /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   echo "== PyTorch (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE)" >&2
   OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE \
     /usr/bin/python3 "$here/torch_bench.py" "${targs[@]}" | tee "$work/torch.jsonl" >&2
-  [ "${PIPESTATUS[0]}" = 0 ] && torch_ok=1
+  [ "${PIPESTATUS[0]}" = 0 ] || echo "run.sh: torch_bench.py failed (its message above)" >&2
 else
   echo "== PyTorch: skipped (/usr/bin/python3 cannot import torch; Debian python3-torch)" >&2
 fi
