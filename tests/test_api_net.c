@@ -18,7 +18,8 @@
 #endif
 
 /* A small LSTM language model, a model without a loss (probabilities and a
- * final state, two stacked cells), and one with a dim without default. */
+ * final state, two stacked cells), one with a dim without default, and one
+ * whose cell runs backward in time. */
 static const char models[] =
     "model tiny(V = 7, E = 5, H = 6) {\n"
     "  input tokens: i32[T, B], targets: i32[T, B]\n"
@@ -41,6 +42,13 @@ static const char models[] =
     "  x = embedding(tokens, V, E)\n"
     "  h = rnn(x, H = E)\n"
     "  loss = softmax(h, V, target = targets)\n"
+    "  output loss\n"
+    "}\n"
+    "model rev(V = 5, H = 3) {\n"
+    "  input tokens: i32[T, B], targets: i32[T, B]\n"
+    "  x = embedding(tokens, V, H)\n"
+    "  bw = rnn(x, H = H, backward)\n"
+    "  loss = softmax(bw, V, target = targets)\n"
     "  output loss\n"
     "}\n";
 
@@ -180,6 +188,8 @@ Test(api_net, compile_misuse)
          RNNC_EINPUT,
          "rnnc_compile: RNNC_GRAD: model 'gen' has no loss to differentiate (a softmax with a "
          "target, or a sum)");
+  EXPECT(ctx, rnnc_compile(ctx, "rev", 2, (rnnc_dim[]){{"T", 1}, {"B", 1}}, RNNC_CARRY, &net), RNNC_EINPUT,
+         "node 'bw' runs backward in time: its state cannot be carried from run to run");
   EXPECT(ctx, rnnc_compile(ctx, "tiny", 2, (rnnc_dim[]){{"T", 4}, {"B", 3}}, 4, &net), RNNC_EMISUSE,
          "rnnc_compile: unknown flags 0x4");
   EXPECT(ctx, rnnc_compile(ctx, NULL, 0, NULL, 0, &net), RNNC_EMISUSE, "rnnc_compile: model is NULL");
