@@ -893,8 +893,17 @@ Test(cli, print_emit)
   cr_assert(strstr(out, "\t.text\n"), "%.400s", out);
   cr_assert(strstr(out, "\tret"), "%.400s", out);
   free(out);
+  /* the plan: the hoisted input GEMM before the loop, one step per iteration;
+   * a bidirectional layer also runs its time loop backward */
+  cr_assert_eq(rnnc(&out, "print '%s' --emit plan --dim T=6", ex("mgu.rnn")), 0, "%s", out);
+  cr_assert(strncmp(out, "# plan of model mgu_tagger at T=6 B=4 ", 38) == 0, "%s", out);
+  cr_assert(strstr(out, "#   loop t = 0 .. T-1 (6 steps, "), "%s", out);
+  cr_assert(strstr(out, "#   loop t = T-1 .. 0 (6 steps, "), "%s", out);
+  cr_assert(strstr(out, "#   -- barrier --\n"), "%s", out);
+  cr_assert(strstr(out, "#     k"), "%s", out); /* a kernel in the loop */
+  free(out);
   cr_assert_eq(rnnc(&out, "print '%s' --emit wasm", ex("mgu.rnn")), 2);
-  cr_assert_str_eq(out, "rnnc print: unknown --emit 'wasm' (llvm or asm)\ntry 'rnnc print --help'\n");
+  cr_assert_str_eq(out, "rnnc print: unknown --emit 'wasm' (llvm, asm or plan)\ntry 'rnnc print --help'\n");
   free(out);
   cr_assert_eq(rnnc(&out, "print '%s' --emit llvm --after schedule", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc print: --emit prints code, not the IR: it takes no --after or --prelude\n"

@@ -1,7 +1,8 @@
 /* cmd_print.c — `rnnc print MODEL.rnn [--after PASS]`: the canonical IR text
  * after a pass of the pipeline (parse, verify, autodiff, schedule); and
- * `rnnc print MODEL.rnn --emit llvm|asm`: the code the JIT makes for the
- * model at given sizes, as optimized LLVM IR or host assembly. */
+ * `rnnc print MODEL.rnn --emit llvm|asm|plan`: the code the JIT makes for
+ * the model at given sizes, as optimized LLVM IR or host assembly, or the
+ * plan that calls it. */
 #include <string.h>
 
 #include <llvm-c/Core.h>
@@ -16,7 +17,8 @@ static const OptSpec spec[] = {
 static void help(void)
 {
   fputs("usage: rnnc print MODEL.rnn [--after PASS] [--model NAME] [--prelude]\n"
-        "       rnnc print MODEL.rnn --emit llvm|asm [--dim NAME=N ...] [--grad] [--model NAME]\n"
+        "       rnnc print MODEL.rnn --emit llvm|asm|plan [--dim NAME=N ...] [--grad]\n"
+        "                  [--model NAME]\n"
         "\n"
         "Print MODEL.rnn (- reads standard input) as canonical IR text: one statement\n"
         "per line, canonical spacing and parentheses, comments dropped. The text parses\n"
@@ -38,7 +40,8 @@ static void help(void)
         "  --prelude     also print the built-in cells (rnn, gru, lstm)\n"
         "  --emit WHAT   instead of the IR, the model's generated kernels for this CPU,\n"
         "                optimized as the jit engine runs them: llvm (LLVM IR) or asm\n"
-        "                (assembly)\n"
+        "                (assembly); or plan: the forward pass's kernels in the order\n"
+        "                they run, with the time loop and the barriers\n"
         "  --dim NAME=N  with --emit: the size to compile for; T = 8, B = 4 and the\n"
         "                header's defaults otherwise; repeatable\n"
         "  --grad        with --emit: the backward pass's kernels too\n"
@@ -79,8 +82,45 @@ static int emit_dims(Loaded *ld, Model *md, const Opts *o, Env *env)
   return EXIT_OK;
 }
 
-/* print --emit: the model's kernels as optimized LLVM IR or assembly. */
-static int emit(Loaded *ld, const Opts *o, int asm_)
+/* Ops [k0, k1) of p, loops indented. */
+static void print_ops(FILE *f, const Plan *p, int k0, int k1, int depth)
+{
+  for (int k = k0; k < k1; k++) {
+    const PlanOp *o = &p->op[k];
+    if (o->kind == PK_LOOP) {
+      fprintf(f, "#   %*sloop t = %s (%lld steps, %d ops)\n", 2 * depth, "",
+              o->reverse ? "T-1 .. 0" : "0 .. T-1", (long long)o->T, o->nbody);
+      print_ops(f, p, k + 1, k + 1 + o->nbody, depth + 1);
+      k += o->nbody;
+    } else if (o->n == 0) {
+      fprintf(f, "#   %*s%s\n", 2 * depth, "", o->barrier ? "-- barrier --" : "(nothing)");
+    } else {
+      fprintf(f, "#   %*s%-28s [0, %lld) in grains of %lld%s\n", 2 * depth, "", p->fnname[o->fn],
+              (long long)o->n, (long long)o->grain, o->barrier ? ", then a barrier" : "");
+    }
+  }
+}
+
+/* print --emit plan: the kernels in the order the plan calls them. */
+static void print_plan(FILE *f, const Model *md, const Env *env, CModel *cm)
+{
+  const Plan *p = cmodel_plan(cm);
+  int nk = 0; /* kernels, not counting the name the barriers go under */
+  for (int k = 0; k < p->nfn; k++)
+    nk += strcmp(p->fnname[k], "barrier") != 0;
+  fprintf(f, "# plan of model %s at", md->name);
+  for (int i = 0; i < env->n; i++)
+    fprintf(f, " %s=%ld", env->sym[i], env->val[i]);
+  fprintf(f, " (forward pass): %d ops, %d kernels, %zu floats of scratch per thread\n", p->nop, nk,
+          p->scratch);
+  fputs("# each thread runs every op on its share of the op's range, one OpenMP team\n"
+        "# for the whole plan\n",
+        f);
+  print_ops(f, p, 0, p->nop, 0);
+}
+
+/* print --emit: the model's kernels as optimized LLVM IR or assembly, or its plan. */
+static int emit(Loaded *ld, const Opts *o, const char *what)
 {
   Model *md = pick_model(ld, opt_str(o, "--model"));
   if (!md)
@@ -92,6 +132,15 @@ static int emit(Loaded *ld, const Opts *o, int asm_)
     st = jit_prepare(ld, md, grad);
   if (st)
     return st;
+  if (strcmp(what, "plan") == 0) {
+    CModel *cm;
+    if ((st = jit_compile(ld, md, &env, grad, &cm)))
+      return st;
+    print_plan(stdout, md, &env, cm);
+    cmodel_free(cm);
+    return EXIT_OK;
+  }
+  int asm_ = strcmp(what, "asm") == 0;
   char err[512];
   CompileOpts co = {.grad = grad};
   LLVMContextRef cx = LLVMContextCreate();
@@ -122,14 +171,14 @@ int cmd_print(int argc, char **argv)
   const char *what = opt_str(&o, "--emit");
   const char *only = opt_str(&o, "--model");
   if (what) {
-    if (strcmp(what, "llvm") != 0 && strcmp(what, "asm") != 0)
-      return usage_error("print", "unknown --emit '%s' (llvm or asm)", what);
+    if (strcmp(what, "llvm") != 0 && strcmp(what, "asm") != 0 && strcmp(what, "plan") != 0)
+      return usage_error("print", "unknown --emit '%s' (llvm, asm or plan)", what);
     if (after || opt_given(&o, "--prelude"))
       return usage_error("print", "--emit prints code, not the IR: it takes no --after or --prelude");
     Loaded ld;
     if ((st = load_model(&ld, path, PASS_VERIFY, NULL)))
       return st;
-    st = emit(&ld, &o, strcmp(what, "asm") == 0);
+    st = emit(&ld, &o, what);
     loaded_free(&ld);
     return st;
   }
