@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include <llvm-c/Core.h>
+#include <omp.h>
 
 #include "compile.h"
 
@@ -56,7 +57,30 @@ Addr at_step(Addr a, int64_t B)
   return a;
 }
 
-const char *ksym(Comp *C, const char *what) { return aprintf(C->a, "k%d_%s", C->nk++, what); }
+static long ninst(LLVMModuleRef mod)
+{
+  long n = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+    for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
+      for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i))
+        n++;
+  return n;
+}
+
+/* The next kernel goes into the module with the least code so far. */
+const char *ksym(Comp *C, const char *what)
+{
+  int best = 0;
+  long least = -1;
+  for (int k = 0; C->nmod > 1 && k < C->nmod; k++) {
+    long n = ninst(C->mods[k]);
+    if (least < 0 || n < least)
+      least = n, best = k;
+  }
+  C->cx = C->cxs[best];
+  C->mod = C->mods[best];
+  return aprintf(C->a, "k%d_%s", C->nk++, what);
+}
 
 void need_scratch(Comp *C, size_t floats)
 {
@@ -300,7 +324,7 @@ static int backward(Comp *C)
     const MNode *n = &md->node[i];
     if (n->dtype == DT_I32 || n->kind == M_INPUT)
       continue;
-    if (v->adj.slot >= 0 && (st = k_fill(C, v->npos, v->d, v->adj, 0, 0)))
+    if (v->adj.slot >= 0 && n->kind != M_LOGITS && (st = k_fill(C, v->npos, v->d, v->adj, 0, 0)))
       return st;
     for (int s = 0; n->kind == M_CELL && s < n->cell->nstate; s++)
       if ((st = k_fill(C, (v->T + 1) * v->B, v->sd[s], v->dhs[s], 0, 0)))
@@ -324,6 +348,8 @@ static int backward(Comp *C)
   return RNNC_OK;
 }
 
+static int build_nodes(Comp *C);
+
 /* Build everything into C->mod; fills C->cm's tensors and plans. */
 static int build(Comp *C)
 {
@@ -346,7 +372,18 @@ static int build(Comp *C)
   if (C->o->grad && (st = grads(C)))
     return st;
   C->p = &C->cm->plan;
-  for (k = 0; k < md->nnode; k++) {
+  int portable = mk_portable(C->o->portable);
+  st = build_nodes(C);
+  mk_portable(portable);
+  return st;
+}
+
+/* The forward nodes, the outputs, the backward plan. */
+static int build_nodes(Comp *C)
+{
+  Model *md = C->md;
+  int st;
+  for (int k = 0; k < md->nnode; k++) {
     int i = C->order[k];
     st = md->node[i].kind == M_CELL ? cell_forward(C, i) : node_forward(C, i);
     if (st)
@@ -407,8 +444,9 @@ int cmodel_module(Module *m, Model *md, const Env *env, const CompileOpts *o, LL
 {
   Comp C;
   begin(&C, m, md, env, o, err, errlen);
-  C.cx = cx;
-  C.mod = LLVMModuleCreateWithNameInContext(md->name, cx);
+  C.cx = C.cxs[0] = cx;
+  C.mod = C.mods[0] = LLVMModuleCreateWithNameInContext(md->name, cx);
+  C.nmod = 1;
   int st = build(&C);
   cmodel_free(C.cm);
   arena_free(C.a);
@@ -505,15 +543,27 @@ int cmodel_compile(Module *m, Model *md, const Env *env, const CompileOpts *o, C
   CModel *cm = C.cm;
   int st = jit_new(&cm->jit, err, errlen);
   if (!st) {
-    C.cx = jit_context(cm->jit);
-    C.mod = LLVMModuleCreateWithNameInContext(md->name, C.cx);
+    /* one module per processor (up to 4), optimized and compiled at once */
+    C.nmod = omp_get_num_procs() < 4 ? omp_get_num_procs() : 4;
+    if (C.nmod < 1)
+      C.nmod = 1;
+    for (int k = 0; k < C.nmod; k++) {
+      C.cxs[k] = LLVMContextCreate();
+      C.mods[k] = LLVMModuleCreateWithNameInContext(aprintf(C.a, "%s.%d", md->name, k), C.cxs[k]);
+    }
+    C.cx = C.cxs[0];
+    C.mod = C.mods[0];
     st = build(&C);
     if (st) {
-      LLVMDisposeModule(C.mod);
+      for (int k = 0; k < C.nmod; k++)
+        LLVMDisposeModule(C.mods[k]);
     } else {
-      internalize(C.mod);
-      st = jit_add(cm->jit, C.mod, err, errlen);
+      for (int k = 0; k < C.nmod; k++)
+        internalize(C.mods[k]);
+      st = jit_add_parallel(cm->jit, C.mods, C.nmod, err, errlen);
     }
+    for (int k = 0; k < C.nmod; k++)
+      LLVMContextDispose(C.cxs[k]);
   }
   if (!st)
     st = lookup(cm, &cm->plan, &cm->fn, err, errlen);

@@ -63,8 +63,11 @@ typedef struct Comp {
   const CompileOpts *o;
   const Env *env;
   Arena *a;
-  LLVMContextRef cx;
+  LLVMContextRef cx;       /* where the next kernel goes (ksym picks it) */
   LLVMModuleRef mod;
+  LLVMContextRef cxs[4];   /* the modules, compiled in parallel */
+  LLVMModuleRef mods[4];
+  int nmod;
   CModel *cm;
   MV *v;
   int *order;             /* model nodes, each after its operands */

@@ -213,6 +213,79 @@ int jit_add(Jit *j, LLVMModuleRef mod, char *err, size_t errlen)
   return RNNC_OK;
 }
 
+/* One module of jit_add_parallel: verified, optimized and compiled to an
+ * object in memory with a target machine of its own (one per thread). */
+static int compile_one(Jit *j, LLVMModuleRef mod, LLVMMemoryBufferRef *obj, char *err, size_t errlen)
+{
+  *obj = NULL;
+  char *msg = NULL;
+  if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
+    size_t n = strlen(msg), len;
+    while (n > 0 && msg[n - 1] == '\n')
+      msg[--n] = 0;
+    snprintf(err, errlen, "jit: module '%s' does not verify: %s", LLVMGetModuleIdentifier(mod, &len), msg);
+    LLVMDisposeMessage(msg);
+    return RNNC_EVERIFY;
+  }
+  LLVMDisposeMessage(msg);
+  LLVMTargetMachineRef tm = host_machine(err, errlen);
+  if (!tm)
+    return RNNC_EINPUT;
+  LLVMSetTarget(mod, LLVMOrcLLJITGetTripleString(j->lljit));
+  LLVMSetDataLayout(mod, LLVMOrcLLJITGetDataLayoutStr(j->lljit));
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(mod, "default<O3>", tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  int rc = RNNC_OK;
+  if (e) {
+    rc = errmsg(e, RNNC_EINPUT, "jit: optimizing", err, errlen);
+  } else if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, obj)) {
+    snprintf(err, errlen, "jit: generating code: %s", msg ? msg : "");
+    LLVMDisposeMessage(msg);
+    rc = RNNC_EINPUT;
+  }
+  LLVMDisposeTargetMachine(tm);
+  return rc;
+}
+
+int jit_add_parallel(Jit *j, LLVMModuleRef *mods, int n, char *err, size_t errlen)
+{
+  LLVMMemoryBufferRef *obj = calloc((size_t)n + 1, sizeof *obj);
+  int *rc = calloc((size_t)n + 1, sizeof *rc);
+  char (*msg)[256] = calloc((size_t)n + 1, sizeof *msg);
+  if (!obj || !rc || !msg) {
+    free(obj), free(rc), free(msg);
+    for (int k = 0; k < n; k++)
+      LLVMDisposeModule(mods[k]);
+    snprintf(err, errlen, "jit: out of memory");
+    return RNNC_ENOMEM;
+  }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n)
+  for (int k = 0; k < n; k++)
+    rc[k] = compile_one(j, mods[k], &obj[k], msg[k], sizeof msg[k]);
+  int status = RNNC_OK;
+  for (int k = 0; k < n; k++) {
+    LLVMDisposeModule(mods[k]);
+    if (rc[k] && !status) {
+      status = rc[k];
+      snprintf(err, errlen, "%s", msg[k]);
+    }
+  }
+  for (int k = 0; k < n; k++) {
+    if (!obj[k])
+      continue;
+    if (status) {
+      LLVMDisposeMemoryBuffer(obj[k]);
+      continue;
+    }
+    LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(j->lljit, LLVMOrcLLJITGetMainJITDylib(j->lljit), obj[k]);
+    if (e) /* the JIT owns the buffer even on failure */
+      status = errmsg(e, RNNC_EINPUT, "jit: adding an object", err, errlen);
+  }
+  free(obj), free(rc), free(msg);
+  return status;
+}
+
 int jit_lookup(Jit *j, const char *name, uintptr_t *addr, char *err, size_t errlen)
 {
   LLVMOrcExecutorAddress a = 0;

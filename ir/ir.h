@@ -497,6 +497,11 @@ struct LLVMOpaqueContext *jit_context(Jit *j);
 int jit_add(Jit *j, struct LLVMOpaqueModule *mod, char *err, size_t errlen);
 /* The address of a symbol of an added module (compiling it on first use). */
 int jit_lookup(Jit *j, const char *name, uintptr_t *addr, char *err, size_t errlen);
+/* jit_add for n modules, each built in a context of its own (the caller's,
+ * disposed by the caller after this returns): verified, optimized and
+ * compiled to machine code in n threads at once, then added. Takes
+ * ownership of every module, even when it fails. */
+int jit_add_parallel(Jit *j, struct LLVMOpaqueModule **mods, int n, char *err, size_t errlen);
 /* A new target machine for the host CPU and its features, as the JIT's
  * optimizer uses (for compiler/emit.c); the caller disposes it. NULL with a
  * message in err when LLVM has no native target. */
