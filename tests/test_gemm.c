@@ -235,7 +235,8 @@ typedef struct Shape2 {
 /* Generate sym's four functions for s and check them: C from _rows over
  * [0, M) (B packed by one _pack call) against the double reference, then
  * bitwise against B packed in pieces, _rows over rows split in 2 and 3
- * random parts, _colsp and _cols over panels split in 1, 2 and 3 parts.
+ * random parts, _colsp and _cols over panels split in 1, 2 and 3 parts,
+ * and each function over 3 parts run at once on 3 threads (OpenMP).
  * C's padding columns (ldc > N) and every buffer's guard must survive.
  * Returns the max error / bound. */
 static double check2(Jit *j, Shape2 sh, int flags)
@@ -344,6 +345,21 @@ static double check2(Jit *j, Shape2 sh, int flags)
         }
       }
     }
+  /* the ranges at once, on 3 threads, each with its own scratch, as the
+   * model runs them */
+  float *S3[3] = {S, canaries(nsc), canaries(nsc)};
+  for (int f = 0; f < 3; f++) {
+    int n = split(f == 0 ? M : np, 3, cut);
+    memcpy(C2, C0, sizeof(float) * nc);
+#pragma omp parallel for num_threads(3) schedule(static, 1)
+    for (int q = 0; q < n; q++)
+      fn[f](A, f == 2 ? B : P, C2, cut[q], cut[q + 1], S3[q]);
+    cr_assert(memcmp(C, C2, sizeof(float) * (nc + GUARD)) == 0, "%s: %s over %d ranges on %d threads differs", sym,
+              fname[f], n, n);
+    for (int q = 0; q < 3; q++)
+      guard_ok(S3[q], nsc, sym, "scratch");
+  }
+  free(S3[1]), free(S3[2]);
   free(A), free(B), free(C0), free(C), free(C2), free(P), free(P2), free(S), free(ref);
   return maxerr / bound;
 }
