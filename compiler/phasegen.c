@@ -53,6 +53,15 @@
  *                 rows (only rows [r0, r1) are touched). A GEMM node whose
  *                 vector is a constant or has ld 0 runs as loops instead.
  *   acc[i]        after node i in the block: acc[r, e] += value[r, e]
+ * Scratch: the temporaries' regions (64-byte aligned), then the largest
+ * scratch of the kernel's GEMMs.
+ *
+ * Measured (LSTM at H = 512, B = 64, one thread, a loaded 2-core machine):
+ * the LOOP kernel takes 1.70-1.75 ms with RB = 6, 12 or 24 and 1.92 ms with
+ * RB = 64 (the GEMM dominates). Computing runs of same-size elementwise
+ * nodes in one loop, values in registers, was slower (0.29 -> 0.32 ms for the
+ * elementwise work alone, 0.08-0.10 -> 0.11 ms in backward): every SLEEF call
+ * clobbers the vector registers, so the live values spill anyway.
  * Nothing here is JIT-specific: no addresses, no triple, scratch from the
  * caller. */
 #include <string.h>
