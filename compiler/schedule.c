@@ -154,6 +154,34 @@ CellSched *schedule_cell(Module *m, Cell *c)
   }
   for (int i = 0; i < nn; i++)
     s->sumonly[i] = ingemm[i] && !inrows[i];
+  /* Elementwise work that only the loop reads runs in the loop: hoisted, its
+   * result would be written for all T*B rows and read back at each step —
+   * the same arithmetic, more memory and traffic. Matvecs stay hoisted (they
+   * are the GEMMs); chains move together (readers first). */
+  for (int i = nn - 1; i >= 0; i--) {
+    const Node *n = &c->node[i];
+    int sh = opinfo[n->op].shape_rule;
+    if (s->phase[i] != SCHED_PRE || isleaf(n->op) || !V[i] || s->sumonly[i] || n->shape.rank == 2 ||
+        !(sh == SH_EW || sh == SH_SPLIT || sh == SH_SLICE || sh == SH_CONCAT))
+      continue;
+    int readers = 0, inloop = 1;
+    for (int j = i + 1; j < nn; j++)
+      for (int k = 0; k < c->node[j].narg; k++)
+        if (c->node[j].arg[k] == i && s->phase[j] != SCHED_DEAD) {
+          readers++;
+          inloop &= s->phase[j] == SCHED_LOOP && !s->sumonly[j];
+        }
+    int live_other = 0; /* an out, a grad or a saved value is read after the loop */
+    for (int k = 0; k < c->nout; k++)
+      live_other |= c->out[k] == i;
+    for (int p = 0; c->grad && p < c->nparam; p++)
+      live_other |= c->grad[p] == i;
+    if (c->derived)
+      for (int k = 0; k < c->derived->nsaved; k++)
+        live_other |= c->derived->saved[k] == i;
+    if (readers && inloop && !live_other)
+      s->phase[i] = SCHED_LOOP;
+  }
   /* A matrix per row ([m, n] for each of the T*B rows) is not materialized for
    * the whole sequence: one in PRE runs in the first phase that reads it, and a
    * POST node that reads one from LOOP runs in LOOP when it can (its operands
