@@ -248,32 +248,43 @@ static int fill_inputs(Run *r, rnnc_net *net, uint64_t seed) {
   return 0;
 }
 
-/* A parameter and its gradient, numel floats each. */
+/* A piece of a parameter and of its gradient, n floats each. */
 typedef struct PG {
   float *p, *g;
   int64_t n;
 } PG;
+enum { CHUNK = 1 << 16 };
 
 /* Every parameter ("<node>.<param>": a '.', not grad.* nor state.*) with its
- * grad.<node>.<param>; the count, or -1. *out malloc'ed. */
+ * grad.<node>.<param>, cut into pieces of at most CHUNK floats (so that the
+ * optimizer's loops split over threads in one parallel region each); the
+ * count of pieces, or -1. *out malloc'ed. */
 static int param_grads(Run *r, rnnc_net *net, PG **out) {
-  int nt = rnnc_tensor_count(net), np = 0;
-  PG *pg = calloc((size_t)nt, sizeof *pg);
+  int nt = rnnc_tensor_count(net), np = 0, cap = 0;
+  PG *pg = NULL;
   char gname[512];
-  if (!pg) return fail(r, "out of memory", RNNC_ENOMEM);
   for (int i = 0; i < nt; i++) {
     const char *name = rnnc_tensor_name(net, i);
     int dt;
     if (!strchr(name, '.') || !strncmp(name, "grad.", 5) || !strncmp(name, "state.", 6)) continue;
     snprintf(gname, sizeof gname, "grad.%s", name);
-    pg[np].n = numel_of(net, name, &dt);
-    pg[np].p = rnnc_data(net, name);
-    pg[np].g = rnnc_data(net, gname);
-    if (!pg[np].p || !pg[np].g || pg[np].n < 0) {
+    int64_t n = numel_of(net, name, &dt);
+    float *p = rnnc_data(net, name), *g = rnnc_data(net, gname);
+    if (!p || !g || n < 0) {
       free(pg);
       return fail(r, gname, RNNC_EINPUT);
     }
-    np++;
+    for (int64_t k = 0; k < n; k += CHUNK) {
+      if (np == cap) {
+        PG *q = realloc(pg, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *pg);
+        if (!q) {
+          free(pg);
+          return fail(r, "out of memory", RNNC_ENOMEM);
+        }
+        pg = q;
+      }
+      pg[np++] = (PG){p + k, g + k, n - k < CHUNK ? n - k : CHUNK};
+    }
   }
   *out = pg;
   return np;
@@ -283,29 +294,31 @@ static int param_grads(Run *r, rnnc_net *net, PG **out) {
  * of squares in double). */
 static double grad_norm(const PG *pg, int np, int nt) {
   double ss = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : ss)
   for (int i = 0; i < np; i++) {
     const float *g = pg[i].g;
-    int64_t n = pg[i].n;
-#pragma omp parallel for simd num_threads(nt) schedule(static) reduction(+ : ss) if (n > 65536)
-    for (int64_t k = 0; k < n; k++) ss += (double)g[k] * g[k];
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = 0; k < pg[i].n; k++) s += (double)g[k] * g[k];
+    ss += s;
   }
   return sqrt(ss);
 }
 
 /* clip_grad_norm_(max_norm) as PyTorch does it (scale by max_norm /
  * (norm + 1e-6) when that is < 1), then SGD p -= lr g; plain C loops on nt
- * threads (OpenMP), as PyTorch's run on its threads (issue 4 compiles them
- * into the model). The gradients' global norm. */
+ * threads (OpenMP: two parallel regions a step), as PyTorch's run on its
+ * threads (issue 4 compiles them into the model). The gradients' global norm. */
 static double clip_sgd(PG *pg, int np, float max_norm, float lr, int nt) {
   double norm = grad_norm(pg, np, nt);
   double coef = max_norm / (norm + 1e-6);
   float step = (float)(lr * (coef < 1 ? coef : 1));
+#pragma omp parallel for num_threads(nt) schedule(static)
   for (int i = 0; i < np; i++) {
     float *p = pg[i].p;
     const float *g = pg[i].g;
-    int64_t n = pg[i].n;
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (n > 65536)
-    for (int64_t k = 0; k < n; k++) p[k] -= step * g[k];
+#pragma omp simd
+    for (int64_t k = 0; k < pg[i].n; k++) p[k] -= step * g[k];
   }
   return norm;
 }
