@@ -14,8 +14,9 @@
  *            schedule's GEMM matvecs run as GEMM rows on packed weights.
  * Every buffer but params has a time stride; the kernels run at t = 1, the
  * t = 0 half stays NaN. Each layout runs over [0, R) split into ranges in
- * several ways (one call; 1 + rest; 5, 1, rest; blocks of 3; a random cut):
- * every buffer must be bitwise the same after each. Then each stored node is
+ * several ways (one call; 1 + rest; 5, 1, rest; blocks of 3; a random cut;
+ * blocks of 3 on 3 threads at once): every buffer must be bitwise the same
+ * after each. Then each stored node is
  * compared with cell_eval(PREC_F32) per row: its error is
  *     max over rows r and elements e of |kernel[r, e] - ref[r, e]|
  *     / max(max over r, e of |ref[r, e]|, 1e-6)
@@ -369,15 +370,24 @@ static void reset(Bufs *B, const Lay *L, const Case *k)
   }
 }
 
-/* Run each kernel over the ranges cut[0] = 0 < cut[1] < ... < cut[n] = R, at t = 1. */
-static void run(KernFn *fn, int nk, Bufs *B, size_t scratch, const long *cut, int n)
+/* Run each kernel over the ranges cut[0] = 0 < cut[1] < ... < cut[n] = R, at
+ * t = 1; threads: the ranges of a kernel at once on 3 OpenMP threads, each
+ * range with its own scratch. */
+static void run(KernFn *fn, int nk, Bufs *B, size_t scratch, const long *cut, int n, int threads)
 {
-  float *sc = aligned_alloc(64, (scratch + 16) * sizeof(float));
-  for (size_t e = 0; e < scratch + 16; e++) /* a read before a write shows */
-    sc[e] = NAN;
-  for (int q = 0; q < nk; q++)
+  float **sc = calloc((size_t)n, sizeof *sc);
+  for (int p = 0; p < n; p++) {
+    sc[p] = aligned_alloc(64, (scratch + 16) * sizeof(float));
+    for (size_t e = 0; e < scratch + 16; e++) /* a read before a write shows */
+      sc[p][e] = NAN;
+  }
+  for (int q = 0; q < nk; q++) {
+#pragma omp parallel for num_threads(3) schedule(static, 1) if (threads)
     for (int p = 0; p < n; p++)
-      fn[q]((void *const *)B->p, 1, cut[p], cut[p + 1], sc);
+      fn[q]((void *const *)B->p, 1, cut[p], cut[p + 1], sc[p]);
+  }
+  for (int p = 0; p < n; p++)
+    free(sc[p]);
   free(sc);
 }
 
@@ -494,7 +504,7 @@ static void check(Jit *j, Case *k, int phases)
 
   long R = k->R;
   long cuts[6][64];
-  int ncut[6] = {0};
+  int ncut[6] = {0}, threaded[6] = {0};
   cuts[0][0] = 0, cuts[0][1] = R, ncut[0] = 1;
   int nsplit = 1;
   if (R > 1) {
@@ -511,12 +521,13 @@ static void check(Jit *j, Case *k, int phases)
     cuts[3][++n] = R, ncut[3] = n;
     long x = 1 + (long)((uni() + 1) / 2 * (double)(R - 2));
     cuts[4][0] = 0, cuts[4][1] = x, cuts[4][2] = R, ncut[4] = 2;
-    nsplit = 5;
+    memcpy(cuts[5], cuts[3], sizeof cuts[3]), ncut[5] = ncut[3], threaded[5] = 1;
+    nsplit = 6;
   }
   float **first = calloc((size_t)B.nslot, sizeof *first);
   for (int s = 0; s < nsplit; s++) {
     reset(&B, &L, k);
-    run(fn, L.nk, &B, scratch, cuts[s], ncut[s]);
+    run(fn, L.nk, &B, scratch, cuts[s], ncut[s], threaded[s]);
     for (int q = 0; q < B.nslot; q++) {
       size_t sz = (size_t)B.len[q] * sizeof(float);
       if (s == 0) {
