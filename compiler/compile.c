@@ -459,15 +459,24 @@ int cmodel_module(Module *m, Model *md, const Env *env, const CompileOpts *o, LL
   return RNNC_OK;
 }
 
-/* Only the plan's kernels ("k<n>_...", no '.') are called from outside: everything
- * else the generators made (GEMMs in several variants, helpers) becomes
- * internal, so the optimizer drops what no kernel calls and inlines freely. */
-static void internalize(LLVMModuleRef mod)
+/* Whether name is a kernel of plan p. */
+static int inplan(const Plan *p, const char *name)
+{
+  for (int k = 0; k < p->nfn; k++)
+    if (strcmp(p->fnname[k], name) == 0)
+      return 1;
+  return 0;
+}
+
+/* Only the plans' kernels are called from outside: everything else the
+ * generators made (GEMM variants, helpers) becomes internal, so the
+ * optimizer drops what no kernel calls and inlines freely. */
+static void internalize(LLVMModuleRef mod, const CModel *cm)
 {
   for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
     size_t len;
     const char *name = LLVMGetValueName2(f, &len);
-    if (LLVMIsDeclaration(f) || (len > 1 && name[0] == 'k' && name[1] >= '0' && name[1] <= '9' && !strchr(name, '.')))
+    if (LLVMIsDeclaration(f) || inplan(&cm->plan, name) || inplan(&cm->bplan, name))
       continue;
     LLVMSetLinkage(f, LLVMInternalLinkage);
   }
@@ -559,7 +568,7 @@ int cmodel_compile(Module *m, Model *md, const Env *env, const CompileOpts *o, C
         LLVMDisposeModule(C.mods[k]);
     } else {
       for (int k = 0; k < C.nmod; k++)
-        internalize(C.mods[k]);
+        internalize(C.mods[k], cm);
       st = jit_add_parallel(cm->jit, C.mods, C.nmod, err, errlen);
     }
     for (int k = 0; k < C.nmod; k++)

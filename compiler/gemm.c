@@ -413,10 +413,18 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
  * The MR-row kernel prefetches its C tile near the end of the slice. */
 static LLVMValueRef gen_kernel(G *g, int mr)
 {
-  char suffix[32];
-  snprintf(suffix, sizeof suffix, ".k%dx%d", mr, g->NR);
+  /* the micro-kernel depends on mr, NR and the vector type only: one copy
+   * per module serves every GEMM in it (compile time) */
+  char name[64];
+  snprintf(name, sizeof name, "rnnc.gemm.k%dx%d.w%d", mr, g->NR, g->W);
+  LLVMValueRef have = LLVMGetNamedFunction(g->mod, name);
+  if (have)
+    return have;
+  const char *sym = g->sym;
+  g->sym = "";
   LLVMTypeRef pt[6] = {g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->i1};
-  LLVMValueRef fn = newfn(g, suffix, pt, 6, 1, "Ap Bp C ldc kc first");
+  LLVMValueRef fn = newfn(g, name, pt, 6, 1, "Ap Bp C ldc kc first");
+  g->sym = sym;
   addattr(g, fn, LLVMAttributeFunctionIndex, "noinline"); /* one copy: compile time */
   LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
   LLVMValueRef ldc = LLVMGetParam(fn, 3), kc = LLVMGetParam(fn, 4), first = LLVMGetParam(fn, 5);
