@@ -8,9 +8,8 @@
  *   - load bench/models/<file>.rnn, rnnc_compile it with every dim bound
  *     (RNNC_GRAD), rnnc_init_params(seed 1), random inputs (fixed seed);
  *   - train: rnnc_forward_backward + clip by global norm 5 + SGD (lr 0.01),
- *     the clip and the update in plain C loops (OpenMP, same threads) on the
- *     param / grad buffers from rnnc_data (issue 4 will compile them into
- *     the model);
+ *     the clip and the update in plain C loops, one thread, on the param /
+ *     grad buffers from rnnc_data (issue 4 will compile them into the model);
  *   - fwd: a second net compiled without RNNC_GRAD sharing the parameters
  *     (rnnc_share_params), rnnc_forward — what inference runs;
  *   - C6: a T = 1, B = 1 RNNC_CARRY net, rnnc_forward per token, the states
@@ -256,9 +255,8 @@ typedef struct PG {
 enum { CHUNK = 1 << 16 };
 
 /* Every parameter ("<node>.<param>": a '.', not grad.* nor state.*) with its
- * grad.<node>.<param>, cut into pieces of at most CHUNK floats (so that the
- * optimizer's loops split over threads in one parallel region each); the
- * count of pieces, or -1. *out malloc'ed. */
+ * grad.<node>.<param>, cut into pieces of at most CHUNK floats; the count of
+ * pieces, or -1. *out malloc'ed. */
 static int param_grads(Run *r, rnnc_net *net, PG **out) {
   int nt = rnnc_tensor_count(net), np = 0, cap = 0;
   PG *pg = NULL;
@@ -290,11 +288,10 @@ static int param_grads(Run *r, rnnc_net *net, PG **out) {
   return np;
 }
 
-/* The global L2 norm of every parameter's gradient, on nt threads (the sum
- * of squares in double). */
-static double grad_norm(const PG *pg, int np, int nt) {
+/* The global L2 norm of every parameter's gradient (the sum of squares in
+ * double). */
+static double grad_norm(const PG *pg, int np) {
   double ss = 0;
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : ss)
   for (int i = 0; i < np; i++) {
     const float *g = pg[i].g;
     double s = 0;
@@ -306,14 +303,15 @@ static double grad_norm(const PG *pg, int np, int nt) {
 }
 
 /* clip_grad_norm_(max_norm) as PyTorch does it (scale by max_norm /
- * (norm + 1e-6) when that is < 1), then SGD p -= lr g; plain C loops on nt
- * threads (OpenMP: two parallel regions a step), as PyTorch's run on its
- * threads (issue 4 compiles them into the model). The gradients' global norm. */
-static double clip_sgd(PG *pg, int np, float max_norm, float lr, int nt) {
-  double norm = grad_norm(pg, np, nt);
+ * (norm + 1e-6) when that is < 1), then SGD p -= lr g; plain C vector loops,
+ * one thread: on this shared 2-core machine an OpenMP region here cost a
+ * scheduler time slice whenever the other core was busy (C2: 30 ms against
+ * 6 ms on one thread). Issue 4 compiles the optimizer into the model. The
+ * gradients' global norm. */
+static double clip_sgd(PG *pg, int np, float max_norm, float lr) {
+  double norm = grad_norm(pg, np);
   double coef = max_norm / (norm + 1e-6);
   float step = (float)(lr * (coef < 1 ? coef : 1));
-#pragma omp parallel for num_threads(nt) schedule(static)
   for (int i = 0; i < np; i++) {
     float *p = pg[i].p;
     const float *g = pg[i].g;
@@ -369,7 +367,7 @@ static int train_step(Run *r, void *arg, double *extra_s) {
   int st = rnnc_forward_backward(a->net);
   if (st != RNNC_OK) return fail(r, "rnnc_forward_backward", st);
   double t0 = now_s();
-  a->norm = clip_sgd(a->pg, a->np, 5.0f, 0.01f, r->o->threads);
+  a->norm = clip_sgd(a->pg, a->np, 5.0f, 0.01f);
   *extra_s = now_s() - t0;
   return 0;
 }
@@ -555,7 +553,7 @@ static int bench_train(Run *r, FILE *f, double base) {
     goto out;
   }
   float loss0 = loss_of(net);
-  double norm0 = grad_norm(pg, ta.np, o->threads);
+  double norm0 = grad_norm(pg, ta.np);
   double lnv = c->kind == K_TOKENS ? log((double)c->V) : 0;
   if (!isfinite(loss0) || !isfinite(norm0) || norm0 <= 0 ||
       (c->kind == K_TOKENS && (loss0 < 0.5 * lnv || loss0 > 2 * lnv))) {
