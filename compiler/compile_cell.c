@@ -30,6 +30,7 @@ typedef struct CC {
   Addr *pack;
   char *gemm;
   char *colgemm;     /* a GEMM split by columns in a kernel of its own (few rows) */
+  char *gemv;        /* ... with so few rows that the weight is read unpacked */
   char *steptmp;     /* its home holds one step: [B, numel], the same at every t */
   Addr *stnew;       /* per state: where the step's update goes (rows form) */
 } CC;
@@ -63,6 +64,7 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
   cc->pack = aalloc(C->a, nn * sizeof *cc->pack);
   cc->gemm = aalloc(C->a, nn);
   cc->colgemm = aalloc(C->a, nn);
+  cc->gemv = aalloc(C->a, nn);
   cc->steptmp = aalloc(C->a, nn);
   cc->stnew = aalloc(C->a, ((size_t)c->nstate + 1) * sizeof *cc->stnew);
   for (int i = 0; i < c->nnode; i++) {
@@ -154,6 +156,8 @@ static void assign(CC *cc, char *need)
 /* Rows below which a step's GEMMs are split by columns over the threads (in
  * kernels of their own, a barrier after them) rather than by rows. */
 enum { FEWROWS = 16 };
+/* Rows below which such a GEMM reads its weight unpacked (mk_gemv). */
+enum { GEMVROWS = 4 };
 
 /* GEMM nodes: a matvec / matvec_t of a parameter by a per-row value. With
  * few rows, those whose vector comes from outside their phase run by
@@ -176,6 +180,7 @@ static void mark_gemms(CC *cc, int bwd)
     for (int j = 0; bwd && j < c->nout; j++)
       isout |= c->out[j] == i;
     cc->colgemm[i] = rows < FEWROWS && outside && !isout;
+    cc->gemv[i] = cc->colgemm[i] && rows < GEMVROWS && nd->op == OP_MATVEC;
   }
 }
 
@@ -185,12 +190,12 @@ static int packs(CC *cc, const MNode *n)
   const Cell *c = cc->c;
   for (int i = 0; i < c->nnode; i++) {
     const Node *nd = &c->node[i];
-    if (!cc->gemm[i])
+    if (!cc->gemm[i] || cc->gemv[i])
       continue;
     int W = nd->arg[0], x = nd->arg[1];
     int bt = nd->op == OP_MATVEC;
     for (int j = 0; j < i; j++) /* the same weight, the same way: one pack */
-      if (cc->gemm[j] && c->node[j].arg[0] == W && c->node[j].op == nd->op) {
+      if (cc->gemm[j] && !cc->gemv[j] && c->node[j].arg[0] == W && c->node[j].op == nd->op) {
         cc->pack[i] = cc->pack[j];
         break;
       }
@@ -231,13 +236,23 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop)
     int64_t N = cc->numel[i], K = cc->numel[x];
     GemmSpec gs = {.M = nrows, .N = N, .K = K, .lda = A.ld, .ldb = bt ? K : N, .ldc = Cm.ld,
                    .flags = (bt ? GEMM_BT : 0) | comp_flags(C)};
-    const char *s = ksym(C, "colgemm");
+    const char *s = ksym(C, cc->gemv[i] ? "gemv" : "colgemm");
     size_t scr = 0;
-    int st = mk_gemm(C->cx, C->mod, s, &gs, MK_COLSP, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
+    int st;
+    if (cc->gemv[i]) {
+      Addr W = cc->sa[nd->arg[0]];
+      W.ld = K;
+      st = mk_gemv(C->cx, C->mod, s, nrows, N, K, A, W, Cm, 0, C->o->portable, C->err, C->errlen);
+      if (!st)
+        plan_call(C, s, N, 8, 0);
+    } else {
+      st = mk_gemm(C->cx, C->mod, s, &gs, MK_COLSP, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
+      if (!st)
+        plan_call(C, s, gemm_npanels(&gs), 1, 0);
+    }
     if (st)
       return st;
     need_scratch(C, scr);
-    plan_call(C, s, gemm_npanels(&gs), 1, 0);
     mask[i] = 0;
     any = 1;
   }

@@ -178,17 +178,25 @@ static int fwd_softmax(Comp *C, int i)
     v->adj = ws_alloc(C, 1, 1); /* the loss's adjoint: 1 (the root) */
   }
 
-  /* x·W^T, with W packed once */
-  if ((st = k_pack(C, W, K, d, d, 1, &v->packbt)))
-    return st;
-  plan_call(C, "barrier", 0, 1, 1);
-  GemmSpec gs = {.M = np, .N = K, .K = d, .lda = x->val.ld, .ldb = d, .ldc = K, .flags = GEMM_BT | comp_flags(C)};
-  const char *s = ksym(C, "logits");
-  size_t scr = 0;
-  if ((st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, x->val, W, v->z, v->packbt, &scr, C->err, C->errlen)))
-    return st;
-  need_scratch(C, scr);
-  plan_call(C, s, np, 6, 0);
+  /* x·W^T, with W packed once; for a token or two, W read where it is */
+  const char *s;
+  if (np < 4) {
+    s = ksym(C, "logits_gemv");
+    if ((st = mk_gemv(C->cx, C->mod, s, np, K, d, x->val, W, v->z, 0, C->o->portable, C->err, C->errlen)))
+      return st;
+    plan_call(C, s, K, 8, 0);
+  } else {
+    if ((st = k_pack(C, W, K, d, d, 1, &v->packbt)))
+      return st;
+    plan_call(C, "barrier", 0, 1, 1);
+    GemmSpec gs = {.M = np, .N = K, .K = d, .lda = x->val.ld, .ldb = d, .ldc = K, .flags = GEMM_BT | comp_flags(C)};
+    s = ksym(C, "logits");
+    size_t scr = 0;
+    if ((st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, x->val, W, v->z, v->packbt, &scr, C->err, C->errlen)))
+      return st;
+    need_scratch(C, scr);
+    plan_call(C, s, np, 6, 0);
+  }
   if (v->fused) { /* scale = 1 / count, before the fused kernel reads it */
     s = ksym(C, "xent_scale");
     if ((st = mk_xent_loss(C->cx, C->mod, s, np, tgt, n->hasignore, n->ignore, addr_none(), addr_none(),

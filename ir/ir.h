@@ -731,6 +731,15 @@ int mk_sum(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const cha
 int mk_bcast_acc(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t nrows,
                  int64_t n, Addr g, Addr y, char *err, size_t errlen);
 
+/* ---- compiler/gemv.c: x·W^T for a few rows, W unpacked ------------------ */
+
+/* range columns [0, N): C[m, n] (acc: +=, else =) Σ_k A[m, k] W[n, k] for
+ * m < M, W read in place (row n at w + n·w.ld): generation's one token,
+ * where packing the weights would cost more than the product. The sum order
+ * depends on K and the vector width only (portable: 4-wide). */
+int mk_gemv(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t M, int64_t N,
+            int64_t K, Addr a, Addr w, Addr c, int acc, int portable, char *err, size_t errlen);
+
 /* ---- runtime/exec.c: the plan and its executor (plain C + OpenMP) -------- */
 
 /* A plan is the program of one run: kernel calls and time loops, executed by
