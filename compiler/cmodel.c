@@ -11,6 +11,7 @@ int cmodel_ntensor(const CModel *cm) { return cm->nt; }
 CTensor *cmodel_tensor(CModel *cm, int i) { return i >= 0 && i < cm->nt ? &cm->t[i] : NULL; }
 double cmodel_compile_ms(const CModel *cm) { return cm->compile_ms; }
 const Plan *cmodel_plan(const CModel *cm) { return &cm->plan; }
+const Plan *cmodel_bplan(const CModel *cm) { return &cm->bplan; }
 
 CTensor *cmodel_find(CModel *cm, const char *name)
 {

@@ -99,6 +99,9 @@ static int fnindex(Arena *a, Plan *p, const char *sym)
 
 void plan_call(Comp *C, const char *sym, int64_t n, int64_t grain, int barrier)
 {
+  Plan *p = C->p;
+  if (n == 0 && p->nop > 0 && p->op[p->nop - 1].kind == PK_CALL && p->op[p->nop - 1].barrier)
+    return; /* a barrier right after one */
   PlanOp o = {.kind = PK_CALL, .fn = fnindex(C->cm->a, C->p, sym), .n = n, .grain = grain, .barrier = barrier};
   APUSH(C->cm->a, C->p->op, C->p->nop, C->p->capop, o);
 }

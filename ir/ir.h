@@ -832,6 +832,8 @@ double cmodel_compile_ms(const CModel *cm);
 size_t cmodel_bytes(const CModel *cm);
 /* The plan, for print --after schedule and tests. */
 const Plan *cmodel_plan(const CModel *cm);
+/* The backward plan (empty without grad). */
+const Plan *cmodel_bplan(const CModel *cm);
 
 /* ---- compiler/emit.c: a module as optimized LLVM IR or assembly ---------- */
 

@@ -41,7 +41,8 @@ static void help(void)
         "  --emit WHAT   instead of the IR, the model's generated kernels for this CPU,\n"
         "                optimized as the jit engine runs them: llvm (LLVM IR) or asm\n"
         "                (assembly); or plan: the forward pass's kernels in the order\n"
-        "                they run, with the time loop and the barriers\n"
+        "                they run, with the time loop and the barriers (and with\n"
+        "                --grad the backward pass's)\n"
         "  --dim NAME=N  with --emit: the size to compile for; T = 8, B = 4 and the\n"
         "                header's defaults otherwise; repeatable\n"
         "  --grad        with --emit: the backward pass's kernels too\n"
@@ -117,6 +118,11 @@ static void print_plan(FILE *f, const Model *md, const Env *env, CModel *cm)
         "# for the whole plan\n",
         f);
   print_ops(f, p, 0, p->nop, 0);
+  const Plan *b = cmodel_bplan(cm);
+  if (b->nop) {
+    fprintf(f, "# backward pass: %d ops\n", b->nop);
+    print_ops(f, b, 0, b->nop, 0);
+  }
 }
 
 /* print --emit: the model's kernels as optimized LLVM IR or assembly, or its plan. */
