@@ -135,7 +135,7 @@ def main():
             fmt(pm / rm, 2) + "×" if rm and pm else "—",
             fmt(r.get(mode, {}).get("tokens_per_s"), 0),
             fmt(rg),
-            fmt(100 * rg / peak, 0) + "%" if rg and peak else "—",
+            f"{100 * rg / peak:.{0 if 100 * rg / peak >= 1 else 1}f}%" if rg and peak else "—",
             fmt(rf), fmt(pf),
             fmt(pf / rf, 2) + "×" if rf and pf else "—",
             fmt(r.get("compile_ms")),
