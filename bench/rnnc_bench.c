@@ -418,6 +418,9 @@ static void put_header(FILE *f, const Config *c, const Opts *o) {
   fprintf(f, ", \"cell\": \"%s\", \"V\": %ld, \"E\": %ld, \"H\": %ld, \"L\": %ld, \"B\": %ld, \"T\": %ld, "
              "\"threads\": %d",
           c->cell, c->V, c->E, c->H, c->L, c->B, c->T, o->threads);
+  const char *wp = getenv("OMP_WAIT_POLICY");
+  fprintf(f, ", \"omp_wait_policy\": ");
+  json_str(f, wp ? wp : "(default)");
 }
 
 enum { VAL_T = 2 };

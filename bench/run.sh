@@ -3,7 +3,7 @@
 # one run, same machine, same thread count (bench/README.md).
 #
 #   bash bench/run.sh [--threads N] [--quick] [--out results.json] [--build DIR]
-#                     [--configs C1,C2,...] [--steps N]
+#                     [--configs C1,C2,...] [--steps N] [--rnnc-wait POLICY]
 #
 # Builds rnnc_bench and fma_peak (cmake --build DIR, default build/), measures
 # the FMA peak, runs rnnc_bench (one child process per configuration), then
@@ -13,13 +13,15 @@
 # bench-results.json). --quick: one tiny configuration, a few steps (a smoke
 # test, no meaningful timing).
 #
-# Threads: rnnc gets OMP_NUM_THREADS=N (and rnnc_set_threads N); PyTorch gets
-# its fastest settings here, OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = N and
-# OMP_WAIT_POLICY=PASSIVE, with torch.set_num_threads(N).
+# Threads: each side gets its fastest settings here. rnnc: OMP_NUM_THREADS=N,
+# rnnc_set_threads N and OMP_WAIT_POLICY=ACTIVE (--rnnc-wait: its threads meet
+# at a barrier every time step; C6 took 0.20 ms a token with ACTIVE, 0.54 with
+# the default, 0.79 with PASSIVE). PyTorch: OMP_NUM_THREADS =
+# OPENBLAS_NUM_THREADS = N, OMP_WAIT_POLICY=PASSIVE, torch.set_num_threads(N).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-threads=2 quick=0 out=bench-results.json build="$root/build" configs="" steps=""
+threads=2 quick=0 out=bench-results.json build="$root/build" configs="" steps="" rwait=ACTIVE
 
 usage() { sed -n '4,6p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --build) build=${2:?}; shift 2 ;;
     --configs) configs=${2:?}; shift 2 ;;
     --steps) steps=${2:?}; shift 2 ;;
+    --rnnc-wait) rwait=${2:?}; shift 2 ;;
     -h|--help) usage ;;
     *) echo "run.sh: unknown option '$1'" >&2; usage ;;
   esac
@@ -66,8 +69,8 @@ else
   [ -n "$steps" ] && rargs+=(--steps "$steps") && targs+=(--steps "$steps")
 fi
 
-echo "== rnnc (OMP_NUM_THREADS=$threads)" >&2
-OMP_NUM_THREADS=$threads "$build/rnnc_bench" "${rargs[@]}" | tee "$work/rnnc.jsonl" >&2
+echo "== rnnc (OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=$rwait)" >&2
+OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=$rwait "$build/rnnc_bench" "${rargs[@]}" | tee "$work/rnnc.jsonl" >&2
 rnnc_rc=${PIPESTATUS[0]}
 
 if [ -n "$configs" ] && [ -z "${tconf:-}" ]; then
