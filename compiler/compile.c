@@ -420,7 +420,7 @@ void cmodel_free(CModel *cm)
     if (!cm->t[k].shared)
       free(cm->t[k].data);
   free(cm->buf);
-  free(cm->ws);
+  free(cm->wsraw);
   free(cm->fn);
   free(cm->bfn);
   jit_free(cm->jit);
@@ -524,11 +524,12 @@ static int allocate(CModel *cm, size_t wsfloats, char *err, size_t errlen)
   cm->buf = calloc((size_t)cm->nslot, sizeof *cm->buf);
   cm->wsfloats = wsfloats;
   size_t wb = (wsfloats * sizeof(float) + 63) / 64 * 64;
-  cm->ws = wb ? aligned_alloc(64, wb) : NULL;
-  if (!cm->buf || (wb && !cm->ws))
+  /* calloc: a large workspace comes as zero pages, touched only when a
+   * kernel first writes them (no time spent zeroing what a run overwrites) */
+  cm->wsraw = wb ? calloc(1, wb + 64) : NULL;
+  if (!cm->buf || (wb && !cm->wsraw))
     goto oom;
-  if (wb)
-    memset(cm->ws, 0, wb);
+  cm->ws = wb ? (float *)(((uintptr_t)cm->wsraw + 63) / 64 * 64) : NULL;
   cm->buf[0] = cm->ws;
   for (int k = 0; k < cm->nt; k++) {
     CTensor *t = &cm->t[k];

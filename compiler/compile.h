@@ -26,7 +26,8 @@ struct CModel {
   Plan plan;
   int nslot;          /* slot 0: the workspace; slot k + 1: tensor k */
   void **buf;         /* nslot */
-  float *ws;          /* the workspace (64-byte aligned) */
+  float *ws;          /* the workspace (64-byte aligned, in wsraw) */
+  void *wsraw;
   size_t wsfloats;
   KernFn *fn;         /* plan.nfn */
   Plan bplan;         /* the backward plan (grad): run after plan */
