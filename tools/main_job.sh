@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # main_job.sh — the main job of the README's quick start: for every example
-# model, check it, initialize its parameters and random inputs, run it forward
-# and backward with the reference interpreter, and check its gradients against
-# finite differences; print what each command printed. (A later version trains.)
+# model, check it, initialize its parameters and random inputs, compile it and
+# run it forward and backward (the jit engine), and check its gradients: the
+# exact ones against finite differences, the compiled ones against the exact
+# ones; print what each command printed. (A later version trains.)
 #
 #   bash tools/main_job.sh [PATH/TO/rnnc]      default: build/rnnc
 set -uo pipefail
@@ -37,7 +38,7 @@ step print examples/mgu.rnn
 step print examples/mgu.rnn --after autodiff
 
 echo
-echo "==== 3. init + run: forward and backward through time (reference interpreter)"
+echo "==== 3. init + run: compiled forward and backward through time (jit engine)"
 for ex in "${examples[@]}"; do
   name=$(basename "$ex" .rnn)
   dims=(--dim T=12 --dim B=4)
@@ -49,7 +50,7 @@ for ex in "${examples[@]}"; do
 done
 
 echo
-echo "==== 4. gradcheck: float64 gradients against central finite differences"
+echo "==== 4. gradcheck: float64 gradients against central finite differences, compiled float32 ones against them"
 for ex in "${examples[@]}"; do
   step gradcheck "$ex"
 done
