@@ -77,6 +77,8 @@ typedef struct MCtx {
   int fails, skipped, cases;
   long tensors;       /* tensors compared */
   double worst;       /* worst norm-wise error over every tensor */
+  int worst_case;     /* ... in this case */
+  char worst_name[64]; /* ... of this tensor */
   int quiet;
   const char *text;   /* the model being checked */
   /* the self-test: after the honest checks, perturbed copies must fail */
@@ -280,7 +282,8 @@ static int same_shape(const CTensor *c, const Tensor *t)
 /* Every tensor of ref (outputs only with outonly) against cm's of that name;
  * a message per failing tensor into msg. Returns the worst error (INFINITY:
  * missing, another dtype, shape or role, or an extra compiled tensor). */
-static double compare(CModel *cm, const TensorSet *ref, int outonly, char *msg, size_t cap, int *n)
+static double compare(CModel *cm, const TensorSet *ref, int outonly, char *msg, size_t cap, int *n,
+                      const char **worstname)
 {
   double worst = 0;
   *n = 0;
@@ -304,7 +307,10 @@ static double compare(CModel *cm, const TensorSet *ref, int outonly, char *msg, 
                t->name, (long long)c->numel, r, (long long)w,
                t->dtype == DT_F32 ? (double)((const float *)c->data)[w] : 0.0,
                t->dtype == DT_F32 ? (double)((const float *)t->data)[w] : 0.0);
-    worst = !(r <= worst) ? r : worst;
+    if (!(r <= worst)) {
+      worst = r;
+      *worstname = t->name;
+    }
   }
   for (int i = 0; i < cmodel_ntensor(cm); i++) {
     const CTensor *c = cmodel_tensor(cm, i);
@@ -414,6 +420,40 @@ static void perturb(CModel *cm, int role)
   }
 }
 
+/* A diagnosis of tensor name (into out): its norm-wise errors against the
+ * interpreter in float64. A compiled value that is no farther from float64
+ * than float32 sums may put it (a few times the interpreter's own error, which
+ * sums in double) points at rounding with cancellation; one far from both
+ * points at a bug. */
+static void f64_diag(Module *m, Model *md, const Env *env, const TensorSet *params, const TensorSet *inputs,
+                     const TensorSet *ref, CModel *cm, const char *name, char *out, size_t cap)
+{
+  TensorSet r64;
+  char err[512];
+  tset_init(&r64);
+  InterpOpts io = {.prec = PREC_F64, .wantgrad = 1};
+  Env e = *env;
+  cr_assert_eq(interp_run(m, md, md->grad, &e, params, inputs, &io, &r64, err, sizeof err), RNNC_OK, "%s", err);
+  const Tensor *a = tset_find(ref, name), *b = tset_find(&r64, name);
+  const CTensor *c = cmodel_find(cm, name);
+  cr_assert(a && b && c && tensor_numel(b) == c->numel);
+  int64_t i1, i2, ne = c->numel;
+  float *b32 = malloc((size_t)ne * 4 + 4);
+  cr_assert(b32);
+  for (int64_t k = 0; k < ne; k++) /* the float64 values, rounded */
+    b32[k] = b->dtype == DT_F64 ? (float)((const double *)b->data)[k] : ((const float *)b->data)[k];
+  snprintf(out, cap, "%s against the interpreter in float64: compiled %.3g, interpreter in float32 %.3g", name,
+           rel_error(c->data, b32, ne, &i1), rel_error(a->data, b32, ne, &i2));
+  free(b32);
+  tset_clear(&r64);
+}
+
+static long envlong(const char *name, long def)
+{
+  const char *s = getenv(name);
+  return s && *s ? strtol(s, NULL, 0) : def;
+}
+
 static void run_case(MCtx *x, long kase)
 {
   Gen *g = calloc(1, sizeof *g);
@@ -508,9 +548,23 @@ static void run_case(MCtx *x, long kase)
     goto done;
   }
   int n;
-  double w = compare(cm, &ref, 0, msg, sizeof msg, &n);
+  const char *wn = "";
+  double w = compare(cm, &ref, 0, msg, sizeof msg, &n, &wn);
   x->tensors += n;
-  x->worst = !(w <= x->worst) ? w : x->worst;
+  if (!(w <= x->worst)) {
+    x->worst = w;
+    x->worst_case = (int)kase;
+    snprintf(x->worst_name, sizeof x->worst_name, "%s", wn);
+  }
+  if ((envlong("RNNC_MODELFUZZ_F64", 0) || !(w <= TOL)) && *wn && isfinite(w)) {
+    char d[256];
+    f64_diag(m, md, &env, &params, &inputs, &ref, cm, wn, d, sizeof d);
+    fprintf(stderr, "modelfuzz: case %ld %s\n", kase, d);
+    snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "  %s\n", d);
+  }
+  if (envlong("RNNC_MODELFUZZ_VERBOSE", 0)) /* 2: with the model's text */
+    fprintf(stderr, "modelfuzz: case %ld (T = %ld, B = %ld): %d tensors, worst %.3g (%s)\n%s", kase, T, B, n, w, wn,
+            envlong("RNNC_MODELFUZZ_VERBOSE", 0) > 1 ? text : "");
   if (!(w <= TOL) || n != ref.n) {
     mreport(x, "compiled vs interpreted (T = %ld, B = %ld, 1 thread), %d of %d tensors compared:\n%s", T, B, n,
             ref.n, msg);
@@ -541,7 +595,7 @@ static void run_case(MCtx *x, long kase)
     goto done;
   }
   msg[0] = 0;
-  w = compare(cm, &ref, 1, msg, sizeof msg, &n);
+  w = compare(cm, &ref, 1, msg, sizeof msg, &n, &wn);
   if (!(w <= TOL)) {
     mreport(x, "forward only (T = %ld, B = %ld, 2 threads):\n%s", T, B, msg);
     goto done;
@@ -549,10 +603,10 @@ static void run_case(MCtx *x, long kase)
   if (x->selftest) { /* perturbed outputs, then gradients, must fail the check */
     cr_assert_eq(cmodel_run(cm, 1, 1, err, sizeof err), RNNC_OK, "%s", err);
     perturb(cm, CT_OUTPUT);
-    x->caught_out += !(compare(cm, &ref, 0, msg, sizeof msg, &n) <= TOL);
+    x->caught_out += !(compare(cm, &ref, 0, msg, sizeof msg, &n, &wn) <= TOL);
     cr_assert_eq(cmodel_run(cm, 1, 1, err, sizeof err), RNNC_OK, "%s", err);
     perturb(cm, CT_GRAD);
-    x->caught_grad += !(compare(cm, &ref, 0, msg, sizeof msg, &n) <= TOL);
+    x->caught_grad += !(compare(cm, &ref, 0, msg, sizeof msg, &n, &wn) <= TOL);
   }
   for (int f = 0; f < NF; f++)
     fseen[f] += feat[f];
@@ -568,12 +622,6 @@ done:
   free(cell);
   free(g);
   x->text = NULL;
-}
-
-static long envlong(const char *name, long def)
-{
-  const char *s = getenv(name);
-  return s && *s ? strtol(s, NULL, 0) : def;
 }
 
 static void seed_case(uint64_t seed, long k)
@@ -601,8 +649,9 @@ Test(modelfuzz, random_cells_in_random_models_compiled_vs_interpreted_forward_an
   for (int k = 0; k < NK; k++)
     snprintf(ops + strlen(ops), sizeof ops - strlen(ops), " %s:%ld", kname[k], kseen[k]);
   cr_log_info("modelfuzz: seed %llu, %ld cases, %d failed, %d skipped (reference not finite); %ld tensors "
-              "compared, worst norm-wise error %.3g (tolerance %g)",
-              (unsigned long long)seed, last - first, x.fails, x.skipped, x.tensors, x.worst, TOL);
+              "compared, worst norm-wise error %.3g (case %d, %s; tolerance %g)",
+              (unsigned long long)seed, last - first, x.fails, x.skipped, x.tensors, x.worst, x.worst_case,
+              x.worst_name, TOL);
   cr_log_info("modelfuzz: models made:%s", cov);
   cr_log_info("modelfuzz: cell statements made:%s", ops);
   cr_assert_eq(x.fails, 0, "%d of %ld cases failed (see the log above)", x.fails, last - first);
