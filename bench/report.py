@@ -158,6 +158,11 @@ def main():
             print(f"- {t['what']}: {t['value']} — {'met' if t['met'] else 'NOT met'}")
     if peak:
         print(f"\nFMA peak, {a.threads} thread(s): {peak:.1f} GFLOP/s (fma_peak, best of its runs)")
+        one = next((x["gflops_best"] for x in fma if x.get("threads") == 1), None)
+        if one and a.threads > 1 and peak < 0.8 * a.threads * one:
+            print(f"WARNING: the {a.threads}-thread FMA peak is only {peak / one:.2f}× the 1-thread one "
+                  f"({one:.1f}): other processes had the cores during this run, so its times, ratios "
+                  f"and % of peak are unreliable")
     if dnnl:
         for x in dnnl.get("results", []):
             if x.get("config") == "C5" and "train" in x:
