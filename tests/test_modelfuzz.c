@@ -33,17 +33,27 @@
  *     of the same name, dtype and shape, and the compiled model has no output
  *     or gradient the interpreter lacks;
  *  2. each agrees within TOL = 1e-5 norm-wise, max|jit - ref| / max|ref|
- *     (test_jit_model.c's and test_parity.c's measure). Both sides round
- *     every elementwise op to float32 in the same order; they differ where
- *     SLEEF's tanh/exp/log differ from libm's by an ulp and where a GEMM sums
- *     in float32 in its own order (the interpreter sums in double). Over these
- *     models (sums of at most 48 terms, at most 5 steps, at most three cell
- *     nodes) the worst measured is about 1e-6 (24 CI cases: 1.2e-6), so 1e-5
- *     needs no loosening for random deep cells: the norm-wise measure divides
- *     by the tensor's largest element, not each element's own value, so a
- *     gradient element that cancels to near 0 does not inflate it;
+ *     (test_jit_model.c's and test_parity.c's measure), with ref the
+ *     interpreter in float32 or, for a tensor over TOL from that, in float64
+ *     (rounded to float32). Why the second reference: both sides round every
+ *     elementwise op to float32 in the same order, but the interpreter sums
+ *     every reduction (matvec, the column sums of parameter gradients over
+ *     T*B <= 85 rows, softmax over K) in double and rounds once, while the
+ *     compiled code sums in float32 in its own order, an error up to
+ *     n u sum|terms| (u = 2^-24). Where such a sum cancels (a softmax layer's
+ *     bias gradient: its per-row terms sum to 0 over the classes) a tiny
+ *     tensor's largest element is a small fraction of sum|terms|, and the two
+ *     float32 computations, each within TOL of the exact value, can be more
+ *     than TOL apart: 150 + 200 campaign cases measured jit-vs-interp 7.2e-6,
+ *     8.1e-6 and 9.4e-6 on 2- to 18-element gradients, where the compiled
+ *     values were 6.1e-6, 7.2e-6 and 7.1e-6 from float64 and the interpreter's
+ *     1.1e-6 to 2.3e-6. Requiring TOL against the float64 values there holds
+ *     the compiled code to the same accuracy without loosening TOL (the first
+ *     24 CI cases never need it: worst 1.2e-6);
  *  3. runs on 1 and 3 threads give memcmp-identical outputs and gradients;
- *  4. a forward-only run (2 threads) gives the outputs within TOL.
+ *  4. a forward-only run (2 threads) gives the outputs within TOL;
+ *  5. every fourth case is also compiled without gradients: its outputs
+ *     within TOL, on 1 and 3 threads bitwise the same, no gradient tensors.
  * A case whose reference is not finite (a random cell can square a state
  * every step) is counted as skipped; CI requires at most one in five.
  *
@@ -64,11 +74,11 @@ static const long vchoice[] = {2, 5, 17};
 
 /* What the model generator made (coverage, counted over a run). */
 enum { F_EMB, F_INIT, F_BACKWARD, F_STACK_DIRECT, F_STACK_PROBS, F_INIT_NODE, F_BIDIR, F_SUM, F_SOFTMAX,
-       F_SUM_LAST, F_SOFTMAX_LAST, F_SUM_FINAL, F_IGNORE, F_EXTRA_OUT, F_B16, F_B4, F_BSMALL, NF };
+       F_SUM_LAST, F_SOFTMAX_LAST, F_SUM_FINAL, F_IGNORE, F_EXTRA_OUT, F_B16, F_B4, F_BSMALL, F_NOGRAD, NF };
 static const char *const fname[NF] = {"embedding", "init list", "backward", "stacked direct", "stacked on probs",
                                       "init = node", "bidirectional", "sum", "softmax", "sum(last)",
                                       "softmax(last)", "sum(final)", "ignore", "second output", "B >= 16",
-                                      "4 <= B < 16", "B < 4"};
+                                      "4 <= B < 16", "B < 4", "compiled without gradients"};
 static long fseen[NF];
 
 typedef struct MCtx {
@@ -78,6 +88,7 @@ typedef struct MCtx {
   long tensors;       /* tensors compared */
   double worst;       /* worst norm-wise error over every tensor */
   int worst_case;     /* ... in this case */
+  int rescued;        /* tensors over TOL from the float32 reference, within it from float64 */
   char worst_name[64]; /* ... of this tensor */
   int quiet;
   const char *text;   /* the model being checked */
@@ -181,8 +192,6 @@ static char *genmodel(const char *cell, const CellInfo *ci, int *feat)
   feat[F_BACKWARD] |= back;
   bprintf(&b, "  c1 = fz(%s%s%s%s)\n", ops, ci->binds, back ? ", backward" : "", init);
   const char *top = "c1";
-  Dm topd = ci->out;
-  int two = 0; /* top has 2 * out features */
   int canstack = dm_eq(ci->out, ci->in[0]); /* c1 can be the first input of c2 */
   switch (canstack && chance(0.5) ? 1 : rint_(3)) {
   case 0: break;
@@ -204,11 +213,8 @@ static char *genmodel(const char *cell, const CellInfo *ci, int *feat)
     bprintf(&b, "  cb = fz(%s%s%s)\n", ops, ci->binds, back ? "" : ", backward");
     bprintf(&b, "  top = concat(c1, cb)\n");
     top = "top";
-    two = 1;
     break;
   }
-  (void)topd;
-  (void)two;
   long K = kchoice[rint_(5)];
   int ignore = chance(0.3);
   const char *extra = NULL;
@@ -279,11 +285,14 @@ static int same_shape(const CTensor *c, const Tensor *t)
   return 1;
 }
 
-/* Every tensor of ref (outputs only with outonly) against cm's of that name;
- * a message per failing tensor into msg. Returns the worst error (INFINITY:
- * missing, another dtype, shape or role, or an extra compiled tensor). */
-static double compare(CModel *cm, const TensorSet *ref, int outonly, char *msg, size_t cap, int *n,
-                      const char **worstname)
+/* Every tensor of ref (outputs only with outonly) against cm's of that name,
+ * the error of each the smaller of those against ref and (where ref's is
+ * over TOL and alt is given) against alt, the float64 reference rounded; a
+ * message per failing tensor into msg, *rescued counts the tensors alt
+ * passed. Returns the worst error (INFINITY: missing, another dtype, shape or
+ * role, or an extra compiled tensor). */
+static double compare(CModel *cm, const TensorSet *ref, const TensorSet *alt, int outonly, char *msg, size_t cap,
+                      int *n, const char **worstname, int *rescued)
 {
   double worst = 0;
   *n = 0;
@@ -302,11 +311,22 @@ static double compare(CModel *cm, const TensorSet *ref, int outonly, char *msg, 
     int64_t w = 0;
     double r = t->dtype == DT_I32 ? (memcmp(c->data, t->data, (size_t)c->numel * 4) ? INFINITY : 0)
                                   : rel_error(c->data, t->data, c->numel, &w);
+    const Tensor *a = alt && !(r <= TOL) && t->dtype == DT_F32 ? tset_find(alt, t->name) : NULL;
+    double r64 = NAN;
+    int64_t w64 = 0;
+    if (a) {
+      r64 = rel_error(c->data, a->data, c->numel, &w64);
+      if (r64 <= TOL) {
+        r = r64;
+        ++*rescued;
+      }
+    }
     if (!(r <= TOL))
-      snprintf(msg + strlen(msg), cap - strlen(msg), "  %s [%lld elements]: rel %.3g (worst [%lld]: jit %.9g, interp %.9g)\n",
+      snprintf(msg + strlen(msg), cap - strlen(msg),
+               "  %s [%lld elements]: rel %.3g (worst [%lld]: jit %.9g, interp %.9g); against float64 %.3g\n",
                t->name, (long long)c->numel, r, (long long)w,
                t->dtype == DT_F32 ? (double)((const float *)c->data)[w] : 0.0,
-               t->dtype == DT_F32 ? (double)((const float *)t->data)[w] : 0.0);
+               t->dtype == DT_F32 ? (double)((const float *)t->data)[w] : 0.0, r64);
     if (!(r <= worst)) {
       worst = r;
       *worstname = t->name;
@@ -420,32 +440,59 @@ static void perturb(CModel *cm, int role)
   }
 }
 
-/* A diagnosis of tensor name (into out): its norm-wise errors against the
- * interpreter in float64. A compiled value that is no farther from float64
- * than float32 sums may put it (a few times the interpreter's own error, which
- * sums in double) points at rounding with cancellation; one far from both
- * points at a bug. */
-static void f64_diag(Module *m, Model *md, const Env *env, const TensorSet *params, const TensorSet *inputs,
-                     const TensorSet *ref, CModel *cm, const char *name, char *out, size_t cap)
+/* The interpreter's float64 results, rounded to float32, into alt. */
+static void make_alt(Module *m, Model *md, const Env *env, const TensorSet *params, const TensorSet *inputs,
+                     TensorSet *alt)
 {
   TensorSet r64;
-  char err[512];
+  char err[512] = "";
   tset_init(&r64);
   InterpOpts io = {.prec = PREC_F64, .wantgrad = 1};
   Env e = *env;
   cr_assert_eq(interp_run(m, md, md->grad, &e, params, inputs, &io, &r64, err, sizeof err), RNNC_OK, "%s", err);
-  const Tensor *a = tset_find(ref, name), *b = tset_find(&r64, name);
-  const CTensor *c = cmodel_find(cm, name);
-  cr_assert(a && b && c && tensor_numel(b) == c->numel);
-  int64_t i1, i2, ne = c->numel;
-  float *b32 = malloc((size_t)ne * 4 + 4);
-  cr_assert(b32);
-  for (int64_t k = 0; k < ne; k++) /* the float64 values, rounded */
-    b32[k] = b->dtype == DT_F64 ? (float)((const double *)b->data)[k] : ((const float *)b->data)[k];
-  snprintf(out, cap, "%s against the interpreter in float64: compiled %.3g, interpreter in float32 %.3g", name,
-           rel_error(c->data, b32, ne, &i1), rel_error(a->data, b32, ne, &i2));
-  free(b32);
+  for (int i = 0; i < r64.n; i++) {
+    const Tensor *b = &r64.t[i];
+    if (b->dtype != DT_F64 && b->dtype != DT_F32)
+      continue;
+    Tensor *t = tset_add(alt, b->name, DT_F32, b->rank, b->dim);
+    cr_assert(t);
+    for (int64_t k = 0; k < tensor_numel(b); k++)
+      ((float *)t->data)[k] =
+          b->dtype == DT_F64 ? (float)((const double *)b->data)[k] : ((const float *)b->data)[k];
+  }
   tset_clear(&r64);
+}
+
+/* md compiled (with gradients or not), params and inputs copied in; NULL
+ * (reported) on an error. */
+static CModel *compile_in(MCtx *x, Module *m, Model *md, const Env *env, int grad, const TensorSet *params,
+                          const TensorSet *inputs)
+{
+  char err[512] = "";
+  CModel *cm = NULL;
+  CompileOpts co = {.grad = grad};
+  if (cmodel_compile(m, md, env, &co, &cm, err, sizeof err) != RNNC_OK) {
+    mreport(x, "cmodel_compile (%s gradients): %s", grad ? "with" : "without", err);
+    return NULL;
+  }
+  for (int i = 0; i < cmodel_ntensor(cm); i++) {
+    CTensor *c = cmodel_tensor(cm, i);
+    if (c->role == CT_GRAD && !grad) {
+      mreport(x, "compiled without gradients, but has '%s'", c->name);
+      cmodel_free(cm);
+      return NULL;
+    }
+    if (c->role != CT_PARAM && c->role != CT_INPUT)
+      continue;
+    const Tensor *t = tset_find(c->role == CT_PARAM ? params : inputs, c->name);
+    if (!t || t->dtype != c->dtype || !same_shape(c, t)) {
+      mreport(x, "compiled tensor '%s' is no parameter or input of its dtype and shape", c->name);
+      cmodel_free(cm);
+      return NULL;
+    }
+    memcpy(c->data, t->data, (size_t)c->numel * 4);
+  }
+  return cm;
 }
 
 static long envlong(const char *name, long def)
@@ -462,7 +509,8 @@ static void run_case(MCtx *x, long kase)
   char *cell = gencell(g, &nst);
   char *text = NULL, err[512] = "", msg[8192] = "";
   Module *m0 = module_new(), *m = NULL;
-  TensorSet params, inputs, ref;
+  TensorSet params, inputs, ref, alt;
+  tset_init(&alt);
   tset_init(&params);
   tset_init(&inputs);
   tset_init(&ref);
@@ -527,40 +575,26 @@ static void run_case(MCtx *x, long kase)
     x->skipped++;
     goto done;
   }
-  CompileOpts co = {.grad = 1};
-  if (cmodel_compile(m, md, &env, &co, &cm, err, sizeof err) != RNNC_OK) {
-    mreport(x, "cmodel_compile: %s", err);
+  cm = compile_in(x, m, md, &env, 1, &params, &inputs);
+  if (!cm)
     goto done;
-  }
-  for (int i = 0; i < cmodel_ntensor(cm); i++) {
-    CTensor *c = cmodel_tensor(cm, i);
-    if (c->role != CT_PARAM && c->role != CT_INPUT)
-      continue;
-    const Tensor *t = tset_find(c->role == CT_PARAM ? &params : &inputs, c->name);
-    if (!t || t->dtype != c->dtype || !same_shape(c, t)) {
-      mreport(x, "compiled tensor '%s' is no parameter or input of its dtype and shape", c->name);
-      goto done;
-    }
-    memcpy(c->data, t->data, (size_t)c->numel * 4);
-  }
   if (cmodel_run(cm, 1, 1, err, sizeof err) != RNNC_OK) {
     mreport(x, "cmodel_run (1 thread): %s", err);
     goto done;
   }
   int n;
   const char *wn = "";
-  double w = compare(cm, &ref, 0, msg, sizeof msg, &n, &wn);
+  double w = compare(cm, &ref, NULL, 0, msg, sizeof msg, &n, &wn, &x->rescued);
+  if (!(w <= TOL) && isfinite(w)) { /* the second reference: see the top */
+    make_alt(m, md, &env, &params, &inputs, &alt);
+    msg[0] = 0;
+    w = compare(cm, &ref, &alt, 0, msg, sizeof msg, &n, &wn, &x->rescued);
+  }
   x->tensors += n;
   if (!(w <= x->worst)) {
     x->worst = w;
     x->worst_case = (int)kase;
     snprintf(x->worst_name, sizeof x->worst_name, "%s", wn);
-  }
-  if ((envlong("RNNC_MODELFUZZ_F64", 0) || !(w <= TOL)) && *wn && isfinite(w)) {
-    char d[256];
-    f64_diag(m, md, &env, &params, &inputs, &ref, cm, wn, d, sizeof d);
-    fprintf(stderr, "modelfuzz: case %ld %s\n", kase, d);
-    snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "  %s\n", d);
   }
   if (envlong("RNNC_MODELFUZZ_VERBOSE", 0)) /* 2: with the model's text */
     fprintf(stderr, "modelfuzz: case %ld (T = %ld, B = %ld): %d tensors, worst %.3g (%s)\n%s", kase, T, B, n, w, wn,
@@ -595,18 +629,44 @@ static void run_case(MCtx *x, long kase)
     goto done;
   }
   msg[0] = 0;
-  w = compare(cm, &ref, 1, msg, sizeof msg, &n, &wn);
+  w = compare(cm, &ref, alt.n ? &alt : NULL, 1, msg, sizeof msg, &n, &wn, &x->rescued);
   if (!(w <= TOL)) {
     mreport(x, "forward only (T = %ld, B = %ld, 2 threads):\n%s", T, B, msg);
     goto done;
   }
-  if (x->selftest) { /* perturbed outputs, then gradients, must fail the check */
+  if (kase % 4 == 3 && !x->selftest) { /* compiled without gradients: the outputs, 1 and 3 threads the same */
+    cmodel_free(cm);
+    cm = compile_in(x, m, md, &env, 0, &params, &inputs);
+    if (!cm)
+      goto done;
+    if (cmodel_run(cm, 0, 1, err, sizeof err) != RNNC_OK) {
+      mreport(x, "cmodel_run (without gradients): %s", err);
+      goto done;
+    }
+    msg[0] = 0;
+    w = compare(cm, &ref, alt.n ? &alt : NULL, 1, msg, sizeof msg, &n, &wn, &x->rescued);
+    s1 = snapshot(cm, &bytes);
+    same = cmodel_run(cm, 0, 3, err, sizeof err) == RNNC_OK;
+    s3 = snapshot(cm, &bytes3);
+    same = same && bytes == bytes3 && memcmp(s1, s3, bytes) == 0;
+    free(s1);
+    free(s3);
+    if (!(w <= TOL) || !same) {
+      mreport(x, "compiled without gradients (T = %ld, B = %ld): %s\n%s", T, B,
+              same ? "" : "3 threads differ from 1 or failed", msg);
+      goto done;
+    }
+    feat[F_NOGRAD] = 1;
+  }
+  if (x->selftest) { /* perturbed outputs, then gradients, must fail against both references */
+    if (!alt.n)
+      make_alt(m, md, &env, &params, &inputs, &alt);
     cr_assert_eq(cmodel_run(cm, 1, 1, err, sizeof err), RNNC_OK, "%s", err);
     perturb(cm, CT_OUTPUT);
-    x->caught_out += !(compare(cm, &ref, 0, msg, sizeof msg, &n, &wn) <= TOL);
+    x->caught_out += !(compare(cm, &ref, alt.n ? &alt : NULL, 0, msg, sizeof msg, &n, &wn, &x->rescued) <= TOL);
     cr_assert_eq(cmodel_run(cm, 1, 1, err, sizeof err), RNNC_OK, "%s", err);
     perturb(cm, CT_GRAD);
-    x->caught_grad += !(compare(cm, &ref, 0, msg, sizeof msg, &n, &wn) <= TOL);
+    x->caught_grad += !(compare(cm, &ref, alt.n ? &alt : NULL, 0, msg, sizeof msg, &n, &wn, &x->rescued) <= TOL);
   }
   for (int f = 0; f < NF; f++)
     fseen[f] += feat[f];
@@ -615,6 +675,7 @@ done:
   tset_clear(&params);
   tset_clear(&inputs);
   tset_clear(&ref);
+  tset_clear(&alt);
   if (m)
     module_free(m);
   module_free(m0);
@@ -649,9 +710,10 @@ Test(modelfuzz, random_cells_in_random_models_compiled_vs_interpreted_forward_an
   for (int k = 0; k < NK; k++)
     snprintf(ops + strlen(ops), sizeof ops - strlen(ops), " %s:%ld", kname[k], kseen[k]);
   cr_log_info("modelfuzz: seed %llu, %ld cases, %d failed, %d skipped (reference not finite); %ld tensors "
-              "compared, worst norm-wise error %.3g (case %d, %s; tolerance %g)",
-              (unsigned long long)seed, last - first, x.fails, x.skipped, x.tensors, x.worst, x.worst_case,
-              x.worst_name, TOL);
+              "compared (%d within the tolerance only of the float64 reference), worst norm-wise error %.3g "
+              "(case %d, %s; tolerance %g)",
+              (unsigned long long)seed, last - first, x.fails, x.skipped, x.tensors, x.rescued, x.worst,
+              x.worst_case, x.worst_name, TOL);
   cr_log_info("modelfuzz: models made:%s", cov);
   cr_log_info("modelfuzz: cell statements made:%s", ops);
   cr_assert_eq(x.fails, 0, "%d of %ld cases failed (see the log above)", x.fails, last - first);
