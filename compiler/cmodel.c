@@ -23,7 +23,7 @@ CTensor *cmodel_find(CModel *cm, const char *name)
 
 size_t cmodel_bytes(const CModel *cm)
 {
-  size_t b = cm->wsfloats * sizeof(float);
+  size_t b = (cm->wsfloats + cm->twsfloats) * sizeof(float);
   for (int k = 0; k < cm->nt; k++)
     if (!cm->t[k].shared)
       b += (size_t)cm->t[k].numel * 4;

@@ -4,9 +4,11 @@
  * require: m after the schedule pass; md verified (with grad: md->grad).
  * produce: a CModel (cmodel.c runs it) or, for print --emit, the module.
  *
- * Memory. Slot 0 of a run is the workspace, one buffer; slot k + 1 is the
- * named tensor k (parameters, inputs, outputs, gradients, carried states),
- * each its own buffer. Every model value lives in rows form, [npos, d]
+ * Memory. Slot 0 of a run is the workspace, one buffer; slot 1 the transient
+ * area, which each node's kernels reuse for what no other node reads (packed
+ * weights, hoisted products the loop consumes, everything of a backward
+ * cell); slot k + 2 is the named tensor k (parameters, inputs, outputs,
+ * gradients, carried states), each its own buffer. Every model value lives in rows form, [npos, d]
  * row-major (position p = t*B + b): inputs in their tensors, the rest in the
  * workspace, views (last, final, logits, probs, a split of a stored value)
  * cost nothing. A cell node keeps each state as a sequence of T + 1 slots of
@@ -46,10 +48,21 @@ int comp_fail(Comp *C, int code, const char *fmt, ...)
 
 Addr ws_alloc(Comp *C, int64_t n, int64_t ld)
 {
-  Addr a = {0, (int64_t)C->ws, 0, ld};
+  Addr a = {SLOT_WS, (int64_t)C->ws, 0, ld};
   C->ws += ((size_t)(n > 0 ? n : 1) + 15) / 16 * 16;
   return a;
 }
+
+Addr ws_tmp(Comp *C, int64_t n, int64_t ld)
+{
+  Addr a = {SLOT_TMP, (int64_t)C->tws, 0, ld};
+  C->tws += ((size_t)(n > 0 ? n : 1) + 15) / 16 * 16;
+  if (C->tws > C->twsmax)
+    C->twsmax = C->tws;
+  return a;
+}
+
+void node_begin(Comp *C) { C->tws = 0; }
 
 Addr at_step(Addr a, int64_t B)
 {
@@ -145,7 +158,7 @@ int k_pack(Comp *C, Addr w, int64_t N, int64_t K, int64_t ldb, int bt, Addr *pac
 {
   GemmSpec gs = {.M = 1, .N = N, .K = K, .lda = bt ? K : K, .ldb = ldb, .ldc = N,
                  .flags = (bt ? GEMM_BT : 0) | comp_flags(C)};
-  *pack = ws_alloc(C, (int64_t)gemm_packsize(&gs), 0);
+  *pack = ws_tmp(C, (int64_t)gemm_packsize(&gs), 0);
   const char *s = ksym(C, "pack");
   size_t scr = 0;
   int st = mk_gemm(C->cx, C->mod, s, &gs, MK_PACK, addr_none(), w, addr_none(), *pack, &scr, C->err, C->errlen);
@@ -179,7 +192,7 @@ static int add_tensor(Comp *C, const char *name, int role, int dtype, int rank, 
     t.dim[k] = dim[k];
     t.numel *= dim[k];
   }
-  t.slot = cm->nt + 1;
+  t.slot = cm->nt + SLOT_TENSOR0;
   APUSH(cm->a, cm->t, cm->nt, cm->capt, t);
   return cm->nt - 1;
 }
@@ -195,7 +208,7 @@ static int shape_dims(Comp *C, const Shape *s, int64_t *dim)
   return RNNC_OK;
 }
 
-static Addr tensor_addr(int k, int64_t ld) { return (Addr){k + 1, 0, 0, ld}; }
+static Addr tensor_addr(int k, int64_t ld) { return (Addr){k + SLOT_TENSOR0, 0, 0, ld}; }
 
 /* ---- layout and order ------------------------------------------------------ */
 
@@ -330,7 +343,7 @@ static int backward(Comp *C)
     if (v->adj.slot >= 0 && n->kind != M_LOGITS && (st = k_fill(C, v->npos, v->d, v->adj, 0, 0)))
       return st;
     for (int s = 0; n->kind == M_CELL && s < n->cell->nstate; s++)
-      if ((st = k_fill(C, (v->T + 1) * v->B, v->sd[s], v->dhs[s], 0, 0)))
+      if ((st = k_fill(C, 2 * v->B, v->sd[s], v->dhs[s], 0, 0)))
         return st;
     if (n->kind == M_SOFTMAX && !v->fused && v->dz.slot >= 0 && (st = k_fill(C, v->npos, v->K, v->dz, 0, 0)))
       return st;
@@ -344,6 +357,7 @@ static int backward(Comp *C)
     const MNode *n = &md->node[i];
     if (n->dtype == DT_I32 || (C->g->needgrad && !C->g->needgrad[i]))
       continue;
+    node_begin(C);
     st = n->kind == M_CELL ? cell_backward(C, i) : node_backward(C, i);
     if (st)
       return st;
@@ -388,6 +402,7 @@ static int build_nodes(Comp *C)
   int st;
   for (int k = 0; k < md->nnode; k++) {
     int i = C->order[k];
+    node_begin(C);
     st = md->node[i].kind == M_CELL ? cell_forward(C, i) : node_forward(C, i);
     if (st)
       return st;
@@ -421,6 +436,7 @@ void cmodel_free(CModel *cm)
       free(cm->t[k].data);
   free(cm->buf);
   free(cm->wsraw);
+  free(cm->twsraw);
   free(cm->fn);
   free(cm->bfn);
   jit_free(cm->jit);
@@ -518,9 +534,9 @@ static int lookup(CModel *cm, const Plan *p, KernFn **fn, char *err, size_t errl
 }
 
 /* Buffers: the workspace and every tensor, zeroed, 64-byte aligned. */
-static int allocate(CModel *cm, size_t wsfloats, char *err, size_t errlen)
+static int allocate(CModel *cm, size_t wsfloats, size_t twsfloats, char *err, size_t errlen)
 {
-  cm->nslot = cm->nt + 1;
+  cm->nslot = cm->nt + SLOT_TENSOR0;
   cm->buf = calloc((size_t)cm->nslot, sizeof *cm->buf);
   cm->wsfloats = wsfloats;
   size_t wb = (wsfloats * sizeof(float) + 63) / 64 * 64;
@@ -530,7 +546,14 @@ static int allocate(CModel *cm, size_t wsfloats, char *err, size_t errlen)
   if (!cm->buf || (wb && !cm->wsraw))
     goto oom;
   cm->ws = wb ? (float *)(((uintptr_t)cm->wsraw + 63) / 64 * 64) : NULL;
-  cm->buf[0] = cm->ws;
+  cm->buf[SLOT_WS] = cm->ws;
+  size_t tb = (twsfloats * sizeof(float) + 63) / 64 * 64;
+  cm->twsfloats = twsfloats;
+  cm->twsraw = tb ? calloc(1, tb + 64) : NULL;
+  if (tb && !cm->twsraw)
+    goto oom;
+  cm->tws = tb ? (float *)(((uintptr_t)cm->twsraw + 63) / 64 * 64) : NULL;
+  cm->buf[SLOT_TMP] = cm->tws;
   for (int k = 0; k < cm->nt; k++) {
     CTensor *t = &cm->t[k];
     size_t b = ((size_t)t->numel * 4 + 63) / 64 * 64;
@@ -583,7 +606,7 @@ int cmodel_compile(Module *m, Model *md, const Env *env, const CompileOpts *o, C
   if (!st && o->grad)
     st = lookup(cm, &cm->bplan, &cm->bfn, err, errlen);
   if (!st)
-    st = allocate(cm, C.ws, err, errlen);
+    st = allocate(cm, C.ws, C.twsmax, err, errlen);
   arena_free(C.a);
   if (st) {
     cmodel_free(cm);

@@ -24,10 +24,13 @@ typedef struct Check {
 struct CModel {
   CTensor *t; int nt, capt;
   Plan plan;
-  int nslot;          /* slot 0: the workspace; slot k + 1: tensor k */
+  int nslot;          /* SLOT_WS, SLOT_TMP, then SLOT_TENSOR0 + k: tensor k */
   void **buf;         /* nslot */
   float *ws;          /* the workspace (64-byte aligned, in wsraw) */
   void *wsraw;
+  float *tws;         /* the transient area (slot 1) */
+  void *twsraw;
+  size_t twsfloats;
   size_t wsfloats;
   KernFn *fn;         /* plan.nfn */
   Plan bplan;         /* the backward plan (grad): run after plan */
@@ -46,7 +49,10 @@ typedef struct MV {
   Addr val, adj;           /* adj.slot < 0: none */
   /* M_CELL */
   Env cenv;
-  Addr *hs, *dhs;          /* per state: [(T+1), B, d_s], slot 0 .. T */
+  Addr *hs;                /* per state: [(T+1), B, d_s], slot 0 .. T */
+  Addr *dhs;               /* per state: [2, B, d_s]: the adjoint of the update
+                              (of the final state before the loop, of the
+                              initial state after it), of the old state */
   int64_t *sd;             /* per state: d_s */
   Addr *fsa;               /* per node of the forward cell: its storage (rows form) */
   /* M_SOFTMAX */
@@ -73,6 +79,7 @@ typedef struct Comp {
   MV *v;
   int *order;             /* model nodes, each after its operands */
   size_t ws;              /* workspace floats so far */
+  size_t tws, twsmax;     /* transient floats of the current node, the most */
   Plan *p;                /* the plan being built (forward, then backward) */
   size_t scratch;         /* the largest per-thread scratch */
   int nk;                 /* kernels made */
@@ -84,6 +91,13 @@ typedef struct Comp {
 int comp_fail(Comp *C, int code, const char *fmt, ...);
 /* n floats of workspace (64-byte aligned), zeroed before the first run. */
 Addr ws_alloc(Comp *C, int64_t n, int64_t ld);
+/* n floats of the transient area (slot 1): only the current node's kernels
+ * use them (nothing another node reads), so every node reuses the same
+ * area; not zeroed. node_begin starts a node. */
+Addr ws_tmp(Comp *C, int64_t n, int64_t ld);
+void node_begin(Comp *C);
+/* Slots: 0 the workspace, 1 the transient area, k + 2 tensor k. */
+enum { SLOT_WS = 0, SLOT_TMP = 1, SLOT_TENSOR0 = 2 };
 /* A fresh kernel symbol "k<n>_<what>". */
 const char *ksym(Comp *C, const char *what);
 /* Append a call of kernel sym over [0, n) split at grain, and a barrier. */

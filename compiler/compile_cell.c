@@ -111,8 +111,10 @@ static int computed(const CC *cc, int i)
   return !isleaf(cc->c->node[i].op) && cc->s->phase[i] != SCHED_DEAD && !cc->s->sumonly[i];
 }
 
-/* Homes for the computed nodes; need[i] says who must have one. */
-static void assign(CC *cc, char *need)
+/* Homes for the computed nodes; need[i] says who must have one, keep[i]
+ * (NULL: none) whose home outlives the node's kernels (an output, a value
+ * saved for backward): the others are in the transient area. */
+static void assign(CC *cc, char *need, const char *keep)
 {
   const Cell *c = cc->c;
   const CellSched *s = cc->s;
@@ -143,12 +145,13 @@ static void assign(CC *cc, char *need)
       cc->sa[i] = cc->sa[nd->arg[0]];
       cc->sa[i].off += cc->start[i];
     } else if (need[i] && !cc->V[i]) {
-      cc->sa[i] = ws_alloc(cc->C, cc->numel[i], 0);
+      cc->sa[i] = keep && keep[i] ? ws_alloc(cc->C, cc->numel[i], 0) : ws_tmp(cc->C, cc->numel[i], 0);
     } else if (cc->colgemm[i] && s->phase[i] == SCHED_LOOP && !need[i]) {
-      cc->sa[i] = ws_alloc(cc->C, cc->B * cc->numel[i], cc->numel[i]);
+      cc->sa[i] = ws_tmp(cc->C, cc->B * cc->numel[i], cc->numel[i]);
       cc->steptmp[i] = 1;
     } else if (need[i] || cc->colgemm[i]) {
-      cc->sa[i] = ws_alloc(cc->C, cc->TB * cc->numel[i], cc->numel[i]);
+      int64_t n = cc->TB * cc->numel[i];
+      cc->sa[i] = keep && keep[i] ? ws_alloc(cc->C, n, cc->numel[i]) : ws_tmp(cc->C, n, cc->numel[i]);
     }
   }
 }
@@ -346,6 +349,21 @@ static void step_end(CC *cc)
     }
 }
 
+/* move() in a time loop into y as given (the same slot at every step). */
+static int move_to(CC *cc, int node, Addr y, int64_t rows, int acc)
+{
+  const Node *nd = &cc->c->node[node];
+  if (nd->op == OP_CONST || nd->op == OP_ZEROS) {
+    const char *s = ksym(cc->C, "const");
+    int st = mk_axpy(cc->C->cx, cc->C->mod, s, rows, cc->numel[node], nd->op == OP_CONST ? (float)nd->cval : 0,
+                     addr_none(), acc ? y : addr_none(), y, 0, cc->C->err, cc->C->errlen);
+    if (!st)
+      plan_call(cc->C, s, rows, 1, 0);
+    return st;
+  }
+  return k_copy(cc->C, rows, cc->numel[node], where(cc, node, 1), y, acc, 1, 0);
+}
+
 /* ---- forward -------------------------------------------------------------- */
 
 int cell_forward(Comp *C, int i)
@@ -369,7 +387,11 @@ int cell_forward(Comp *C, int i)
     int64_t d = cc.numel[c->state[s]];
     v->sd[s] = d;
     v->hs[s] = ws_alloc(C, (T + 1) * B * d, d);
-    v->dhs[s] = C->o->grad ? ws_alloc(C, (T + 1) * B * d, d) : addr_none();
+    /* the state adjoints need two slots of [B, d]: the adjoint of the update
+     * (slot 0: read by a step, where the final states' adjoint starts and the
+     * initial states' ends) and of the old state (slot 1: written by a step,
+     * then copied to slot 0 for the next) */
+    v->dhs[s] = C->o->grad ? ws_alloc(C, 2 * B * d, d) : addr_none();
     /* step t reads slot t and writes t + 1 (backward in time: t + 1, then t) */
     Addr old = v->hs[s], nw = v->hs[s];
     if (rev)
@@ -384,16 +406,16 @@ int cell_forward(Comp *C, int i)
   for (int p = 0; p < c->nparam; p++)
     cc.sa[c->param[p]] = param_addr(C, n, p);
 
-  char *need = aalloc(C->a, (size_t)c->nnode + 1);
-  need[c->out[0]] = 1;
+  char *need = aalloc(C->a, (size_t)c->nnode + 1), *keep = aalloc(C->a, (size_t)c->nnode + 1);
+  need[c->out[0]] = keep[c->out[0]] = 1;
   for (int s = 0; s < ns; s++)
     if (c->next[s] >= 0)
       need[c->next[s]] = 1;
   const Grad *gr = C->o->grad && C->g ? C->g->cellgrad[i] : NULL;
   for (int k = 0; gr && k < gr->nsaved; k++)
-    need[gr->saved[k]] = 1;
+    need[gr->saved[k]] = keep[gr->saved[k]] = 1;
   mark_gemms(&cc, 0);
-  assign(&cc, need);
+  assign(&cc, need, keep);
   v->fsa = cc.sa;
 
   if ((st = packs(&cc, n)))
@@ -412,11 +434,11 @@ int cell_forward(Comp *C, int i)
           t = k;
       if (t < 0) {
         CTensor ct = {.name = astrdup(C->cm->a, name), .role = CT_STATE, .dtype = DT_F32, .rank = 2,
-                      .dim = {dim[0], dim[1]}, .numel = B * v->sd[s], .slot = C->cm->nt + 1};
+                      .dim = {dim[0], dim[1]}, .numel = B * v->sd[s], .slot = C->cm->nt + SLOT_TENSOR0};
         APUSH(C->cm->a, C->cm->t, C->cm->nt, C->cm->capt, ct);
         t = C->cm->nt - 1;
       }
-      if ((st = k_copy(C, B, v->sd[s], (Addr){t + 1, 0, 0, v->sd[s]}, init, 0, 1, 0)))
+      if ((st = k_copy(C, B, v->sd[s], (Addr){t + SLOT_TENSOR0, 0, 0, v->sd[s]}, init, 0, 1, 0)))
         return st;
     } else if (n->ninit) {
       if ((st = k_copy(C, B, v->sd[s], C->v[n->init[s]].val, init, 0, 1, 0)))
@@ -467,7 +489,7 @@ int cell_forward(Comp *C, int i)
           t = k;
       Addr fin = v->hs[s];
       fin.off += T * B * v->sd[s];
-      if ((st = k_copy(C, B, v->sd[s], fin, (Addr){t + 1, 0, 0, v->sd[s]}, 0, 1, s == ns - 1)))
+      if ((st = k_copy(C, B, v->sd[s], fin, (Addr){t + SLOT_TENSOR0, 0, 0, v->sd[s]}, 0, 1, s == ns - 1)))
         return st;
     }
   }
@@ -494,7 +516,7 @@ static int gemm_terms(CC *cc, const MNode *n, int p, int g, int sign)
   int64_t M = cc->numel[a], N = cc->numel[b];
   Addr G = grad_addr(C, n, p);
   G.ld = N;
-  Addr dst = sign > 0 ? G : ws_alloc(C, M * N, N);
+  Addr dst = sign > 0 ? G : ws_tmp(C, M * N, N);
   GemmSpec gs = {.M = M, .N = N, .K = cc->TB, .lda = A.ld, .ldb = Bm.ld, .ldc = N,
                  .flags = GEMM_AT | (sign > 0 ? GEMM_ACC : 0) | comp_flags(C)};
   const char *s = ksym(C, "wgrad");
@@ -530,13 +552,12 @@ int cell_backward(Comp *C, int i)
   for (int j = 1; j < fc->nout; j++) /* adjoints of other outs: zero */
     cc.sa[c->input[gr->nsaved + j]] = ws_alloc(C, cc.numel[c->input[gr->nsaved + j]], 0);
   for (int s = 0; s < ns; s++) {
-    /* the adjoint of the update (slot t + 1) in, of the old state (slot t) out */
-    Addr nwadj = v->dhs[s], oldadj = v->dhs[s];
-    if (rev)
-      oldadj.off += B * v->sd[s];
-    else
-      nwadj.off += B * v->sd[s];
-    cc.sa[c->state[s]] = nwadj;
+    /* the adjoint of the update in (slot 0), of the old state out (slot 1),
+     * the same slots at every step */
+    Addr oldadj = v->dhs[s];
+    oldadj.off += B * v->sd[s];
+    cc.sa[c->state[s]] = v->dhs[s];
+    cc.steptmp[c->state[s]] = 1;
     cc.stnew[s] = oldadj;
   }
   for (int p = 0; p < c->nparam; p++)
@@ -554,7 +575,10 @@ int cell_backward(Comp *C, int i)
     if (++nout[c->out[j]] > 1)
       need[c->out[j]] = 1;
   mark_gemms(&cc, 1);
-  assign(&cc, need);
+  assign(&cc, need, NULL);
+  for (int s = 0; s < ns; s++)
+    if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) == 0)
+      cc.steptmp[c->next[s]] = 1;
   /* each input's adjoint is added into its operand's by the kernel computing it */
   char *done = aalloc(C->a, (size_t)c->nout + 1);
   for (int j = 0; j < c->nout; j++) {
@@ -580,10 +604,15 @@ int cell_backward(Comp *C, int i)
   int lp = plan_loop(C, T, !rev);
   if ((st = phase_kernel(&cc, "step", loop, B, 1, 1)))
     return st;
-  for (int s = 0; s < ns; s++)
+  for (int s = 0; s < ns; s++) {
     if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) != 0)
-      if ((st = move(&cc, c->next[s], cc.stnew[s], B, 1, 0)))
+      if ((st = move_to(&cc, c->next[s], cc.stnew[s], B, 0)))
         return st;
+    /* the old state's adjoint is the next step's update's (zero when no
+     * update reads the state: slot 1 is never written) */
+    if ((st = k_copy(C, B, v->sd[s], cc.stnew[s], v->dhs[s], 0, 1, 0)))
+      return st;
+  }
   step_end(&cc);
   plan_endloop(C, lp);
   if ((st = phase_kernel(&cc, "post", post, cc.TB, 0, 8)))
@@ -612,20 +641,14 @@ int cell_backward(Comp *C, int i)
   }
   plan_call(C, "barrier", 0, 1, 1);
 
-  /* the adjoint of the initial states */
+  /* the adjoint of the initial states: in slot 0 after the last step */
   for (int s = 0; s < ns; s++) {
     Addr init = v->dhs[s];
-    if (rev)
-      init.off += T * B * v->sd[s];
     Addr to = addr_none();
-    if (n->ninit) {
+    if (n->ninit)
       to = C->v[n->init[s]].adj;
-    } else if (n->initfrom >= 0 && !C->o->carry) {
-      const MV *f = &C->v[n->initfrom];
-      to = f->dhs[s];
-      if (!C->md->node[n->initfrom].backward)
-        to.off += f->T * f->B * f->sd[s];
-    }
+    else if (n->initfrom >= 0 && !C->o->carry)
+      to = C->v[n->initfrom].dhs[s]; /* its final states' adjoint */
     if (to.slot >= 0 && (st = k_copy(C, B, v->sd[s], init, to, 1, 1, 1)))
       return st;
   }

@@ -360,10 +360,7 @@ int node_backward(Comp *C, int i)
   case M_FINAL: {
     MV *a = &C->v[n->arg[0]];
     int s = n->stateidx;
-    Addr y = a->dhs[s];
-    if (!C->md->node[n->arg[0]].backward)
-      y.off += a->T * a->B * a->sd[s];
-    return k_copy(C, v->npos, v->d, v->adj, y, 1, 1, 1);
+    return k_copy(C, v->npos, v->d, v->adj, a->dhs[s], 1, 1, 1); /* the final states' adjoint */
   }
   case M_SOFTMAX: return bwd_softmax(C, i);
   case M_LOGITS: return RNNC_OK; /* its adjoint is the softmax's dz */
