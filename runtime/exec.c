@@ -4,8 +4,8 @@
  * Every thread walks the same list of ops. A call runs the kernel on the
  * thread's share of the op's range (plan_share: contiguous, split at
  * multiples of the grain, so a share never cuts a vector or a micro-tile);
- * a barrier after an op makes its results visible to every thread before the
- * next op reads them. A loop runs its body once per time step, in order or
+ * a barrier after an op (barrier_wait) makes its results visible to every
+ * thread before the next op reads them. A loop runs its body once per time step, in order or
  * reversed: the team stays up across the whole time loop, with a barrier
  * between the steps that need one, never a fork/join per op. Which thread
  * computes an element never changes what it computes (the kernels' contract),
@@ -14,6 +14,8 @@
  * Plain C and OpenMP only: an object file compiled ahead of time links this
  * file (with libgomp) and needs nothing of the compiler. */
 #include <omp.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,15 +33,42 @@ void plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_t *hi
     *lo = n;
 }
 
+/* The team's barrier: the last thread to arrive starts a new generation,
+ * the others spin on it (yielding the core after a while: another process
+ * may need it). Its latency does not depend on OMP_WAIT_POLICY, and a step
+ * of generation has several. The release/acquire pair makes every write
+ * before the barrier visible after it. */
+typedef struct Barrier {
+  _Atomic int count, gen;
+} Barrier;
+
+static void barrier_wait(Barrier *b, int nth)
+{
+  int g = atomic_load_explicit(&b->gen, memory_order_acquire);
+  if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == nth - 1) {
+    atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->gen, g + 1, memory_order_release);
+    return;
+  }
+  for (long spin = 0; atomic_load_explicit(&b->gen, memory_order_acquire) == g; spin++) {
+    if (spin >= 4000)
+      sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+    else
+      __builtin_ia32_pause();
+#endif
+  }
+}
+
 /* Run ops [k0, k1) of p at step t; loops recurse. */
-static void run_ops(const Plan *p, const KernFn *fn, void *const *buf, float *scratch, int tid, int nth, int k0,
-                    int k1, int64_t t)
+static void run_ops(const Plan *p, const KernFn *fn, void *const *buf, float *scratch, Barrier *bar, int tid,
+                    int nth, int k0, int k1, int64_t t)
 {
   for (int k = k0; k < k1; k++) {
     const PlanOp *o = &p->op[k];
     if (o->kind == PK_LOOP) {
       for (int64_t s = 0; s < o->T; s++)
-        run_ops(p, fn, buf, scratch, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s);
+        run_ops(p, fn, buf, scratch, bar, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s);
       k += o->nbody;
       continue;
     }
@@ -47,9 +76,8 @@ static void run_ops(const Plan *p, const KernFn *fn, void *const *buf, float *sc
     plan_share(o->n, o->grain, tid, nth, &lo, &hi);
     if (lo < hi)
       fn[o->fn](buf, t, lo, hi, scratch);
-    if (o->barrier && nth > 1) {
-#pragma omp barrier
-    }
+    if (o->barrier && nth > 1)
+      barrier_wait(bar, nth);
   }
 }
 
@@ -60,14 +88,15 @@ int plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads)
   float *scratch = NULL;
   if (per && !(scratch = aligned_alloc(64, per * sizeof(float) * (size_t)nth)))
     return RNNC_ENOMEM;
+  Barrier bar = {0, 0};
   if (nth == 1) {
-    run_ops(p, fn, buf, scratch, 0, 1, 0, p->nop, 0);
+    run_ops(p, fn, buf, scratch, &bar, 0, 1, 0, p->nop, 0);
   } else {
 #pragma omp parallel num_threads(nth)
     {
       /* the team may be smaller than asked (OMP_THREAD_LIMIT, nesting) */
       int tid = omp_get_thread_num(), n = omp_get_num_threads();
-      run_ops(p, fn, buf, scratch + per * (size_t)tid, tid, n, 0, p->nop, 0);
+      run_ops(p, fn, buf, scratch + per * (size_t)tid, &bar, tid, n, 0, p->nop, 0);
     }
   }
   free(scratch);
