@@ -33,23 +33,28 @@
  *     of the same name, dtype and shape, and the compiled model has no output
  *     or gradient the interpreter lacks;
  *  2. each agrees within TOL = 1e-5 norm-wise, max|jit - ref| / max|ref|
- *     (test_jit_model.c's and test_parity.c's measure), with ref the
- *     interpreter in float32 or, for a tensor over TOL from that, in float64
- *     (rounded to float32). Why the second reference: both sides round every
- *     elementwise op to float32 in the same order, but the interpreter sums
- *     every reduction (matvec, the column sums of parameter gradients over
- *     T*B <= 85 rows, softmax over K) in double and rounds once, while the
- *     compiled code sums in float32 in its own order, an error up to
- *     n u sum|terms| (u = 2^-24). Where such a sum cancels (a softmax layer's
- *     bias gradient: its per-row terms sum to 0 over the classes) a tiny
- *     tensor's largest element is a small fraction of sum|terms|, and the two
- *     float32 computations, each within TOL of the exact value, can be more
- *     than TOL apart: 150 + 200 campaign cases measured jit-vs-interp 7.2e-6,
- *     8.1e-6 and 9.4e-6 on 2- to 18-element gradients, where the compiled
- *     values were 6.1e-6, 7.2e-6 and 7.1e-6 from float64 and the interpreter's
- *     1.1e-6 to 2.3e-6. Requiring TOL against the float64 values there holds
- *     the compiled code to the same accuracy without loosening TOL (the first
- *     24 CI cases never need it: worst 1.2e-6);
+ *     (test_jit_model.c's and test_parity.c's measure), ref the interpreter
+ *     in float32. A tensor over TOL from it passes only when it is within
+ *     max(TOL, COND * e32) = max(1e-5, 10 e32) of the interpreter in float64
+ *     (rounded to float32), e32 the float32 interpreter's own error against
+ *     float64. Why: both sides round every elementwise op to float32 in the
+ *     same order, but the interpreter sums every reduction (matvec, softmax
+ *     over K, the column sums of parameter gradients over T*B rows) in double
+ *     and rounds once, while the compiled code sums in float32 in its own
+ *     order: n roundings where the interpreter has one. Where a tensor is ill
+ *     conditioned (its terms cancel: a softmax layer's bias gradient sums to
+ *     0 over the classes; gradients of 1e-8 through two stacked cells) e32
+ *     measures how much it amplifies float32 rounding, and n roundings of
+ *     that size grow like sqrt(n) e32 (a random walk), n <= T*B = 85 rows or
+ *     48 terms in a cell: sqrt(85) = 9.2 < COND. Measured over 600
+ *     campaign cases (seeds 7, 11, 12): 6 tensors of 2 cases were over TOL
+ *     from float32 with no bug, their compiled error against float64 1.25 to
+ *     5.2 times e32 (e32 2.7e-6 to 7.7e-5: a softmax's backward where the
+ *     adjoints of its probabilities are nearly equal cancels); the closest
+ *     under TOL (7.2e-6 to 9.4e-6 apart, 2-element gradients) 2.2 to 5.5
+ *     times. The 24 CI cases never need the rule (worst 1.2e-6). A wrong
+ *     value (a dropped term, a wrong index) is off by far more than 10
+ *     rounding errors, and the self-test's 2e-5 must fail both references;
  *  3. runs on 1 and 3 threads give memcmp-identical outputs and gradients;
  *  4. a forward-only run (2 threads) gives the outputs within TOL;
  *  5. every fourth case is also compiled without gradients: its outputs
@@ -59,7 +64,10 @@
  *
  * CI runs RNNC_MODELFUZZ_CASES (default 24, 4 under sanitizers) cases from
  * seed RNNC_MODELFUZZ_SEED (default 20261127); cells of at most
- * RNNC_FUZZ_STMTS (default 10) statements.
+ * RNNC_FUZZ_STMTS (default 10) statements. RNNC_MODELFUZZ_VERBOSE=1 prints a
+ * line per case (its worst tensor), 2 also the model. The self-test below
+ * shows that an output or a gradient off by 2e-5, or one bit on 3 threads,
+ * fails.
  */
 #define CELLFUZZ_GENERATOR_ONLY
 #include "test_cellfuzz.c" /* the cell generator: rs, mix, rint_, chance, gencell, kseen */
@@ -67,6 +75,7 @@
 #include <float.h>
 
 #define TOL 1e-5
+#define COND 10 /* float32 sums against one rounding: sqrt(85) < 10 (see the top) */
 
 static const long bchoice[] = {1, 2, 3, 5, 17};
 static const long kchoice[] = {1, 2, 3, 5, 17};
@@ -80,6 +89,13 @@ static const char *const fname[NF] = {"embedding", "init list", "backward", "sta
                                       "softmax(last)", "sum(final)", "ignore", "second output", "B >= 16",
                                       "4 <= B < 16", "B < 4", "compiled without gradients"};
 static long fseen[NF];
+static long envlong(const char *name, long def)
+{
+  const char *s = getenv(name);
+  return s && *s ? strtol(s, NULL, 0) : def;
+}
+
+static double cond_worst; /* the largest compiled / interpreted error against float64 passed by COND */
 
 typedef struct MCtx {
   uint64_t seed;
@@ -312,21 +328,27 @@ static double compare(CModel *cm, const TensorSet *ref, const TensorSet *alt, in
     double r = t->dtype == DT_I32 ? (memcmp(c->data, t->data, (size_t)c->numel * 4) ? INFINITY : 0)
                                   : rel_error(c->data, t->data, c->numel, &w);
     const Tensor *a = alt && !(r <= TOL) && t->dtype == DT_F32 ? tset_find(alt, t->name) : NULL;
-    double r64 = NAN;
+    double r64 = NAN, i64 = NAN; /* compiled and interpreted (float32) against float64 */
     int64_t w64 = 0;
     if (a) {
+      i64 = rel_error(t->data, a->data, c->numel, &w64);
       r64 = rel_error(c->data, a->data, c->numel, &w64);
-      if (r64 <= TOL) {
-        r = r64;
+      if (r64 <= fmax(TOL, COND * i64)) { /* see the top */
+        if (envlong("RNNC_MODELFUZZ_VERBOSE", 0))
+          fprintf(stderr, "modelfuzz: %s: %.3g from float32; from float64 %.3g, %.2f times the float32 "
+                          "interpreter's %.3g\n", t->name, r, r64, r64 / i64, i64);
+        r = fmin(r64, TOL);
         ++*rescued;
+        cond_worst = fmax(cond_worst, r64 / i64);
       }
     }
     if (!(r <= TOL))
       snprintf(msg + strlen(msg), cap - strlen(msg),
-               "  %s [%lld elements]: rel %.3g (worst [%lld]: jit %.9g, interp %.9g); against float64 %.3g\n",
+               "  %s [%lld elements]: rel %.3g (worst [%lld]: jit %.9g, interp %.9g); against float64 %.3g "
+               "(the interpreter in float32: %.3g)\n",
                t->name, (long long)c->numel, r, (long long)w,
                t->dtype == DT_F32 ? (double)((const float *)c->data)[w] : 0.0,
-               t->dtype == DT_F32 ? (double)((const float *)t->data)[w] : 0.0, r64);
+               t->dtype == DT_F32 ? (double)((const float *)t->data)[w] : 0.0, r64, i64);
     if (!(r <= worst)) {
       worst = r;
       *worstname = t->name;
@@ -495,12 +517,8 @@ static CModel *compile_in(MCtx *x, Module *m, Model *md, const Env *env, int gra
   return cm;
 }
 
-static long envlong(const char *name, long def)
-{
-  const char *s = getenv(name);
-  return s && *s ? strtol(s, NULL, 0) : def;
-}
-
+/* Case kase from the generator's state rs: every check of the top; a
+ * failure is reported (counted in x) and ends the case. */
 static void run_case(MCtx *x, long kase)
 {
   Gen *g = calloc(1, sizeof *g);
@@ -710,10 +728,10 @@ Test(modelfuzz, random_cells_in_random_models_compiled_vs_interpreted_forward_an
   for (int k = 0; k < NK; k++)
     snprintf(ops + strlen(ops), sizeof ops - strlen(ops), " %s:%ld", kname[k], kseen[k]);
   cr_log_info("modelfuzz: seed %llu, %ld cases, %d failed, %d skipped (reference not finite); %ld tensors "
-              "compared (%d within the tolerance only of the float64 reference), worst norm-wise error %.3g "
-              "(case %d, %s; tolerance %g)",
-              (unsigned long long)seed, last - first, x.fails, x.skipped, x.tensors, x.rescued, x.worst,
-              x.worst_case, x.worst_name, TOL);
+              "compared (%d passed against float64 by the conditioning rule, at most %.2f times the float32 "
+              "interpreter's error), worst norm-wise error %.3g (case %d, %s; tolerance %g)",
+              (unsigned long long)seed, last - first, x.fails, x.skipped, x.tensors, x.rescued, cond_worst,
+              x.worst, x.worst_case, x.worst_name, TOL);
   cr_log_info("modelfuzz: models made:%s", cov);
   cr_log_info("modelfuzz: cell statements made:%s", ops);
   cr_assert_eq(x.fails, 0, "%d of %ld cases failed (see the log above)", x.fails, last - first);
