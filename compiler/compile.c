@@ -343,7 +343,7 @@ static int backward(Comp *C)
     if (v->adj.slot >= 0 && n->kind != M_LOGITS && (st = k_fill(C, v->npos, v->d, v->adj, 0, 0)))
       return st;
     for (int s = 0; n->kind == M_CELL && s < n->cell->nstate; s++)
-      if ((st = k_fill(C, 2 * v->B, v->sd[s], v->dhs[s], 0, 0)))
+      if ((st = k_fill(C, (v->dseq[s] ? v->T + 1 : 2) * v->B, v->sd[s], v->dhs[s], 0, 0)))
         return st;
     if (n->kind == M_SOFTMAX && !v->fused && v->dz.slot >= 0 && (st = k_fill(C, v->npos, v->K, v->dz, 0, 0)))
       return st;

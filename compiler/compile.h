@@ -50,9 +50,12 @@ typedef struct MV {
   /* M_CELL */
   Env cenv;
   Addr *hs;                /* per state: [(T+1), B, d_s], slot 0 .. T */
-  Addr *dhs;               /* per state: [2, B, d_s]: the adjoint of the update
-                              (of the final state before the loop, of the
-                              initial state after it), of the old state */
+  Addr *dhs;               /* per state: the adjoints; with dseq [(T+1), B, d_s]
+                              like hs, else [2, B, d_s]: the adjoint of the
+                              update (of the final state before the loop, of
+                              the initial state after it), of the old state */
+  char *dseq;              /* per state: the backward cell reads the state's
+                              adjoint outside the loop: every step's is kept */
   int64_t *sd;             /* per state: d_s */
   Addr *fsa;               /* per node of the forward cell: its storage (rows form) */
   /* M_SOFTMAX */
@@ -118,6 +121,11 @@ int comp_flags(const Comp *C); /* GEMM_PORTABLE or 0 */
 /* Addr in a time loop: rows form plus tstride B*ld. */
 Addr at_step(Addr a, int64_t B);
 
+/* compile_cell.c: where the adjoint of cell node v's final states (added by
+ * their readers before its backward runs) and of its initial states (after)
+ * are */
+Addr dhs_final(const Comp *C, int node, int s);
+Addr dhs_initial(const Comp *C, int node, int s);
 /* compile_cell.c: a cell node's forward kernels, and its backward ones */
 int cell_forward(Comp *C, int i);
 int cell_backward(Comp *C, int i);

@@ -364,6 +364,48 @@ static int move_to(CC *cc, int node, Addr y, int64_t rows, int acc)
   return k_copy(cc->C, rows, cc->numel[node], where(cc, node, 1), y, acc, 1, 0);
 }
 
+/* Whether backward cell bc reads the adjoint of state s anywhere but in the
+ * loop's own kernel: a store for after the loop, a POST node, a GEMM-summed
+ * gradient's outer, a gradient summed by rows, an out. */
+static int read_after(const Cell *bc, int s)
+{
+  const CellSched *bs = bc->sched;
+  int L = bc->state[s];
+  if (!bs || bs->store[L])
+    return 1;
+  for (int j = 0; j < bc->nnode; j++) {
+    const Node *nd = &bc->node[j];
+    for (int k = 0; k < nd->narg; k++)
+      if (nd->arg[k] == L && bs->phase[j] != SCHED_DEAD && (bs->phase[j] != SCHED_LOOP || bs->sumonly[j]))
+        return 1;
+  }
+  for (int p = 0; bc->grad && p < bc->nparam; p++)
+    if (bc->grad[p] == L)
+      return 1;
+  for (int j = 0; j < bc->nout; j++)
+    if (bc->out[j] == L)
+      return 1;
+  return 0;
+}
+
+Addr dhs_final(const Comp *C, int node, int s)
+{
+  const MV *v = &C->v[node];
+  Addr a = v->dhs[s];
+  if (v->dseq[s] && !C->md->node[node].backward)
+    a.off += v->T * v->B * v->sd[s];
+  return a;
+}
+
+Addr dhs_initial(const Comp *C, int node, int s)
+{
+  const MV *v = &C->v[node];
+  Addr a = v->dhs[s];
+  if (v->dseq[s] && C->md->node[node].backward)
+    a.off += v->T * v->B * v->sd[s];
+  return a;
+}
+
 /* ---- forward -------------------------------------------------------------- */
 
 int cell_forward(Comp *C, int i)
@@ -382,6 +424,7 @@ int cell_forward(Comp *C, int i)
   v->hs = aalloc(C->a, ((size_t)ns + 1) * sizeof *v->hs);
   v->dhs = aalloc(C->a, ((size_t)ns + 1) * sizeof *v->dhs);
   v->sd = aalloc(C->a, ((size_t)ns + 1) * sizeof *v->sd);
+  v->dseq = aalloc(C->a, (size_t)ns + 1);
   int64_t B = cc.B, T = cc.T;
   for (int s = 0; s < ns; s++) {
     int64_t d = cc.numel[c->state[s]];
@@ -390,8 +433,10 @@ int cell_forward(Comp *C, int i)
     /* the state adjoints need two slots of [B, d]: the adjoint of the update
      * (slot 0: read by a step, where the final states' adjoint starts and the
      * initial states' ends) and of the old state (slot 1: written by a step,
-     * then copied to slot 0 for the next) */
-    v->dhs[s] = C->o->grad ? ws_alloc(C, 2 * B * d, d) : addr_none();
+     * then copied to slot 0 for the next); all T + 1 when the backward cell
+     * reads the update's adjoint after the loop too */
+    v->dseq[s] = C->o->grad && C->g->cellgrad[i] && read_after(C->g->cellgrad[i]->bwd, s);
+    v->dhs[s] = C->o->grad ? ws_alloc(C, (v->dseq[s] ? T + 1 : 2) * B * d, d) : addr_none();
     /* step t reads slot t and writes t + 1 (backward in time: t + 1, then t) */
     Addr old = v->hs[s], nw = v->hs[s];
     if (rev)
@@ -552,12 +597,17 @@ int cell_backward(Comp *C, int i)
   for (int j = 1; j < fc->nout; j++) /* adjoints of other outs: zero */
     cc.sa[c->input[gr->nsaved + j]] = ws_alloc(C, cc.numel[c->input[gr->nsaved + j]], 0);
   for (int s = 0; s < ns; s++) {
-    /* the adjoint of the update in (slot 0), of the old state out (slot 1),
-     * the same slots at every step */
-    Addr oldadj = v->dhs[s];
-    oldadj.off += B * v->sd[s];
-    cc.sa[c->state[s]] = v->dhs[s];
-    cc.steptmp[c->state[s]] = 1;
+    Addr nwadj = v->dhs[s], oldadj = v->dhs[s];
+    if (v->dseq[s]) { /* like hs: step t reads slot t + 1, writes slot t */
+      if (rev)
+        oldadj.off += B * v->sd[s];
+      else
+        nwadj.off += B * v->sd[s];
+    } else { /* in slot 0, out slot 1, the same slots at every step */
+      oldadj.off += B * v->sd[s];
+      cc.steptmp[c->state[s]] = 1;
+    }
+    cc.sa[c->state[s]] = nwadj;
     cc.stnew[s] = oldadj;
   }
   for (int p = 0; p < c->nparam; p++)
@@ -577,7 +627,7 @@ int cell_backward(Comp *C, int i)
   mark_gemms(&cc, 1);
   assign(&cc, need, NULL);
   for (int s = 0; s < ns; s++)
-    if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) == 0)
+    if (!v->dseq[s] && c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) == 0)
       cc.steptmp[c->next[s]] = 1;
   /* each input's adjoint is added into its operand's by the kernel computing it */
   char *done = aalloc(C->a, (size_t)c->nout + 1);
@@ -605,6 +655,12 @@ int cell_backward(Comp *C, int i)
   if ((st = phase_kernel(&cc, "step", loop, B, 1, 1)))
     return st;
   for (int s = 0; s < ns; s++) {
+    if (v->dseq[s]) {
+      if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) != 0)
+        if ((st = move(&cc, c->next[s], cc.stnew[s], B, 1, 0)))
+          return st;
+      continue;
+    }
     if (c->next[s] >= 0 && memcmp(&cc.sa[c->next[s]], &cc.stnew[s], sizeof(Addr)) != 0)
       if ((st = move_to(&cc, c->next[s], cc.stnew[s], B, 0)))
         return st;
@@ -641,14 +697,14 @@ int cell_backward(Comp *C, int i)
   }
   plan_call(C, "barrier", 0, 1, 1);
 
-  /* the adjoint of the initial states: in slot 0 after the last step */
+  /* the adjoint of the initial states */
   for (int s = 0; s < ns; s++) {
-    Addr init = v->dhs[s];
+    Addr init = dhs_initial(C, i, s);
     Addr to = addr_none();
     if (n->ninit)
       to = C->v[n->init[s]].adj;
     else if (n->initfrom >= 0 && !C->o->carry)
-      to = C->v[n->initfrom].dhs[s]; /* its final states' adjoint */
+      to = dhs_final(C, n->initfrom, s);
     if (to.slot >= 0 && (st = k_copy(C, B, v->sd[s], init, to, 1, 1, 1)))
       return st;
   }

@@ -357,11 +357,8 @@ int node_backward(Comp *C, int i)
     y.off += (a->T - 1) * a->B * a->adj.ld;
     return k_copy(C, v->npos, v->d, v->adj, y, 1, 1, 1);
   }
-  case M_FINAL: {
-    MV *a = &C->v[n->arg[0]];
-    int s = n->stateidx;
-    return k_copy(C, v->npos, v->d, v->adj, a->dhs[s], 1, 1, 1); /* the final states' adjoint */
-  }
+  case M_FINAL: /* into the adjoint of the cell node's final state */
+    return k_copy(C, v->npos, v->d, v->adj, dhs_final(C, n->arg[0], n->stateidx), 1, 1, 1);
   case M_SOFTMAX: return bwd_softmax(C, i);
   case M_LOGITS: return RNNC_OK; /* its adjoint is the softmax's dz */
   case M_PROBS: return RNNC_OK;  /* the softmax reads its adjoint */

@@ -68,8 +68,6 @@ static void bwd_cell(Run *r, int i)
         else
           memset(tmp[s], 0, (size_t)v->sd[s] * sizeof(double));
       }
-      for (int s = 0; s < ns; s++)
-        memcpy(dh[s] + b * v->sd[s], tmp[s], (size_t)v->sd[s] * sizeof(double));
       for (int p = 0; p < bc->nparam; p++)
         if (bc->grad[p] >= 0) {
           const double *gp = val[bc->grad[p]];
@@ -83,6 +81,9 @@ static void bwd_cell(Run *r, int i)
         for (long e = 0; e < a->d; e++)
           ax[e] += dx[e];
       }
+      /* last: a gradient or an input adjoint may be a state's adjoint itself */
+      for (int s = 0; s < ns; s++)
+        memcpy(dh[s] + b * v->sd[s], tmp[s], (size_t)v->sd[s] * sizeof(double));
     }
   }
 
