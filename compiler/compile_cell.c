@@ -30,7 +30,11 @@ typedef struct CC {
   Addr *pack;
   char *gemm;
   char *colgemm;     /* a GEMM split by columns in a kernel of its own (few rows) */
+  char *lateacc;     /* col_gemms: add this GEMM's home into its acc after it */
   char *gemv;        /* ... with so few rows that the weight is read unpacked */
+  char *bigemm;      /* a GEMM over all T*B rows (PRE, POST) in a kernel of its
+                        own: blocked for the caches over every row, not
+                        called per block of the phase's rows */
   char *steptmp;     /* its home holds one step: [B, numel], the same at every t */
   Addr *stnew;       /* per state: where the step's update goes (rows form) */
 } CC;
@@ -64,7 +68,9 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
   cc->pack = aalloc(C->a, nn * sizeof *cc->pack);
   cc->gemm = aalloc(C->a, nn);
   cc->colgemm = aalloc(C->a, nn);
+  cc->lateacc = aalloc(C->a, nn);
   cc->gemv = aalloc(C->a, nn);
+  cc->bigemm = aalloc(C->a, nn);
   cc->steptmp = aalloc(C->a, nn);
   cc->stnew = aalloc(C->a, ((size_t)c->nstate + 1) * sizeof *cc->stnew);
   for (int i = 0; i < c->nnode; i++) {
@@ -131,6 +137,10 @@ static void assign(CC *cc, char *need, const char *keep)
   for (int i = 0; i < c->nnode; i++)
     if (s->store[i] || (computed(cc, i) && !cc->V[i]))
       need[i] = 1;
+  for (int j = 0; j < c->nnode; j++) /* a GEMM of its own: every reader reads its home */
+    for (int k = 0; s->phase[j] != SCHED_DEAD && k < c->node[j].narg; k++)
+      if (cc->bigemm[c->node[j].arg[k]])
+        need[c->node[j].arg[k]] = 1;
   for (int i = 0; i < c->nnode; i++) {
     const Node *nd = &c->node[i];
     if (!computed(cc, i))
@@ -184,6 +194,7 @@ static void mark_gemms(CC *cc, int bwd)
       isout |= c->out[j] == i;
     cc->colgemm[i] = rows < FEWROWS && outside && !isout;
     cc->gemv[i] = cc->colgemm[i] && rows < GEMVROWS && nd->op == OP_MATVEC;
+    cc->bigemm[i] = !cc->colgemm[i] && ph != SCHED_LOOP && outside;
   }
 }
 
@@ -231,7 +242,7 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop)
   const Cell *c = cc->c;
   int any = 0;
   for (int i = 0; i < c->nnode; i++) {
-    if (!mask[i] || !cc->colgemm[i])
+    if (!mask[i] || !(cc->colgemm[i] || cc->bigemm[i]))
       continue;
     const Node *nd = &c->node[i];
     int x = nd->arg[1], bt = nd->op == OP_MATVEC;
@@ -239,10 +250,26 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop)
     int64_t N = cc->numel[i], K = cc->numel[x];
     GemmSpec gs = {.M = nrows, .N = N, .K = K, .lda = A.ld, .ldb = bt ? K : N, .ldc = Cm.ld,
                    .flags = (bt ? GEMM_BT : 0) | comp_flags(C)};
-    const char *s = ksym(C, cc->gemv[i] ? "gemv" : "colgemm");
+    const char *s = ksym(C, cc->gemv[i] ? "gemv" : cc->bigemm[i] ? "gemm" : "colgemm");
     size_t scr = 0;
     int st;
-    if (cc->gemv[i]) {
+    if (cc->bigemm[i]) {
+      /* into its home, or (an input's adjoint nothing else reads) added
+       * straight into the operand's adjoint */
+      int direct = Cm.slot < 0;
+      if (direct) {
+        Cm = cc->acc[i];
+        if (Cm.slot < 0)
+          die("compile: cell '%s': GEMM node %d has no home", c->name, i);
+        gs.ldc = Cm.ld;
+        gs.flags |= GEMM_ACC;
+      }
+      st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
+      if (!st)
+        plan_call(C, s, nrows, 6, 0);
+      if (!st && !direct && cc->acc[i].slot >= 0)
+        cc->lateacc[i] = 1;
+    } else if (cc->gemv[i]) {
       Addr W = cc->sa[nd->arg[0]];
       W.ld = K;
       st = mk_gemv(C->cx, C->mod, s, nrows, N, K, A, W, Cm, 0, C->o->portable, C->err, C->errlen);
@@ -260,6 +287,17 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop)
     any = 1;
   }
   if (any)
+    plan_call(C, "barrier", 0, 1, 1);
+  int late = 0;
+  for (int i = 0; i < c->nnode; i++) /* a GEMM's home added into an adjoint */
+    if (cc->lateacc[i]) {
+      cc->lateacc[i] = 0;
+      int st = k_copy(C, nrows, cc->numel[i], cc->sa[i], cc->acc[i], 1, 1, 0);
+      if (st)
+        return st;
+      late = 1;
+    }
+  if (late)
     plan_call(C, "barrier", 0, 1, 1);
   return RNNC_OK;
 }
