@@ -993,4 +993,227 @@ int gradcheck(Module *m, Model *md, const Env *env, uint64_t seed, const Gradche
               GradcheckReport *r, char *err, size_t errlen);
 void gradcheck_report_free(GradcheckReport *r);
 
+
+/* ==== issue 4: training and generation (contracts; each banner's file owns
+ * the implementation) ======================================================= */
+
+/* ---- runtime/vocab.c: vocabularies ---------------------------------------- */
+
+/* Byte level: all 256 byte values, id = byte (V = 256). Character level: the
+ * distinct UTF-8 code points of the training text, sorted by code point
+ * (invalid UTF-8 is an error that names the file and byte offset). Word level:
+ * whitespace-separated words seen at least mincount times, sorted by
+ * descending count then bytewise, with "<unk>" as id 0; other words map to it.
+ * A vocabulary is saved in a checkpoint's metadata as JSON (vocab_to_json). */
+enum { VOCAB_BYTE, VOCAB_CHAR, VOCAB_WORD };
+typedef struct Vocab {
+  int kind;
+  int n;              /* ids 0 .. n-1 */
+  char **tok;         /* per id: its bytes, NUL-terminated (byte level: "\x00" is "" with len 1) */
+  int *len;           /* per id: byte length of tok[id] */
+  int unk;            /* word level: id of "<unk>" (0); else -1 */
+  void *index;        /* private lookup table */
+} Vocab;
+/* Build from text (the training split). RNNC_EINPUT: empty text, invalid
+ * UTF-8 at character level ("<name>: invalid UTF-8 at byte 1234"), no word
+ * reaching mincount. name is for messages. */
+int vocab_build(Vocab *v, int kind, const char *name, const char *text, size_t len, int mincount,
+                char *err, size_t errlen);
+/* text -> ids (malloc'ed, *n of them). Character level: a code point not in
+ * the vocabulary is RNNC_EINPUT ("<name>: character U+00E9 at byte 17 is not
+ * in the vocabulary"); word level maps unknown words to <unk> and counts them
+ * in *nunk (may be NULL). */
+int vocab_encode(const Vocab *v, const char *name, const char *text, size_t len, int32_t **ids, size_t *n,
+                 size_t *nunk, char *err, size_t errlen);
+/* ids -> text, malloc'ed, NUL-terminated (word level: words joined by ' '). */
+char *vocab_decode(const Vocab *v, const int32_t *ids, size_t n);
+/* Word level: the id of a word, or -1. Char/byte level: of one token's bytes. */
+int vocab_lookup(const Vocab *v, const char *tok, int len);
+/* {"kind":"char","tokens":[...]} ; malloc'ed. */
+char *vocab_to_json(const Vocab *v);
+/* RNNC_EFORMAT on malformed JSON ("vocabulary: ..."). */
+int vocab_from_json(Vocab *v, const char *json, char *err, size_t errlen);
+/* 1 when a and b have the same kind and tokens in the same order. */
+int vocab_equal(const Vocab *a, const Vocab *b);
+void vocab_free(Vocab *v); /* NULL fields fine; leaves v zeroed */
+
+/* ---- runtime/corpus.c, runtime/batch.c: data sets and batches ------------- */
+
+/* A data set in memory: token streams or sequences of text, or numeric
+ * sequences with labels (IDX). */
+enum { DS_STREAM, DS_LINES, DS_IDX };
+typedef struct Dataset {
+  int kind;
+  /* DS_STREAM: one token stream */
+  int32_t *ids; size_t nids;
+  /* DS_LINES: nseq sequences, sequence i is ids[off[i] .. off[i+1]) */
+  size_t *off; size_t nseq;
+  /* DS_IDX: nseq examples of steps x feat floats (images: 28 x 28, scaled
+   * to [0, 1]), label[i] in [0, nclass) */
+  float *x; int32_t *label; int steps, feat, nclass;
+} Dataset;
+void dataset_free(Dataset *d);
+/* Read a whole file (RNNC_EIO "cannot open 'x': No such file or directory";
+ * RNNC_EINPUT "'x' is empty"). gzip files (by magic) are decompressed. */
+int read_file(const char *path, char **text, size_t *len, char *err, size_t errlen);
+/* Text -> data set with v: DS_STREAM (the whole text) or DS_LINES (one
+ * sequence per non-empty line, the newline not included). */
+int dataset_text(Dataset *d, int kind, const Vocab *v, const char *name, const char *text, size_t len,
+                 char *err, size_t errlen);
+/* Split off the last fraction frac (0 < frac < 1) of a stream, or of the
+ * sequences after a seeded shuffle, into valid. */
+int dataset_split(Dataset *all, double frac, uint64_t seed, Dataset *train, Dataset *valid, char *err,
+                  size_t errlen);
+/* runtime/idx.c: IDX images (idx3, [N, rows, cols] unsigned bytes) and labels
+ * (idx1), gzip or plain: DS_IDX with steps = rows, feat = cols, nclass = 1 +
+ * the largest label. RNNC_EFORMAT for a bad magic, a size mismatch, a count
+ * mismatch between the two files. */
+int dataset_idx(Dataset *d, const char *images, const char *labels, char *err, size_t errlen);
+
+/* One batch, [T, B] row-major (t major), as the model's inputs want them. */
+typedef struct Batch {
+  int T, B;
+  int32_t *tokens;   /* [T, B] input ids (DS_STREAM, DS_LINES); pad positions 0 */
+  int32_t *targets;  /* [T, B] next ids; pad positions -1 (the softmax's ignore) */
+  float *mask;       /* [T, B] 1 real step, 0 padding (DS_LINES), else NULL */
+  float *x;          /* [T, B, feat] (DS_IDX) */
+  int32_t *label;    /* [B] (DS_IDX) */
+  int64_t ntarget;   /* targets that count (not -1) / labels */
+  int reset;         /* the carried state must be zeroed before this batch */
+} Batch;
+/* Streams: the stream cut into B contiguous parts; chunk k of an epoch is
+ * steps k*T .. k*T+T-1 of each part, targets shifted by one, so a state
+ * carried from chunk to chunk continues its part (truncated BPTT); an epoch
+ * has (nids - 1) / B / T chunks (RNNC_EINPUT when 0: "training data has 300
+ * tokens, fewer than B*T+1 = 2049"), and with shuffle each epoch starts at a
+ * seeded offset in [0, T). Lines and IDX: B sequences per batch in a seeded
+ * shuffled order per epoch (no shuffle: file order), each cut to T steps,
+ * reset = 1; a last partial batch is padded with ignored rows. */
+typedef struct Batcher {
+  const Dataset *d;
+  int T, B, shuffle;
+  uint64_t seed;
+  int64_t epoch, pos;  /* position: the next batch of this epoch */
+  int64_t nbatch;      /* batches per epoch */
+  size_t *perm;        /* this epoch's order (lines, IDX), or NULL */
+  int64_t offset;      /* this epoch's start offset (streams) */
+  Batch b;             /* the buffers batcher_next fills */
+} Batcher;
+int batcher_init(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint64_t seed, char *err,
+                 size_t errlen);
+/* Fill bt->b with the next batch; at the end of an epoch starts the next one
+ * (epoch + 1) first. Deterministic in (seed, epoch, pos). */
+const Batch *batcher_next(Batcher *bt);
+/* Position for a checkpoint ("epoch pos") and back: a restored batcher yields
+ * the same batches as the one saved. RNNC_EFORMAT on a malformed string. */
+void batcher_tell(const Batcher *bt, char *buf, size_t len);
+int batcher_seek(Batcher *bt, const char *pos, char *err, size_t errlen);
+void batcher_free(Batcher *bt);
+
+/* ---- runtime/wordvec.c: pretrained word vectors --------------------------- */
+
+/* Fill the rows of an embedding weight [V, E] (word-level vocabulary v) from
+ * a GloVe / word2vec text file ("word x1 .. xE" per line; word2vec's first
+ * line "N E" is skipped) or word2vec binary ("N E\n" then per word "word "
+ * and E little-endian floats); format by content. Rows of words with no
+ * vector are left as they are; *missing counts them. RNNC_EFORMAT (with file
+ * and line) or RNNC_ESHAPE ("vectors have 50 dims, the embedding 64"). */
+int wordvec_load(const char *path, const Vocab *v, float *weight, int64_t V, int64_t E, int64_t *missing,
+                 char *err, size_t errlen);
+
+/* ---- compiler/optgen.c, runtime/optim.c: compiled optimizer steps --------- */
+
+/* The numeric work of an update after backward, as JIT-compiled kernels over
+ * every parameter: the gradients' global norm (fixed summation order: the
+ * same for any thread count), clipping by norm (PyTorch's clip_grad_norm_:
+ * scale = max_norm / (norm + 1e-6) when below 1) and by value, weight decay,
+ * and the update: SGD (momentum, dampening 0, PyTorch's buffer convention),
+ * Adam, AdamW (PyTorch's formulas, bias-corrected). Frozen parameters are
+ * neither clipped nor updated (nor counted in the norm). */
+enum { OPT_SGD, OPT_ADAM, OPT_ADAMW };
+enum { LR_CONSTANT, LR_STEP, LR_COSINE };
+typedef struct OptConfig {
+  int kind;             /* OPT_* */
+  double lr;            /* base learning rate */
+  double momentum;      /* SGD */
+  double beta1, beta2, eps; /* Adam(W): 0.9, 0.999, 1e-8 */
+  double weight_decay;  /* SGD/Adam: added to the gradient; AdamW: decoupled */
+  double clip_norm;     /* global-norm clipping; <= 0: none (the CLI's default is 5) */
+  double clip_value;    /* clamp each gradient to [-v, v] first; <= 0: none */
+  int sched;            /* LR_*: */
+  int64_t step_size; double gamma;   /* LR_STEP: lr * gamma^(floor(step / step_size)) */
+  int64_t warmup, total; double min_lr; /* LR_COSINE: linear warm-up over warmup
+                           steps, then cosine from lr to min_lr at total */
+} OptConfig;
+typedef struct OptParam {
+  const char *name;     /* "h.W_ih" */
+  float *w, *g;         /* the parameter and its gradient (numel floats) */
+  int64_t numel;
+  int frozen;
+} OptParam;
+typedef struct Optim Optim;
+/* Compile the kernels for these parameters (JIT); the optimizer keeps the
+ * pointers (the caller keeps the buffers alive) and owns its state (zeroed).
+ * RNNC_EINPUT for a bad config ("learning rate must be > 0, got -1"). */
+int optim_new(const OptConfig *c, const OptParam *p, int np, Optim **out, char *err, size_t errlen);
+void optim_free(Optim *o); /* NULL is fine */
+/* The learning rate of step (0-based) under the schedule. */
+double optim_lr(const OptConfig *c, int64_t step);
+/* One update with nthreads (<= 0: OpenMP's default) on the current gradients:
+ * *gnorm the global norm before clipping. A non-finite gradient changes
+ * nothing and returns RNNC_EINPUT with *bad the index of the first parameter
+ * (in p order) whose gradient is not finite; else *bad = -1. Steps count from
+ * 0 (optim_steps). */
+int optim_step(Optim *o, int nthreads, double *gnorm, int *bad, char *err, size_t errlen);
+int64_t optim_steps(const Optim *o);
+/* State for a checkpoint: tensors "optim.<name>.<buf>" (buf: momentum; m, v)
+ * and metadata "optim.step". optim_restore checks names and shapes
+ * (RNNC_EFORMAT "checkpoint has no 'optim.h.W_ih.m'"). */
+int optim_save(const Optim *o, TensorSet *out);
+int optim_restore(Optim *o, const TensorSet *in, char *err, size_t errlen);
+
+/* ---- runtime/sample.c: sampling and beam search ---------------------------- */
+
+/* One token from a probability row p[V]: temperature 0 is greedy (the first
+ * largest); else p^(1/temperature) renormalized, restricted to the topk most
+ * probable (topk <= 0: all), drawn with r (one rng_uniform per call). */
+int sample_token(const float *p, int V, double temperature, int topk, Rng *r);
+/* A beam step: given K rows' next tokens tok[K] and, per row, the row it
+ * extends (parent[K]; NULL on the first call: every row starts from the same
+ * state), reorder the model's carried states by parent, feed tok, and write
+ * log-probabilities of the next token, logp[K, V]. Returns RNNC_OK or a
+ * status (beam_search stops and returns it). */
+typedef int (*BeamStepFn)(void *ctx, const int32_t *tok, const int32_t *parent, int K, float *logp);
+/* Beam search of width K for length tokens after a prefix already fed (the
+ * caller passes the last prefix token as first): keeps the K best partial
+ * sequences by summed log-probability (lenpen > 0: divided by len^lenpen at
+ * the end, as GNMT's length normalization with alpha = lenpen), ties broken
+ * by lower token id then lower parent row. out[length] the best, *score its
+ * summed log-probability. eos >= 0 ends a hypothesis at that token. */
+int beam_search(BeamStepFn f, void *ctx, int V, int K, int32_t first, int length, int eos, double lenpen,
+                int32_t *out, double *score);
+
+/* ---- ir/genmodel.c: the model for generation ------------------------------ */
+
+/* From a language model (an i32 token input read by an embedding, a softmax
+ * with a target), the model that gives the next-token probabilities: the same
+ * nodes and parameters, its softmax without the target (probabilities
+ * [T, B, K]) as the only output, inputs no longer read dropped. Added to m as
+ * "<name>_gen" (verified; RNNC_EVERIFY with a message when md is not such a
+ * model: "model 'tagger' has no softmax with a target"). */
+int model_for_generation(Module *m, const Model *md, Model **out, char *err, size_t errlen);
+
+/* ---- runtime/checkpoint.c: training checkpoints ---------------------------- */
+
+/* A checkpoint is a safetensors file: every parameter under its name, the
+ * optimizer's state (optim_save), and metadata: "rnnc.model_hash" (FNV-1a 64
+ * of the model's canonical text, 16 hex digits), "rnnc.step", "rnnc.rng"
+ * (the training RNG state), "rnnc.data" (batcher_tell), "rnnc.vocab"
+ * (vocab_to_json) and "rnnc.config" (the training options, JSON). Written by
+ * safetensors_write: temporary file, fsync, rename, fsync of the directory,
+ * so a crash mid-save leaves the previous checkpoint. */
+uint64_t model_hash(Module *m, const Model *md);
+void rng_to_string(const Rng *r, char *buf, size_t len);  /* 64 hex digits */
+int rng_from_string(Rng *r, const char *s);               /* RNNC_EFORMAT */
+
 #endif

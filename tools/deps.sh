@@ -12,6 +12,9 @@ RNNC_PACKAGES=(
   libsleef-dev      # SLEEF vector math
   libcriterion-dev  # the test framework
   libjansson-dev    # JSON, for safetensors headers
+  zlib1g-dev        # gzip'ed data sets (Fashion-MNIST's IDX files)
+  fortunes          # English text: the main job's corpus, and test data
+  dataset-fashion-mnist # Fashion-MNIST IDX files (classifier example and tests)
 )
 
 # Install the packages that are missing (apt-get update, then apt-get install).
