@@ -1053,9 +1053,11 @@ typedef struct Dataset {
   float *x; int32_t *label; int steps, feat, nclass;
 } Dataset;
 void dataset_free(Dataset *d);
-/* Read a whole file (RNNC_EIO "cannot open 'x': No such file or directory";
- * RNNC_EINPUT "'x' is empty"). gzip files (by magic) are decompressed. */
-int read_file(const char *path, char **text, size_t *len, char *err, size_t errlen);
+/* Read a whole file, malloc'ed with a NUL after the len bytes (RNNC_EIO
+ * "cannot open 'x': No such file or directory"; RNNC_EINPUT "'x' is empty").
+ * gzip files (by magic) are decompressed. (Not read_file: tests/testutil.h
+ * has that name.) */
+int data_read_file(const char *path, char **text, size_t *len, char *err, size_t errlen);
 /* Text -> data set with v: DS_STREAM (the whole text) or DS_LINES (one
  * sequence per non-empty line, the newline not included). */
 int dataset_text(Dataset *d, int kind, const Vocab *v, const char *name, const char *text, size_t len,
