@@ -17,27 +17,11 @@
 
 #include "ir.h"
 
-enum { NET_LIVE = 0x6c74656e, NET_DEAD = 0x6474656e }; /* "netl", "netd" */
-
-struct rnnc_net {
-  unsigned magic;   /* NET_LIVE, NET_DEAD after rnnc_net_free */
-  rnnc_ctx *ctx;
-  rnnc_net *next;   /* the context's list of nets, live and dead */
-  CModel *cm;       /* NULL once freed */
-  Model *md;
-  Arena *arena;     /* env */
-  Env env;          /* T, B and every header dim of md */
-  int flags;        /* RNNC_GRAD, RNNC_CARRY */
-  int nthreads;     /* 0: OpenMP's default */
-  rnnc_net *src;    /* the net whose parameters this one shares, or NULL */
-};
-
 /* ---- messages ------------------------------------------------------------ */
 
 static pthread_mutex_t msglock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Set ctx's message (printf-style) and return code. */
-static int fail(rnnc_ctx *ctx, int code, const char *fmt, ...)
+int api_net_fail(rnnc_ctx *ctx, int code, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
@@ -56,8 +40,7 @@ static int fail(rnnc_ctx *ctx, int code, const char *fmt, ...)
   return code;
 }
 
-/* A successful call: the message becomes "" (written only when it is not). */
-static int ok(rnnc_ctx *ctx)
+int api_net_ok(rnnc_ctx *ctx)
 {
   pthread_mutex_lock(&msglock);
   if (ctx->msg[0])
@@ -66,18 +49,15 @@ static int ok(rnnc_ctx *ctx)
   return RNNC_OK;
 }
 
-/* RNNC_OK when net is a live net whose shared parameters are live too; else
- * RNNC_EMISUSE, with a message when net is a freed one (a NULL or foreign
- * pointer has no context to hold one). */
-static int check(rnnc_net *net, const char *fn)
+int api_net_check(rnnc_net *net, const char *fn)
 {
   if (!net || (net->magic != NET_LIVE && net->magic != NET_DEAD))
     return RNNC_EMISUSE;
   if (net->magic == NET_DEAD)
-    return fail(net->ctx, RNNC_EMISUSE, "%s: net used after rnnc_net_free", fn);
+    return api_net_fail(net->ctx, RNNC_EMISUSE, "%s: net used after rnnc_net_free", fn);
   for (const rnnc_net *s = net->src; s; s = s->src)
     if (s->magic != NET_LIVE)
-      return fail(net->ctx, RNNC_EMISUSE,
+      return api_net_fail(net->ctx, RNNC_EMISUSE,
                   "%s: the net whose parameters this net shares (rnnc_share_params) was freed", fn);
   return RNNC_OK;
 }
@@ -97,19 +77,19 @@ static const char *dimstr(char *buf, size_t len, int rank, const int64_t *dim)
 static CTensor *find(rnnc_net *net, const char *fn, const char *name)
 {
   if (!name) {
-    fail(net->ctx, RNNC_EMISUSE, "%s: name is NULL", fn);
+    api_net_fail(net->ctx, RNNC_EMISUSE, "%s: name is NULL", fn);
     return NULL;
   }
   CTensor *t = cmodel_find(net->cm, name);
   if (t)
     return t;
   if (strncmp(name, "grad.", 5) == 0 && !(net->flags & RNNC_GRAD))
-    fail(net->ctx, RNNC_EINPUT, "net has no tensor '%s' (compiled without RNNC_GRAD: no grad.*)", name);
+    api_net_fail(net->ctx, RNNC_EINPUT, "net has no tensor '%s' (compiled without RNNC_GRAD: no grad.*)", name);
   else if (strncmp(name, "state.", 6) == 0 && !(net->flags & RNNC_CARRY))
-    fail(net->ctx, RNNC_EINPUT, "net has no tensor '%s' (compiled without RNNC_CARRY: no state.*)",
+    api_net_fail(net->ctx, RNNC_EINPUT, "net has no tensor '%s' (compiled without RNNC_CARRY: no state.*)",
          name);
   else
-    fail(net->ctx, RNNC_EINPUT, "net has no tensor '%s'", name);
+    api_net_fail(net->ctx, RNNC_EINPUT, "net has no tensor '%s'", name);
   return NULL;
 }
 
@@ -135,32 +115,32 @@ static int bind(rnnc_ctx *ctx, Model *md, Arena *a, int ndims, const rnnc_dim *d
   for (int i = 0; i < ndims; i++) {
     const char *name = dims[i].name, *sym = NULL;
     if (!name)
-      return fail(ctx, RNNC_EMISUSE, "rnnc_compile: dims[%d].name is NULL", i);
+      return api_net_fail(ctx, RNNC_EMISUSE, "rnnc_compile: dims[%d].name is NULL", i);
     if (strcmp(name, "T") == 0 || strcmp(name, "B") == 0)
       sym = name[0] == 'T' ? T : B;
     for (int k = 0; !sym && k < md->ndim; k++)
       if (strcmp(md->dim[k].name, name) == 0)
         sym = md->dim[k].name;
     if (!sym)
-      return fail(ctx, RNNC_EINPUT, "model '%s' has no dimension '%s'", md->name, name);
+      return api_net_fail(ctx, RNNC_EINPUT, "model '%s' has no dimension '%s'", md->name, name);
     long v;
     if (env_get(env, sym, &v))
-      return fail(ctx, RNNC_EINPUT, "rnnc_compile: dimension '%s' is bound twice", name);
+      return api_net_fail(ctx, RNNC_EINPUT, "rnnc_compile: dimension '%s' is bound twice", name);
     if (dims[i].value < 1)
-      return fail(ctx, RNNC_ESHAPE, "rnnc_compile: dimension %s = %ld; it must be at least 1", name,
+      return api_net_fail(ctx, RNNC_ESHAPE, "rnnc_compile: dimension %s = %ld; it must be at least 1", name,
                   dims[i].value);
     env_set(a, env, sym, dims[i].value);
   }
   long v;
   if (!env_get(env, T, &v) || !env_get(env, B, &v))
-    return fail(ctx, RNNC_EINPUT, "rnnc_compile: dimension '%s' is not bound; give it in dims",
+    return api_net_fail(ctx, RNNC_EINPUT, "rnnc_compile: dimension '%s' is not bound; give it in dims",
                 env_get(env, T, &v) ? "B" : "T");
   for (int k = 0; k < md->ndim; k++) {
     const MDim *d = &md->dim[k];
     if (env_get(env, d->name, &v))
       continue;
     if (!d->hasdefault)
-      return fail(ctx, RNNC_EINPUT,
+      return api_net_fail(ctx, RNNC_EINPUT,
                   "rnnc_compile: dimension '%s' of model '%s' has no default; give it in dims",
                   d->name, md->name);
     env_set(a, env, d->name, d->def);
@@ -177,13 +157,13 @@ static int passes(rnnc_ctx *ctx, Model *md, int grad)
   Module *m = ctx->m;
   if (grad && !md->grad) {
     if (md->loss < 0)
-      return fail(ctx, RNNC_EINPUT,
+      return api_net_fail(ctx, RNNC_EINPUT,
                   "rnnc_compile: RNNC_GRAD: model '%s' has no loss to differentiate (a softmax "
                   "with a target, or a sum)",
                   md->name);
     char *had = calloc((size_t)md->nnode + 1, 1);
     if (!had)
-      return fail(ctx, RNNC_ENOMEM, "rnnc_compile: out of memory");
+      return api_net_fail(ctx, RNNC_ENOMEM, "rnnc_compile: out of memory");
     for (int i = 0; i < md->nnode; i++)
       had[i] = md->node[i].kind == M_CELL && md->node[i].cell->derived;
     int mark = m->diags.n;
@@ -201,7 +181,7 @@ static int passes(rnnc_ctx *ctx, Model *md, int grad)
         md->node[i].cell->sched = NULL; /* the old one stays in the arena */
     free(had);
   }
-  return schedule(m) == RNNC_OK ? RNNC_OK : fail(ctx, RNNC_EVERIFY, "rnnc_compile: schedule failed");
+  return schedule(m) == RNNC_OK ? RNNC_OK : api_net_fail(ctx, RNNC_EVERIFY, "rnnc_compile: schedule failed");
 }
 
 int rnnc_compile(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_dim *dims, int flags,
@@ -210,20 +190,20 @@ int rnnc_compile(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_dim *di
   if (!ctx)
     return RNNC_EMISUSE;
   if (!out)
-    return fail(ctx, RNNC_EMISUSE, "rnnc_compile: out is NULL");
+    return api_net_fail(ctx, RNNC_EMISUSE, "rnnc_compile: out is NULL");
   *out = NULL;
   if (!model)
-    return fail(ctx, RNNC_EMISUSE, "rnnc_compile: model is NULL");
+    return api_net_fail(ctx, RNNC_EMISUSE, "rnnc_compile: model is NULL");
   if (ndims < 0 || (ndims > 0 && !dims))
-    return fail(ctx, RNNC_EMISUSE, "rnnc_compile: %s", ndims < 0 ? "ndims < 0" : "dims is NULL");
+    return api_net_fail(ctx, RNNC_EMISUSE, "rnnc_compile: %s", ndims < 0 ? "ndims < 0" : "dims is NULL");
   if (flags & ~(RNNC_GRAD | RNNC_CARRY))
-    return fail(ctx, RNNC_EMISUSE, "rnnc_compile: unknown flags 0x%x", (unsigned)flags);
+    return api_net_fail(ctx, RNNC_EMISUSE, "rnnc_compile: unknown flags 0x%x", (unsigned)flags);
   if (ctx->open)
-    return fail(ctx, RNNC_EMISUSE, "rnnc_compile: a %s builder is open on this context; end it first",
+    return api_net_fail(ctx, RNNC_EMISUSE, "rnnc_compile: a %s builder is open on this context; end it first",
                 ctx->openkind == 'c' ? "cell" : "model");
   Model *md = lastmodel(ctx->m, model);
   if (!md)
-    return fail(ctx, RNNC_EINPUT, "rnnc_compile: no model '%s' in this context", model);
+    return api_net_fail(ctx, RNNC_EINPUT, "rnnc_compile: no model '%s' in this context", model);
   if (md->verified != 1)
     die("model '%s' in the context is not verified", md->name);
 
@@ -238,11 +218,11 @@ int rnnc_compile(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_dim *di
     char err[1024] = "";
     st = cmodel_compile(ctx->m, md, &env, &o, &cm, err, sizeof err);
     if (st != RNNC_OK)
-      fail(ctx, st, "%s", err[0] ? err : "rnnc_compile: compiling failed");
+      api_net_fail(ctx, st, "%s", err[0] ? err : "rnnc_compile: compiling failed");
   }
   rnnc_net *net = st == RNNC_OK ? calloc(1, sizeof *net) : NULL;
   if (st == RNNC_OK && !net)
-    st = fail(ctx, RNNC_ENOMEM, "rnnc_compile: out of memory");
+    st = api_net_fail(ctx, RNNC_ENOMEM, "rnnc_compile: out of memory");
   if (st != RNNC_OK) {
     cmodel_free(cm);
     arena_free(a);
@@ -252,7 +232,7 @@ int rnnc_compile(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_dim *di
                     .arena = a, .env = env, .flags = flags};
   ctx->nets = net;
   *out = net;
-  return ok(ctx);
+  return api_net_ok(ctx);
 }
 
 void rnnc_net_free(rnnc_net *net)
@@ -260,7 +240,7 @@ void rnnc_net_free(rnnc_net *net)
   if (!net || (net->magic != NET_LIVE && net->magic != NET_DEAD))
     return;
   if (net->magic == NET_DEAD) {
-    fail(net->ctx, RNNC_EMISUSE, "rnnc_net_free: net freed twice");
+    api_net_fail(net->ctx, RNNC_EMISUSE, "rnnc_net_free: net freed twice");
     return;
   }
   cmodel_free(net->cm);
@@ -289,28 +269,28 @@ void api_nets_close(rnnc_ctx *ctx)
 
 int rnnc_tensor_count(rnnc_net *net)
 {
-  if (check(net, "rnnc_tensor_count") != RNNC_OK)
+  if (api_net_check(net, "rnnc_tensor_count") != RNNC_OK)
     return -1;
-  ok(net->ctx);
+  api_net_ok(net->ctx);
   return cmodel_ntensor(net->cm);
 }
 
 const char *rnnc_tensor_name(rnnc_net *net, int i)
 {
-  if (check(net, "rnnc_tensor_name") != RNNC_OK)
+  if (api_net_check(net, "rnnc_tensor_name") != RNNC_OK)
     return NULL;
   int n = cmodel_ntensor(net->cm);
   if (i < 0 || i >= n) {
-    fail(net->ctx, RNNC_EINPUT, "rnnc_tensor_name: index %d is outside [0, %d)", i, n);
+    api_net_fail(net->ctx, RNNC_EINPUT, "rnnc_tensor_name: index %d is outside [0, %d)", i, n);
     return NULL;
   }
-  ok(net->ctx);
+  api_net_ok(net->ctx);
   return cmodel_tensor(net->cm, i)->name;
 }
 
 int rnnc_tensor_shape(rnnc_net *net, const char *name, int *dtype, int *rank, int64_t dim[4])
 {
-  int st = check(net, "rnnc_tensor_shape");
+  int st = api_net_check(net, "rnnc_tensor_shape");
   if (st != RNNC_OK)
     return st;
   const CTensor *t = find(net, "rnnc_tensor_shape", name);
@@ -322,7 +302,7 @@ int rnnc_tensor_shape(rnnc_net *net, const char *name, int *dtype, int *rank, in
     *rank = t->rank;
   for (int i = 0; dim && i < 4; i++)
     dim[i] = i < t->rank ? t->dim[i] : 0;
-  return ok(net->ctx);
+  return api_net_ok(net->ctx);
 }
 
 /* The tensor for a copy of bytes in or out (fn: the caller), or NULL with the
@@ -330,7 +310,7 @@ int rnnc_tensor_shape(rnnc_net *net, const char *name, int *dtype, int *rank, in
 static CTensor *copyable(rnnc_net *net, const char *fn, const char *name, const void *data, size_t bytes,
                          int *st)
 {
-  if ((*st = check(net, fn)) != RNNC_OK)
+  if ((*st = api_net_check(net, fn)) != RNNC_OK)
     return NULL;
   CTensor *t = find(net, fn, name);
   if (!t) {
@@ -338,11 +318,11 @@ static CTensor *copyable(rnnc_net *net, const char *fn, const char *name, const 
     return NULL;
   }
   if (bytes != tbytes(t)) {
-    *st = fail(net->ctx, RNNC_ESHAPE, "tensor '%s' is %zu bytes, got %zu", name, tbytes(t), bytes);
+    *st = api_net_fail(net->ctx, RNNC_ESHAPE, "tensor '%s' is %zu bytes, got %zu", name, tbytes(t), bytes);
     return NULL;
   }
   if (!data) {
-    *st = fail(net->ctx, RNNC_EMISUSE, "%s: data is NULL", fn);
+    *st = api_net_fail(net->ctx, RNNC_EMISUSE, "%s: data is NULL", fn);
     return NULL;
   }
   return t;
@@ -355,7 +335,7 @@ int rnnc_set(rnnc_net *net, const char *name, const void *data, size_t bytes)
   if (!t)
     return st;
   memcpy(t->data, data, bytes);
-  return ok(net->ctx);
+  return api_net_ok(net->ctx);
 }
 
 int rnnc_get(rnnc_net *net, const char *name, void *data, size_t bytes)
@@ -365,17 +345,17 @@ int rnnc_get(rnnc_net *net, const char *name, void *data, size_t bytes)
   if (!t)
     return st;
   memcpy(data, t->data, bytes);
-  return ok(net->ctx);
+  return api_net_ok(net->ctx);
 }
 
 void *rnnc_data(rnnc_net *net, const char *name)
 {
-  if (check(net, "rnnc_data") != RNNC_OK)
+  if (api_net_check(net, "rnnc_data") != RNNC_OK)
     return NULL;
   CTensor *t = find(net, "rnnc_data", name);
   if (!t)
     return NULL;
-  ok(net->ctx);
+  api_net_ok(net->ctx);
   return t->data;
 }
 
@@ -383,7 +363,7 @@ void *rnnc_data(rnnc_net *net, const char *name)
 
 int rnnc_init_params(rnnc_net *net, uint64_t seed)
 {
-  int st = check(net, "rnnc_init_params");
+  int st = api_net_check(net, "rnnc_init_params");
   if (st != RNNC_OK)
     return st;
   TensorSet ts;
@@ -391,7 +371,7 @@ int rnnc_init_params(rnnc_net *net, uint64_t seed)
   char err[1024] = "";
   if ((st = init_params(net->md, &net->env, seed, &ts, err, sizeof err)) != RNNC_OK) {
     tset_clear(&ts);
-    return fail(net->ctx, st, "%s", err);
+    return api_net_fail(net->ctx, st, "%s", err);
   }
   int n = 0;
   for (int i = 0; i < ts.n; i++) {
@@ -408,22 +388,22 @@ int rnnc_init_params(rnnc_net *net, uint64_t seed)
   if (n != 0)
     die("init_params and the compiled model disagree on the parameters of '%s'", net->md->name);
   tset_clear(&ts);
-  return ok(net->ctx);
+  return api_net_ok(net->ctx);
 }
 
 int rnnc_load_params(rnnc_net *net, const char *path)
 {
-  int st = check(net, "rnnc_load_params");
+  int st = api_net_check(net, "rnnc_load_params");
   if (st != RNNC_OK)
     return st;
   if (!path)
-    return fail(net->ctx, RNNC_EMISUSE, "rnnc_load_params: path is NULL");
+    return api_net_fail(net->ctx, RNNC_EMISUSE, "rnnc_load_params: path is NULL");
   TensorSet ts;
   tset_init(&ts);
   char err[1024] = "";
   if ((st = safetensors_read(path, &ts, err, sizeof err)) != RNNC_OK) {
     tset_clear(&ts);
-    return fail(net->ctx, st, "%s", err);
+    return api_net_fail(net->ctx, st, "%s", err);
   }
   /* check every parameter before copying any: a failed call changes nothing */
   int nt = cmodel_ntensor(net->cm);
@@ -435,13 +415,13 @@ int rnnc_load_params(rnnc_net *net, const char *path)
       const Tensor *x = tset_find(&ts, t->name);
       char a[128], b[128];
       if (!x)
-        st = fail(net->ctx, RNNC_EINPUT, "'%s' has no tensor '%s' (a parameter of model '%s')", path,
+        st = api_net_fail(net->ctx, RNNC_EINPUT, "'%s' has no tensor '%s' (a parameter of model '%s')", path,
                   t->name, net->md->name);
       else if (x->dtype != DT_F32 && x->dtype != DT_F64)
-        st = fail(net->ctx, RNNC_ESHAPE, "parameter '%s' in '%s' is %s; it must be F32 or F64",
+        st = api_net_fail(net->ctx, RNNC_ESHAPE, "parameter '%s' in '%s' is %s; it must be F32 or F64",
                   t->name, path, dtype_name(x->dtype));
       else if (x->rank != t->rank || memcmp(x->dim, t->dim, (size_t)t->rank * sizeof *t->dim) != 0)
-        st = fail(net->ctx, RNNC_ESHAPE, "parameter '%s' is %s in the net but %s in '%s'", t->name,
+        st = api_net_fail(net->ctx, RNNC_ESHAPE, "parameter '%s' is %s in the net but %s in '%s'", t->name,
                   dimstr(a, sizeof a, t->rank, t->dim), dimstr(b, sizeof b, x->rank, x->dim), path);
       if (st != RNNC_OK) {
         tset_clear(&ts);
@@ -457,16 +437,16 @@ int rnnc_load_params(rnnc_net *net, const char *path)
           d[e] = (float)((const double *)x->data)[e];
     }
   tset_clear(&ts);
-  return ok(net->ctx);
+  return api_net_ok(net->ctx);
 }
 
 int rnnc_save_params(rnnc_net *net, const char *path)
 {
-  int st = check(net, "rnnc_save_params");
+  int st = api_net_check(net, "rnnc_save_params");
   if (st != RNNC_OK)
     return st;
   if (!path)
-    return fail(net->ctx, RNNC_EMISUSE, "rnnc_save_params: path is NULL");
+    return api_net_fail(net->ctx, RNNC_EMISUSE, "rnnc_save_params: path is NULL");
   TensorSet ts;
   tset_init(&ts);
   for (int i = 0; st == RNNC_OK && i < cmodel_ntensor(net->cm); i++) {
@@ -485,60 +465,60 @@ int rnnc_save_params(rnnc_net *net, const char *path)
   if (st == RNNC_OK)
     st = safetensors_write(path, &ts, err, sizeof err);
   tset_clear(&ts);
-  return st == RNNC_OK ? ok(net->ctx) : fail(net->ctx, st, "%s", err);
+  return st == RNNC_OK ? api_net_ok(net->ctx) : api_net_fail(net->ctx, st, "%s", err);
 }
 
 int rnnc_share_params(rnnc_net *dst, rnnc_net *src)
 {
-  int st = check(dst, "rnnc_share_params");
+  int st = api_net_check(dst, "rnnc_share_params");
   if (st != RNNC_OK)
     return st;
   if (!src)
-    return fail(dst->ctx, RNNC_EMISUSE, "rnnc_share_params: src is NULL");
+    return api_net_fail(dst->ctx, RNNC_EMISUSE, "rnnc_share_params: src is NULL");
   if (src->magic != NET_LIVE && src->magic != NET_DEAD)
-    return fail(dst->ctx, RNNC_EMISUSE, "rnnc_share_params: src is not a net");
+    return api_net_fail(dst->ctx, RNNC_EMISUSE, "rnnc_share_params: src is not a net");
   if (src->magic == NET_DEAD)
-    return fail(dst->ctx, RNNC_EMISUSE, "rnnc_share_params: src used after rnnc_net_free");
+    return api_net_fail(dst->ctx, RNNC_EMISUSE, "rnnc_share_params: src used after rnnc_net_free");
   for (const rnnc_net *s = src; s; s = s->src)
     if (s == dst)
-      return fail(dst->ctx, RNNC_EMISUSE, "rnnc_share_params: %s",
+      return api_net_fail(dst->ctx, RNNC_EMISUSE, "rnnc_share_params: %s",
                   src == dst ? "dst and src are the same net" : "src shares dst's parameters already");
   for (const rnnc_net *s = src->src; s; s = s->src)
     if (s->magic != NET_LIVE)
-      return fail(dst->ctx, RNNC_EMISUSE,
+      return api_net_fail(dst->ctx, RNNC_EMISUSE,
                   "rnnc_share_params: the net whose parameters src shares was freed");
   char err[1024] = "";
   if ((st = cmodel_share_params(dst->cm, src->cm, err, sizeof err)) != RNNC_OK)
-    return fail(dst->ctx, st, "%s", err);
+    return api_net_fail(dst->ctx, st, "%s", err);
   dst->src = src;
-  return ok(dst->ctx);
+  return api_net_ok(dst->ctx);
 }
 
 /* ---- running ------------------------------------------------------------- */
 
 int rnnc_set_threads(rnnc_net *net, int nthreads)
 {
-  int st = check(net, "rnnc_set_threads");
+  int st = api_net_check(net, "rnnc_set_threads");
   if (st != RNNC_OK)
     return st;
   if (nthreads < 0)
-    return fail(net->ctx, RNNC_EMISUSE,
+    return api_net_fail(net->ctx, RNNC_EMISUSE,
                 "rnnc_set_threads: nthreads is %d; give 1 or more (0: OpenMP's default)", nthreads);
   net->nthreads = nthreads;
-  return ok(net->ctx);
+  return api_net_ok(net->ctx);
 }
 
 static int run(rnnc_net *net, const char *fn, int grad)
 {
-  int st = check(net, fn);
+  int st = api_net_check(net, fn);
   if (st != RNNC_OK)
     return st;
   if (grad && !(net->flags & RNNC_GRAD))
-    return fail(net->ctx, RNNC_EMISUSE, "%s: net was compiled without RNNC_GRAD", fn);
+    return api_net_fail(net->ctx, RNNC_EMISUSE, "%s: net was compiled without RNNC_GRAD", fn);
   char err[1024] = "";
   if ((st = cmodel_run(net->cm, grad, net->nthreads, err, sizeof err)) != RNNC_OK)
-    return fail(net->ctx, st, "%s", err);
-  return ok(net->ctx);
+    return api_net_fail(net->ctx, st, "%s", err);
+  return api_net_ok(net->ctx);
 }
 
 int rnnc_forward(rnnc_net *net) { return run(net, "rnnc_forward", 0); }
@@ -547,19 +527,19 @@ int rnnc_forward_backward(rnnc_net *net) { return run(net, "rnnc_forward_backwar
 
 int rnnc_reset_state(rnnc_net *net)
 {
-  int st = check(net, "rnnc_reset_state");
+  int st = api_net_check(net, "rnnc_reset_state");
   if (st != RNNC_OK)
     return st;
   if (!(net->flags & RNNC_CARRY))
-    return fail(net->ctx, RNNC_EMISUSE, "rnnc_reset_state: net was compiled without RNNC_CARRY");
+    return api_net_fail(net->ctx, RNNC_EMISUSE, "rnnc_reset_state: net was compiled without RNNC_CARRY");
   cmodel_reset_state(net->cm);
-  return ok(net->ctx);
+  return api_net_ok(net->ctx);
 }
 
 double rnnc_compile_ms(rnnc_net *net)
 {
-  if (check(net, "rnnc_compile_ms") != RNNC_OK)
+  if (api_net_check(net, "rnnc_compile_ms") != RNNC_OK)
     return -1;
-  ok(net->ctx);
+  api_net_ok(net->ctx);
   return cmodel_compile_ms(net->cm);
 }

@@ -306,6 +306,119 @@ int rnnc_reset_state(rnnc_net *net);
 /* Milliseconds rnnc_compile spent generating and compiling code (-1 for a bad net). */
 double rnnc_compile_ms(rnnc_net *net);
 
+/* ---- training (JIT) -------------------------------------------------------
+ *
+ * An optimizer updates the parameters of a net compiled with RNNC_GRAD. The
+ * whole step runs as compiled code: forward, backward, the gradients' global
+ * norm and clipping, the update. Results are bitwise the same for any number
+ * of threads (the net's, rnnc_set_threads).
+ *
+ *   rnnc_optim_config c;
+ *   rnnc_optim_defaults(&c, RNNC_ADAM);
+ *   c.lr = 2e-3;
+ *   rnnc_optim *opt;
+ *   rnnc_optim_new(net, &c, 0, NULL, &opt);
+ *   for (...) {
+ *     rnnc_set(net, "tokens", ...); rnnc_set(net, "targets", ...);
+ *     float loss; rnnc_train_step(opt, &loss, NULL);
+ *   }
+ *   rnnc_checkpoint_save(opt, "ckpt.safetensors", 0, NULL);
+ *   rnnc_optim_free(opt);
+ */
+typedef struct rnnc_optim rnnc_optim;
+enum { RNNC_SGD, RNNC_ADAM, RNNC_ADAMW };                 /* rnnc_optim_config.kind */
+enum { RNNC_LR_CONSTANT, RNNC_LR_STEP, RNNC_LR_COSINE };  /* rnnc_optim_config.schedule */
+typedef struct rnnc_optim_config {
+  int kind;             /* RNNC_SGD, RNNC_ADAM or RNNC_ADAMW */
+  double lr;            /* the base learning rate */
+  double momentum;      /* SGD (PyTorch's convention) */
+  double beta1, beta2, eps; /* Adam, AdamW */
+  double weight_decay;  /* SGD, Adam: added to the gradient; AdamW: decoupled */
+  double clip_norm;     /* clip the gradients' global norm to this; <= 0: no clipping */
+  double clip_value;    /* clamp every gradient to [-v, v] first; <= 0: no clamping */
+  int schedule;         /* RNNC_LR_*: */
+  long step_size; double gamma;          /* STEP: lr * gamma^floor(step / step_size) */
+  long warmup, total; double min_lr;     /* COSINE: linear warm-up over warmup steps,
+                                            then cosine from lr down to min_lr at total */
+} rnnc_optim_config;
+/* kind's defaults (PyTorch's): SGD lr 0.1, momentum 0; Adam and AdamW lr 1e-3,
+ * betas 0.9 and 0.999, eps 1e-8, AdamW weight decay 0.01; clip_norm 5; a
+ * constant schedule. */
+void rnnc_optim_defaults(rnnc_optim_config *c, int kind);
+/* An optimizer over every parameter of net (compiled with RNNC_GRAD) except
+ * the nfrozen ones named in frozen (e.g. "x.weight": pretrained vectors kept
+ * as they are). Compiles its kernels; its state (momentum, moments) starts at
+ * zero. RNNC_EINPUT for a bad config or an unknown frozen name. net must
+ * outlive the optimizer. */
+int rnnc_optim_new(rnnc_net *net, const rnnc_optim_config *c, int nfrozen, const char *const *frozen,
+                   rnnc_optim **out /* OUT */);
+void rnnc_optim_free(rnnc_optim *opt); /* NULL is fine */
+/* One training step on the net's current inputs: forward, backward, clipping
+ * and the update at the schedule's learning rate for this step. loss and
+ * gnorm (the global norm before clipping) may be NULL. A loss or gradient
+ * that is not finite changes no parameter and returns RNNC_EINPUT: "step 12:
+ * the loss is not finite" / "step 12: the gradient of 'h.W_ih' is not finite". */
+int rnnc_train_step(rnnc_optim *opt, float *loss /* OUT */, double *gnorm /* OUT */);
+/* Steps taken (restored by rnnc_checkpoint_load), and the learning rate the
+ * next step uses. */
+long rnnc_optim_steps(rnnc_optim *opt);
+double rnnc_optim_lr(rnnc_optim *opt);
+/* A checkpoint (safetensors): the parameters, the optimizer's state, the
+ * net's carried states (RNNC_CARRY), the step, a hash of the model, and
+ * nmeta key/value pairs of the caller's own metadata (keyval[2i] the key,
+ * keyval[2i + 1] the value). Written to a temporary file, synced and renamed:
+ * a crash leaves the previous file whole. */
+int rnnc_checkpoint_save(rnnc_optim *opt, const char *path, int nmeta, const char *const *keyval);
+/* Restore all of that. RNNC_EINPUT when the checkpoint is of another model
+ * ("'c.safetensors' was saved from a different model (hash 1f.. vs 3a..)"),
+ * RNNC_EFORMAT / RNNC_EIO for a bad or missing file; nothing changes then. */
+int rnnc_checkpoint_load(rnnc_optim *opt, const char *path);
+/* A metadata value of the checkpoint last loaded or saved by opt, or NULL
+ * (valid until the next checkpoint call on opt). */
+const char *rnnc_checkpoint_meta(rnnc_optim *opt, const char *key);
+
+/* ---- generation and evaluation (JIT) --------------------------------------
+ *
+ * A generator runs a language model (token ids in, a softmax with a target
+ * over the next token) one token at a time: the model's next-token
+ * probabilities compiled for T = 1 with the states carried, for one row and
+ * for width rows (beam search).
+ *
+ *   rnnc_generator *g;
+ *   rnnc_generator_new(ctx, "charlm", 1, (rnnc_dim[]){{"V", 96}}, 4, &g);
+ *   rnnc_generator_load_params(g, "ckpt.safetensors");
+ *   int32_t out[100];
+ *   rnnc_generate(g, prefix, nprefix, 100, 0.8, 0, 42, out);
+ *   rnnc_generator_free(g);
+ */
+typedef struct rnnc_generator rnnc_generator;
+/* dims: the model's header dims (T and B are not given: the generator binds
+ * them); width >= 1: the most beams rnnc_beam_search may use. RNNC_EINPUT
+ * when the model is not a language model or runs a cell backward in time. */
+int rnnc_generator_new(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_dim *dims, int width,
+                       rnnc_generator **out /* OUT */);
+void rnnc_generator_free(rnnc_generator *g); /* NULL is fine */
+/* Parameters from a file (a checkpoint is fine), or shared with a net of the
+ * same model (which must outlive the generator). */
+int rnnc_generator_load_params(rnnc_generator *g, const char *path);
+int rnnc_generator_share_params(rnnc_generator *g, rnnc_net *src);
+int rnnc_generator_threads(rnnc_generator *g, int nthreads);
+/* From a zero state, feed prefix[0 .. n-1] (n >= 1), then draw length tokens
+ * into out: temperature 0 greedy, else from p^(1/temperature) restricted to
+ * the topk most probable (topk <= 0: all), random draws from seed. */
+int rnnc_generate(rnnc_generator *g, const int32_t *prefix, int n, int length, double temperature, int topk,
+                  uint64_t seed, int32_t *out /* OUT: length */);
+/* Beam search of width (<= the generator's) for length tokens after prefix:
+ * the most probable continuation (summed log-probability; with lenpen > 0
+ * divided by length^lenpen), ending early at eos (< 0: none; out is then
+ * filled with eos). *score (may be NULL): its summed log-probability. */
+int rnnc_beam_search(rnnc_generator *g, const int32_t *prefix, int n, int length, int width, double lenpen,
+                     int eos, int32_t *out /* OUT: length */, double *score /* OUT */);
+/* The log-probability (natural log) of ids[1 .. n-1], each given the ones
+ * before it, from a zero state: a sentence's score, the product of its
+ * conditionals. n >= 2. */
+int rnnc_log_prob(rnnc_generator *g, const int32_t *ids, int n, double *logp /* OUT */);
+
 #ifdef __cplusplus
 }
 #endif

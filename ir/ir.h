@@ -835,6 +835,31 @@ const Plan *cmodel_plan(const CModel *cm);
 /* The backward plan (empty without grad). */
 const Plan *cmodel_bplan(const CModel *cm);
 
+/* ---- frontends/api_net.c: a compiled net of the public API ---------------- */
+
+enum { NET_LIVE = 0x6c74656e, NET_DEAD = 0x6474656e }; /* "netl", "netd" */
+struct rnnc_net {
+  unsigned magic;   /* NET_LIVE, NET_DEAD after rnnc_net_free */
+  rnnc_ctx *ctx;
+  rnnc_net *next;   /* the context's list of nets, live and dead */
+  CModel *cm;       /* NULL once freed */
+  Model *md;
+  Arena *arena;     /* env */
+  Env env;          /* T, B and every header dim of md */
+  int flags;        /* RNNC_GRAD, RNNC_CARRY */
+  int nthreads;     /* 0: OpenMP's default */
+  rnnc_net *src;    /* the net whose parameters this one shares, or NULL */
+};
+/* RNNC_OK when net is a live net whose shared parameters are live too; else
+ * RNNC_EMISUSE, with a message when net is a freed one (a NULL or foreign
+ * pointer has no context to hold one). fn names the API call. */
+int api_net_check(rnnc_net *net, const char *fn);
+/* Set ctx's message (printf-style) under the lock every net of a context
+ * shares, and return code. */
+int api_net_fail(rnnc_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A successful call: the message becomes "" (written only when it is not). */
+int api_net_ok(rnnc_ctx *ctx);
+
 /* ---- compiler/emit.c: a module as optimized LLVM IR or assembly ---------- */
 
 /* Verify mod, optimize it in place (default<O3> for the host CPU, as jit_add
