@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -511,10 +512,14 @@ out:
   return text;
 }
 
-/* Open a fresh temporary file next to path; its name into *tmpname. */
+/* Open a fresh temporary file next to path; its name into *tmpname. The
+ * name holds the process id and a per-process counter (atomic: threads
+ * writing at once draw different numbers), and O_EXCL refuses a name that
+ * exists (a leftover of a killed writer whose pid came round again), so two
+ * writers never share a temporary file. */
 static int open_temp(const char *path, char **tmpname)
 {
-  static unsigned counter;
+  static atomic_uint counter;
   size_t len = strlen(path) + 48;
   char *name = malloc(len);
   if (!name) {
@@ -522,7 +527,7 @@ static int open_temp(const char *path, char **tmpname)
     return -1;
   }
   for (int tries = 0; tries < 100; tries++) {
-    snprintf(name, len, "%s.tmp-%ld-%u", path, (long)getpid(), counter++);
+    snprintf(name, len, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
     int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0) {
       *tmpname = name;
@@ -535,6 +540,36 @@ static int open_temp(const char *path, char **tmpname)
   free(name);
   errno = e;
   return -1;
+}
+
+/* fsync the directory holding path, so a rename into it survives a crash.
+ * 0, or -1 with errno; file systems that cannot sync a directory (EINVAL,
+ * ENOTSUP) count as done. */
+static int sync_dir(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  char *d;
+  if (!slash)
+    d = strdup(".");
+  else if (slash == path)
+    d = strdup("/");
+  else
+    d = strndup(path, (size_t)(slash - path));
+  if (!d) {
+    errno = ENOMEM;
+    return -1;
+  }
+  int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  free(d);
+  if (fd < 0)
+    return -1;
+  int r = fsync(fd);
+  int e = errno;
+  close(fd);
+  if (r != 0 && (e == EINVAL || e == ENOTSUP))
+    r = 0;
+  errno = e;
+  return r;
 }
 
 static int write_data(FILE *f, const Tensor *t)
@@ -604,6 +639,9 @@ int safetensors_write(const char *path, const TensorSet *s, char *err, size_t er
   if (!ok) {
     unlink(tmp);
     st = fail(RNNC_EIO, err, errlen, path, "cannot write: %s", strerror(e));
+  } else if (sync_dir(path) != 0) {
+    /* the new file is in place but its directory entry may not be durable */
+    st = fail(RNNC_EIO, err, errlen, path, "cannot sync its directory: %s", strerror(errno));
   }
 done:
   free(tmp);
