@@ -906,8 +906,9 @@ int tset_move(TensorSet *dst, TensorSet *src);
  * and writes a one-line message naming the file and the problem into err.
  * Reading adds the file's tensors and metadata to out (replacing same names)
  * only on success; on failure out is unchanged. Writing goes through a
- * temporary file renamed over path, so path is never left half-written.
- * docs/formats.md lists every check. */
+ * temporary file (a name unique to the process and call), fsynced, renamed
+ * over path, then the directory fsynced, so path is never left
+ * half-written, even by a crash. docs/formats.md lists every check. */
 int safetensors_read(const char *path, TensorSet *out, char *err, size_t errlen);
 int safetensors_write(const char *path, const TensorSet *s, char *err, size_t errlen);
 
