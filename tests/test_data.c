@@ -371,8 +371,34 @@ Test(data, gzip_and_plain)
   cr_assert_eq(data_read_file(pt, &text, &len, err, sizeof err), RNNC_EFORMAT);
   snprintf(want, sizeof want, "'%s': bad gzip data: unexpected end of file", pt);
   cr_assert_str_eq(err, want);
+  /* corrupt deflate data too */
+  for (long i = 20; i < sb.st_size - 8; i++)
+    gz[i] ^= 0x55;
+  write_bytes(pt, gz, (size_t)sb.st_size);
+  cr_assert_eq(data_read_file(pt, &text, &len, err, sizeof err), RNNC_EFORMAT);
+  snprintf(want, sizeof want, "'%s': bad gzip data: ", pt);
+  cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
+  cr_assert_gt(strlen(err), strlen(want));
   free(gz);
   free(big);
+}
+
+Test(data, fortunes_char_level)
+{
+  const char *p = "/usr/share/games/fortunes/fortunes";
+  if (access(p, R_OK) != 0)
+    cr_skip_test("fortunes is not installed (Debian fortunes)");
+  char *text, err[512] = "";
+  size_t len;
+  cr_assert_eq(data_read_file(p, &text, &len, err, sizeof err), RNNC_OK, "%s", err);
+  Vocab v;
+  cr_assert_eq(vocab_build(&v, VOCAB_CHAR, p, text, len, 1, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_gt(v.n, 60);
+  cr_assert_geq(vocab_lookup(&v, "\n", 1), 0);
+  cr_assert_geq(vocab_lookup(&v, "%", 1), 0); /* the separator of fortunes */
+  roundtrip(&v, text, len);
+  vocab_free(&v);
+  free(text);
 }
 
 /* ---- text data sets and splits ---- */
