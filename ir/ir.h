@@ -1199,6 +1199,40 @@ int64_t optim_steps(const Optim *o);
  * (RNNC_EFORMAT "checkpoint has no 'optim.h.W_ih.m'"). */
 int optim_save(const Optim *o, TensorSet *out);
 int optim_restore(Optim *o, const TensorSet *in, char *err, size_t errlen);
+/* compiler/optgen.c: the kernels optim.c runs, generated into mod (built in
+ * cx) as prefix + "_sumsq", "_sgd", "_adam"; nothing JIT-specific (no
+ * addresses, no triple). Each works on elements [lo, hi) of one parameter
+ * (pointers to its element 0, not overlapping), lo a multiple of OPT_CHUNK,
+ * hi a multiple of it or the parameter's numel, so a parameter can be split
+ * over threads at chunk boundaries. clamp(g) is g clamped to [-clipv, clipv]
+ * (clipv = +inf: none), d = clamp(g) * scale then (+ wd * w), float32 steps
+ * as PyTorch 1.13 rounds them (docs/training.md, "Optimizers").
+ *   _sumsq: part[c] = the sum of clamp(g)^2 over chunk c (in double, a fixed
+ *           order), for each chunk c in the range; NaN when a g there is not
+ *           finite (even when clamped)
+ *   _sgd:   mode OPT_SGD_PLAIN: w += neglr * d; OPT_SGD_FIRST: buf = d,
+ *           w += neglr * buf; OPT_SGD_MOMENTUM: buf = buf * momentum + d,
+ *           w += neglr * buf
+ *   _adam:  w *= decay (AdamW; 1 for Adam), m = m * beta1 + omb1 * d,
+ *           v = v * beta2 + (omb2 * d) * d,
+ *           w += (negstep * m) / (sqrt(v) / bc2sqrt + eps) */
+enum { OPT_CHUNK = 4096 };
+enum { OPT_SGD_PLAIN, OPT_SGD_FIRST, OPT_SGD_MOMENTUM };
+typedef void (*OptSumsqFn)(const float *g, int64_t lo, int64_t hi, float clipv, double *part);
+typedef void (*OptSgdFn)(float *w, const float *g, float *buf, int64_t lo, int64_t hi, float clipv, float scale,
+                         float neglr, float wd, float momentum, int32_t mode);
+typedef void (*OptAdamFn)(float *w, const float *g, float *m, float *v, int64_t lo, int64_t hi, float clipv,
+                          float scale, float wd, float decay, float beta1, float omb1, float beta2, float omb2,
+                          float negstep, float bc2sqrt, float eps);
+void optgen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *prefix);
+/* The three kernels, generated and compiled in a new JIT (*j: the caller
+ * frees it with jit_free, after the last call of a kernel). */
+typedef struct OptKernels {
+  OptSumsqFn sumsq;
+  OptSgdFn sgd;
+  OptAdamFn adam;
+} OptKernels;
+int optgen_jit(Jit **j, OptKernels *k, char *err, size_t errlen);
 
 /* ---- runtime/sample.c: sampling and beam search ---------------------------- */
 
