@@ -225,6 +225,9 @@ static void contrib(AD *a, int v, int node, int sign)
   APUSH(a->m->arena, a->terms[v].t, a->terms[v].n, a->terms[v].cap, t);
 }
 
+/* [1]: a one-element vector (broadcast by elementwise ops) */
+static int node_isone(const Shape *s) { return s->rank == 1 && dim_isconst(s->d[0]) && s->d[0].c == 1; }
+
 /* ---- the derivative rules ------------------------------------------------ */
 
 /* The adjoint of v is dy (a backward node): hand each operand its share.
@@ -618,6 +621,22 @@ Grad *autodiff_cell(Module *m, Cell *c)
   for (int v = 0; v < nn; v++)
     if (a->reach[v] && c->node[v].shape.rank == 0)
       die("autodiff: scalar node %d of cell '%s' depends on a leaf", v, c->name);
+  /* a one-element operand [1] broadcast over a vector would need its adjoint
+   * summed over the vector, which no op does: only a value that carries no
+   * adjoint (a constant, a step()) may be broadcast so */
+  for (int v = 0; v < nn; v++) {
+    const Node *n = &c->node[v];
+    if (opinfo[n->op].shape_rule != SH_EW || n->shape.rank != 1 || node_isone(&n->shape))
+      continue;
+    for (int i = 0; i < n->narg; i++)
+      if (a->reach[n->arg[i]] && node_isone(&c->node[n->arg[i]].shape)) {
+        error_at(&m->diags, n->loc,
+                 "cannot differentiate cell '%s': a one-element value is broadcast over a vector here and "
+                 "carries an adjoint (broadcast only constants or step() of a value)",
+                 c->name);
+        return NULL;
+      }
+  }
   const char *bname = aprintf(ar, "%s.backward", c->name);
   if (cell_find(m, bname)) {
     error_at(&m->diags, cell_find(m, bname)->loc,

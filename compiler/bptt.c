@@ -60,8 +60,11 @@ ModelGrad *autodiff(Module *m, Model *md)
         stack[sp++] = d[k];
       }
   }
+  /* a mask (read through step(): no adjoint) and a onehot (a function of
+   * token ids) carry no adjoint either */
   for (int i = 0; i < md->nnode; i++)
-    g->needgrad[i] = dep[i] && (md->node[i].dtype == DT_F32 || md->node[i].dtype == DT_F64);
+    g->needgrad[i] = dep[i] && (md->node[i].dtype == DT_F32 || md->node[i].dtype == DT_F64) &&
+                     !mnode_is_mask(&md->node[i]) && md->node[i].kind != M_ONEHOT;
   return g;
 }
 

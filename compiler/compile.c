@@ -317,7 +317,7 @@ static int grads(Comp *C)
         return st;
       add_tensor(C, aprintf(C->a, "grad.%s", n->param[p].full), CT_GRAD, DT_F32, n->param[p].shape.rank, dim);
     }
-    if (n->kind == M_INPUT && n->dtype != DT_I32) {
+    if (n->kind == M_INPUT && n->dtype != DT_I32 && !mnode_is_mask(n)) { /* a mask gets no gradient */
       if ((st = shape_dims(C, &n->shape, dim)))
         return st;
       int k = add_tensor(C, aprintf(C->a, "grad.%s", n->name), CT_GRAD, DT_F32, n->shape.rank, dim);

@@ -1,6 +1,6 @@
 /* compile_model.c — the kernels of the model nodes that are not cells:
- * embedding, concat, last, final, softmax (with its views logits and probs)
- * and sum, forward and backward. Values and adjoints are in rows form
+ * embedding, onehot, concat, last, final, softmax (with its views logits and
+ * probs) and sum, forward and backward. Values and adjoints are in rows form
  * (compile.c); each kernel is followed by a barrier unless the next kernel
  * reads nothing it writes. The semantics are the interpreter's
  * (ir/interp_forward.c, ir/interp_backward.c). */
@@ -88,6 +88,23 @@ static int fwd_embedding(Comp *C, int i)
     return st;
   plan_call(C, s, v->npos, 1, 1);
   return RNNC_OK;
+}
+
+/* onehot(tokens, V): rows of zeros with a one at the token id. Its adjoint
+ * feeds nothing (a function of token ids), but a cell reading it writes its
+ * input's adjoint somewhere: a workspace buffer, never read */
+static int fwd_onehot(Comp *C, int i)
+{
+  const MNode *n = &C->md->node[i];
+  MV *v = &C->v[i];
+  check_ids(C, n->arg[0], v->d, 0, NULL);
+  v->val = ws_alloc(C, v->npos * v->d, v->d);
+  v->adj = adj_alloc(C, v);
+  const char *s = ksym(C, "onehot");
+  int st = mk_onehot(C->cx, C->mod, s, v->npos, v->d, C->v[n->arg[0]].val, v->val, C->err, C->errlen);
+  if (!st)
+    plan_call(C, s, v->npos, 1, 1);
+  return st;
 }
 
 static int fwd_concat(Comp *C, int i)
@@ -240,6 +257,7 @@ int node_forward(Comp *C, int i)
   switch (n->kind) {
   case M_INPUT: return RNNC_OK; /* in its tensor (compile.c) */
   case M_EMBEDDING: return fwd_embedding(C, i);
+  case M_ONEHOT: return fwd_onehot(C, i);
   case M_CONCAT: return fwd_concat(C, i);
   case M_LAST: return fwd_last(C, i);
   case M_FINAL: return fwd_final(C, i);
@@ -347,6 +365,7 @@ int node_backward(Comp *C, int i)
   MV *v = &C->v[i];
   switch (n->kind) {
   case M_INPUT: return RNNC_OK; /* its adjoint is its gradient tensor */
+  case M_ONEHOT: return RNNC_OK; /* no adjoint */
   case M_EMBEDDING: return bwd_embedding(C, i);
   case M_CONCAT: return bwd_concat(C, i);
   case M_LAST: {

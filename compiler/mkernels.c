@@ -407,6 +407,29 @@ int mk_embed_grad(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t
   return kern_end(&k);
 }
 
+/* range positions [lo, hi): out[p, e] = (e == ids[p]) for e < V */
+int mk_onehot(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t npos, int64_t V, Addr ids, Addr out,
+              char *err, size_t errlen)
+{
+  int64_t sz[2] = {npos, V};
+  int rc = checksizes(sym, 2, sz, (const char *const[]){"npos", "V"}, err, errlen);
+  if (rc != RNNC_OK)
+    return rc;
+  MK k = {0};
+  kern_begin(&k, cx, mod, sym);
+  LLVMValueRef I = base(&k, ids, "ids"), O = base(&k, out, "out");
+  if (!I || !O)
+    die("mk_onehot '%s': ids and out need slots", sym);
+  Loop lp;
+  LLVMValueRef p = loop_begin(&k, &lp, k.lo, k.hi, 1, "pos");
+  LLVMValueRef id = ldid(&k, I, mul(&k, p, ids.ld));
+  LLVMValueRef dst = row(&k, O, out.ld, p);
+  LLVMBuildMemSet(k.b, dst, LLVMConstInt(LLVMInt8TypeInContext(cx), 0, 0), ci64(&k, V * 4), 4);
+  st32(&k, LLVMConstReal(LLVMFloatTypeInContext(cx), 1.0), dst, id);
+  loop_end(&k, &lp);
+  return kern_end(&k);
+}
+
 /* ---- softmax ------------------------------------------------------------------ */
 
 /* One softmax row: see ir.h. Three passes over the K classes, W at a time

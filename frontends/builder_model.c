@@ -334,6 +334,53 @@ int rnnc_apply_init_from(rnnc_model_builder *mb, rnnc_node n, rnnc_node from)
   return b_ok(ctx);
 }
 
+int rnnc_apply_mask(rnnc_model_builder *mb, rnnc_node n, rnnc_node mask)
+{
+  if (!mb)
+    return RNNC_EMISUSE;
+  rnnc_ctx *ctx = mb->ctx;
+  const char *fn = "rnnc_apply_mask";
+  b_call(ctx, "rnnc_apply_mask(%d, %d)", n, mask);
+  MNode *nd = thenode(mb, fn, n, M_CELL);
+  if (!nd)
+    return RNNC_EMISUSE;
+  if (nd->hasmask)
+    return api_fail(ctx, RNNC_EMISUSE, "%s: '%s' already has a mask", fn, nd->name);
+  if (!before(mb, fn, n, 1, &mask) || !usenodes(mb, fn, 1, &mask))
+    return RNNC_EMISUSE;
+  Module *m = ctx->m;
+  nd = &mb->md->node[n];
+  int *arg = aalloc(m->arena, (size_t)(nd->narg + 1) * sizeof *arg);
+  if (nd->narg)
+    memcpy(arg, nd->arg, (size_t)nd->narg * sizeof *arg);
+  arg[nd->narg++] = mask; /* the mask is the last operand */
+  nd->arg = arg;
+  nd->hasmask = 1;
+  return b_ok(ctx);
+}
+
+int rnnc_onehot(rnnc_model_builder *mb, const char *name, rnnc_node tokens, const char *vocab, rnnc_node *n)
+{
+  if (!mb)
+    return RNNC_EMISUSE;
+  rnnc_ctx *ctx = mb->ctx;
+  const char *fn = "rnnc_onehot";
+  Loc loc = b_call(ctx, "rnnc_onehot(%s, %d, %s)", b_q(ctx, name), tokens, b_q(ctx, vocab));
+  if (!n)
+    return api_fail(ctx, RNNC_EMISUSE, "%s: n is NULL", fn);
+  Dim v;
+  int rc;
+  if (!newnode(mb, fn, name, NULL))
+    return RNNC_EMISUSE;
+  if ((rc = b_getdim(ctx, fn, "the vocabulary", vocab, &v)) != RNNC_OK)
+    return rc;
+  if (!usenodes(mb, fn, 1, &tokens))
+    return RNNC_EMISUSE;
+  *n = addmnode(mb, M_ONEHOT, name, loc, 1, &tokens);
+  mb->md->node[*n].size[0] = v;
+  return b_ok(ctx);
+}
+
 /* A node with operands and no other field: concat, last, logits, probs, sum. */
 static int simple(rnnc_model_builder *mb, const char *fn, int kind, const char *name, int nargs,
                   const rnnc_node *args, rnnc_node *n)

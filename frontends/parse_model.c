@@ -15,7 +15,7 @@ typedef struct ModelAst {
 static const char *const mbuiltin[] = {
     [M_EMBEDDING] = "embedding", [M_CONCAT] = "concat", [M_LAST] = "last",
     [M_FINAL] = "final",         [M_SOFTMAX] = "softmax", [M_LOGITS] = "logits",
-    [M_PROBS] = "probs",         [M_SUM] = "sum",
+    [M_PROBS] = "probs",         [M_SUM] = "sum",         [M_ONEHOT] = "onehot",
 };
 
 static int mkind_of(const char *name)
@@ -101,6 +101,13 @@ static int mexpr(P *p, ModelAst *ma, Token *def)
     p_expect(p, TK_COMMA, "',' and the embedding size in embedding(tokens, V, E)");
     n.size[1] = parse_dim(p);
     break;
+  case M_ONEHOT:
+    ids = aalloc(p->a, sizeof *ids);
+    ids[0] = mexpr(p, ma, NULL);
+    n.narg = 1;
+    p_expect(p, TK_COMMA, "',' and the vocabulary size in onehot(tokens, V)");
+    n.size[0] = parse_dim(p);
+    break;
   case M_CONCAT:
     ids = mlist(p, ma, &n.narg);
     break;
@@ -147,7 +154,7 @@ static int mexpr(P *p, ModelAst *ma, Token *def)
   case M_CELL: {
     n.cellname = t->name;
     n.cellloc = t->loc;
-    int keywords = 0;
+    int keywords = 0, mask = -1;
     if (p_peek(p)->kind != TK_RPAREN)
       for (;;) {
         Token *a = p_peek(p);
@@ -169,6 +176,13 @@ static int mexpr(P *p, ModelAst *ma, Token *def)
             p_closetok(p, TK_RPAREN, "',' or ')' after the initial states");
           } else
             n.initfrom = mexpr(p, ma, NULL);
+          keywords = 1;
+        } else if (p_isid(a, "mask") && a2->kind == TK_EQ) {
+          p_advance(p);
+          p_advance(p);
+          if (mask >= 0)
+            p_fail_at(p, a->loc, "mask given twice");
+          mask = mexpr(p, ma, NULL);
           keywords = 1;
         } else if (a->kind == TK_IDENT && a2->kind == TK_EQ) {
           p_advance(p);
@@ -192,6 +206,10 @@ static int mexpr(P *p, ModelAst *ma, Token *def)
         if (!p_accept(p, TK_COMMA))
           break;
       }
+    if (mask >= 0) { /* the last operand */
+      APUSH(p->a, ids, n.narg, cap, mask);
+      n.hasmask = 1;
+    }
     break;
   }
   default:
@@ -218,6 +236,7 @@ static int mexpr(P *p, ModelAst *ma, Token *def)
   mn->target = n.target;
   mn->hasignore = n.hasignore;
   mn->ignore = n.ignore;
+  mn->hasmask = n.hasmask;
   p_leave(p);
   return id;
 }

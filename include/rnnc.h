@@ -197,6 +197,12 @@ int rnnc_apply(rnnc_model_builder *mb, const char *name, const char *cell, int n
 int rnnc_apply_init(rnnc_model_builder *mb, rnnc_node n, int ninit, const rnnc_node *init);
 /* `init = enc`: the final states of cell node from seed cell node n. */
 int rnnc_apply_init_from(rnnc_model_builder *mb, rnnc_node n, rnnc_node from);
+/* `mask = m`: cell node n runs masked by m, an f32 [T, B] input (1 a real
+ * step, 0 padding: the states are kept and the output is 0). */
+int rnnc_apply_mask(rnnc_model_builder *mb, rnnc_node n, rnnc_node mask);
+/* `name = onehot(tokens, V)`: token ids as one-hot rows [.., V], no parameters. */
+int rnnc_onehot(rnnc_model_builder *mb, const char *name, rnnc_node tokens, const char *vocab,
+                rnnc_node *n /* OUT */);
 /* `concat(a, b, ...)` along the last dimension. */
 int rnnc_concat(rnnc_model_builder *mb, const char *name, int nargs, const rnnc_node *args,
                 rnnc_node *n /* OUT */);

@@ -8,7 +8,7 @@
  *           defaults; every other dim still unbound (a header dim without a
  *           default, a time dim such as S) = 4.
  *   params  init_params (PyTorch's default init) with the seed, in float64.
- *   inputs  token ids uniform in [0, V) of the embedding reading them;
+ *   inputs  token ids uniform in [0, V) of the embedding (or onehot) reading them;
  *           targets uniform in [0, K) of their softmax, and where the softmax
  *           has an ignore index, about one position in four set to it (never
  *           position 0, so some position always counts); float inputs N(0, 1).
@@ -125,7 +125,7 @@ static int make_inputs(Module *m, Model *md, const Env *e, Rng *rng, TensorSet *
     for (int j = 0; j < md->nnode; j++) {
       const MNode *u = &md->node[j];
       long v = -1;
-      if (u->kind == M_EMBEDDING && u->arg[0] == i)
+      if ((u->kind == M_EMBEDDING || u->kind == M_ONEHOT) && u->arg[0] == i)
         dim_eval(u->size[0], e, &v, NULL);
       if (u->kind == M_SOFTMAX && u->target == i) {
         dim_eval(u->size[0], e, &v, NULL);
@@ -321,7 +321,8 @@ int gradcheck(Module *m, Model *md, const Env *env, uint64_t seed, const Gradche
   /* The tensors checked: every parameter, then every float input. */
   int ncheck = 0;
   for (int i = 0; i < md->nnode; i++)
-    ncheck += md->node[i].nparam + (md->node[i].kind == M_INPUT && md->node[i].dtype != DT_I32);
+    ncheck += md->node[i].nparam + (md->node[i].kind == M_INPUT && md->node[i].dtype != DT_I32 &&
+                                    !mnode_is_mask(&md->node[i]));
   r->t = calloc((size_t)ncheck + 1, sizeof *r->t);
   if (!r->t && !st)
     st = gfail(RNNC_ENOMEM, err, errlen, "out of memory%s%s", "", "");
@@ -333,7 +334,7 @@ int gradcheck(Module *m, Model *md, const Env *env, uint64_t seed, const Gradche
       if (k < n->nparam) {
         name = n->param[k].full;
         set = &p;
-      } else if (n->kind == M_INPUT && n->dtype != DT_I32) {
+      } else if (n->kind == M_INPUT && n->dtype != DT_I32 && !mnode_is_mask(n)) {
         name = n->name;
         set = &in;
       } else {

@@ -218,6 +218,7 @@ void interp_backward(Run *r)
         softmax_jvp_t(s->K, s->p + p * s->K, v->adj + p * s->K, s->dz + p * s->K);
       break;
     }
+    case M_ONEHOT: break; /* a function of token ids: nothing to pass on */
     case M_SUM: {
       /* y = Σ x: dx[e] += dy */
       Val *a = &r->v[n->arg[0]];

@@ -127,6 +127,24 @@ static int fwd_embedding(Run *r, int i)
   return RNNC_OK;
 }
 
+/* x[p, e] = (e == tokens[p]): tokens (T, B) -> x (T, B, V) */
+static int fwd_onehot(Run *r, int i)
+{
+  const MNode *n = &r->md->node[i];
+  Val *v = &r->v[i];
+  int tok = n->arg[0];
+  long V = v->d;
+  v->x = dalloc(r, v->npos * V);
+  for (long p = 0; p < v->npos; p++) {
+    long id = r->v[tok].id[p];
+    if (id < 0 || id >= V)
+      return interp_fail(r, RNNC_EINPUT, "input '%s' has token id %ld at %s, outside [0, %ld)",
+                         nodename(r, tok), id, posstr(r, tok, p), V);
+    v->x[p * V + id] = 1;
+  }
+  return RNNC_OK;
+}
+
 /* Buffers for one step of cell c: val[k] of node_numel doubles for every
  * node that is not a leaf the caller points elsewhere. */
 double **interp_cell_bufs(Run *r, const Cell *c, const Env *cenv)
@@ -383,6 +401,7 @@ int interp_forward(Run *r, const TensorSet *params, const TensorSet *inputs)
     case M_LOGITS: v->x = r->v[n->arg[0]].z; break;
     case M_PROBS: v->x = r->v[n->arg[0]].p; break;
     case M_SUM: fwd_sum(r, i); break;
+    case M_ONEHOT: st = fwd_onehot(r, i); break;
     default: die("interp: node kind %d", n->kind);
     }
     if (st)

@@ -1,7 +1,8 @@
 /* interp_model.c — the reference interpreter, model level: interp_run.
  * require: a verified model (node shapes, cells, params, md->loss) and, for
  * gradients, its ModelGrad from autodiff. produce: the declared outputs and,
- * with wantgrad, the loss and grad.<node>.<param> / grad.<input> tensors.
+ * with wantgrad, the loss and grad.<node>.<param> / grad.<input> tensors
+ * (float inputs but masks).
  *
  * Every model value is kept as doubles laid out as positions × d:
  *   [T, B, d]  position p = t*B + b (t = 0 is step 1), npos = T*B
@@ -127,7 +128,7 @@ static int results(Run *r, const InterpOpts *o, TensorSet *out)
       st = put(r, &res, aprintf(r->a, "grad.%s", n->param[p].full), &n->param[p].shape,
                v->pg[p], NULL, v->pn[p]);
     }
-    if (!st && n->kind == M_INPUT && n->dtype != DT_I32)
+    if (!st && n->kind == M_INPUT && n->dtype != DT_I32 && !mnode_is_mask(n))
       st = put(r, &res, aprintf(r->a, "grad.%s", n->name), &n->shape, v->adj, NULL,
                v->npos * v->d);
   }

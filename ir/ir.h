@@ -188,6 +188,8 @@ struct Cell {
   Cell *primal;                    /* backward cell: the cell it differentiates */
   struct Grad *derived;            /* forward cell: its Grad, once autodiff ran */
   struct CellSched *sched;         /* schedule.c: its schedule, once scheduled */
+  struct Cell *masked;             /* maskcell.c: its masked variant, once derived */
+  struct Cell *unmasked;           /* a masked variant: the cell it wraps */
 };
 
 /* ---- models -------------------------------------------------------------- */
@@ -204,6 +206,7 @@ enum {
   M_LOGITS,    /* logits(s): the affine projection of softmax node s */
   M_PROBS,     /* probs(s): the probabilities of softmax node s */
   M_SUM,       /* sum(x): [] sum of every element (a loss) */
+  M_ONEHOT,    /* onehot(tokens, V): i32[T, B] | i32[B] -> f32[.., V]; no params */
   NMKIND
 };
 extern const char *const mkind_name[NMKIND]; /* "input", "embedding", ... */
@@ -246,7 +249,18 @@ typedef struct MNode {
   int hasignore; long ignore;
   /* parameters (embedding, cell, softmax), filled by verify */
   MParam *param; int nparam;
+  /* M_CELL: `mask = m`: the last operand arg[narg-1] is the mask, an f32[T, B]
+   * input (1 a real step, 0 padding), and after verify cell is the masked
+   * variant of the cell named (maskcell.c), whose last input is the mask */
+  int hasmask;
 } MNode;
+
+/* An f32[T, B] input: a mask, read only as a cell's `mask = m`; it gets no
+ * gradient (no grad.<mask>). */
+static inline int mnode_is_mask(const MNode *n)
+{
+  return n->kind == M_INPUT && n->dtype == DT_F32 && n->hastime && n->shape.rank == 2;
+}
 
 typedef struct MDim {
   const char *name; /* interned */
@@ -343,6 +357,18 @@ enum { EXPR_MAXDEPTH = 256 };
 int verify(Module *m);
 int verify_cell(Module *m, Cell *c);
 int verify_model(Module *m, Model *md);
+
+/* ---- ir/maskcell.c ------------------------------------------------------- */
+
+/* require: a verified cell with one out (a model applies it). produce: its
+ * masked variant <cell>.masked, cached in c->masked (c->masked->unmasked = c),
+ * appended to m->cell, verified: the same params, dims and states, the inputs
+ * of c then `m: [1]`, and with k = step(m) (1 a real step, 0 padding)
+ *   s' = k * s_new + (1 - k) * s   for every state s (s_new: c's update)
+ *   out k * out_c
+ * step() carries no adjoint, so the mask gets none. NULL with an error in
+ * m->diags when a cell named <cell>.masked exists already. */
+Cell *mask_cell(Module *m, Cell *c);
 
 /* ---- ir/print.c ---------------------------------------------------------- */
 
@@ -693,6 +719,10 @@ int mk_embed(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const c
  * in order (each column by one thread: deterministic). */
 int mk_embed_grad(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,
                   int64_t V, int64_t E, Addr ids, Addr dout, Addr dweight, char *err, size_t errlen);
+/* range positions [0, npos): out[p, e] = 1 where e == ids[p], else 0, for
+ * e < V (ids checked before the run). */
+int mk_onehot(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,
+              int64_t V, Addr ids, Addr out, char *err, size_t errlen);
 /* Softmax over K classes, rows = positions, range [0, npos):
  * z [npos, K] holds x·W^T on entry; the kernel adds bias [K] in place, then
  * lse[p] = log Σ_k exp(z[p, k]) (max-shifted), probs (if probs.slot >= 0)

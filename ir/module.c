@@ -7,7 +7,7 @@ const char *const mkind_name[NMKIND] = {
     [M_INPUT] = "input",   [M_EMBEDDING] = "embedding", [M_CELL] = "cell",
     [M_CONCAT] = "concat", [M_LAST] = "last",           [M_FINAL] = "final",
     [M_SOFTMAX] = "softmax", [M_LOGITS] = "logits",     [M_PROBS] = "probs",
-    [M_SUM] = "sum",
+    [M_SUM] = "sum",       [M_ONEHOT] = "onehot",
 };
 
 Source *source_new(Module *m, const char *name, const char *text)

@@ -304,10 +304,17 @@ static void mnode(MP *mp, int id)
       mexpr(mp, n->arg[0]);
     fprintf(f, ", %s, %s)", dim_str(mp->a, n->size[0]), dim_str(mp->a, n->size[1]));
     return;
+  case M_ONEHOT:
+    fputs("onehot(", f);
+    if (n->narg > 0)
+      mexpr(mp, n->arg[0]);
+    fprintf(f, ", %s)", dim_str(mp->a, n->size[0]));
+    return;
   case M_CELL: {
     fprintf(f, "%s(", n->cellname);
     const char *sep = "";
-    for (int i = 0; i < n->narg; i++, sep = ", ") {
+    int nin = n->narg - (n->hasmask && n->narg > 0 ? 1 : 0);
+    for (int i = 0; i < nin; i++, sep = ", ") {
       fputs(sep, f);
       mexpr(mp, n->arg[i]);
     }
@@ -320,6 +327,7 @@ static void mnode(MP *mp, int id)
     if (n->initfrom >= 0) {
       fprintf(f, "%sinit = ", sep);
       mexpr(mp, n->initfrom);
+      sep = ", ";
     } else if (n->ninit > 0) {
       fprintf(f, "%sinit = (", sep);
       for (int i = 0; i < n->ninit; i++) {
@@ -328,6 +336,11 @@ static void mnode(MP *mp, int id)
         mexpr(mp, n->init[i]);
       }
       fputc(')', f);
+      sep = ", ";
+    }
+    if (nin < n->narg) {
+      fprintf(f, "%smask = ", sep);
+      mexpr(mp, n->arg[nin]);
     }
     fputc(')', f);
     return;
@@ -460,6 +473,10 @@ void print_module(FILE *f, const Module *m, int withprelude)
   int first = 1;
   for (int i = 0; i < m->ncell; i++) {
     if (m->cell[i]->builtin && !withprelude)
+      continue;
+    /* a masked variant is implied by the model text (`mask = m`); shown
+     * once differentiated, beside its backward cell */
+    if (m->cell[i]->unmasked && !m->cell[i]->derived)
       continue;
     if (!first)
       fputc('\n', f);

@@ -72,6 +72,9 @@ static int checkleaf(Module *m, Cell *c, int id)
   return positive(m, &n->shape, what, n->loc);
 }
 
+/* [1]: a one-element vector, broadcast by elementwise ops like a scalar */
+static int onevec(const Shape *s) { return s->rank == 1 && dim_isconst(s->d[0]) && s->d[0].c == 1; }
+
 /* The shape of node id from its operands' (already computed) shapes, by the
  * op's rule in rnnc_ops.h; 0 with an error when the operands do not fit. */
 static int infer(Module *m, Cell *c, int id)
@@ -99,10 +102,13 @@ static int infer(Module *m, Cell *c, int id)
       die("verify: leaf op %s outside the declarations", sp);
     return 1;
   case SH_EW:
+    /* a scalar, or a one-element vector [1] beside a vector, is broadcast */
     if (!b || a->rank == 0 || shape_eq(a, b))
       r = b && a->rank == 0 ? *b : *a;
-    else if (b->rank == 0)
+    else if (b->rank == 0 || (onevec(b) && a->rank == 1))
       r = *a;
+    else if (onevec(a) && b->rank == 1)
+      r = *b;
     else {
       error_at(&m->diags, n->loc, "shape mismatch in '%s': %s and %s", sp, sstr(m, a), sstr(m, b));
       return 0;

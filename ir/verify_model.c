@@ -7,7 +7,8 @@
  *          "<node>.<param>" with shapes in model dims, md->loss, md->verified.
  *
  * Model values: [T, B, d] sequences (hastime, T any dim, B always the batch),
- * [B, d] per sequence, [] a loss; i32 token ids [T, B] or [B].
+ * [B, d] per sequence, [] a loss; i32 token ids [T, B] or [B]; an f32 [T, B]
+ * input is a mask, read only by a cell application's `mask = m`.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,9 @@ static const char *vstr(V *v, const MNode *n)
 static const char *sstr(V *v, const Shape *s) { return shape_str(v->m->arena, s); }
 
 static const char *nname(const MNode *n) { return n->name ? n->name : mkind_name[n->kind]; }
+
+/* The cell as the model names it (a masked variant's, the cell it wraps). */
+static const char *ucell(const Cell *c) { return c->unmasked ? c->unmasked->name : c->name; }
 
 static void addknown(V *v, const char *sym)
 {
@@ -98,10 +102,12 @@ static int vinput(V *v, MNode *n)
       n->hastime = 1;
     else if (s->rank == 2 && dim_eq(s->d[0], dim_sym(v->B)))
       n->hastime = 0;
+    else if (s->rank == 2 && dim_eq(s->d[1], dim_sym(v->B)))
+      n->hastime = 1; /* a mask */
     else {
       error_at(&v->m->diags, n->loc,
-               "input '%s' must be f32[T, B, d] (a sequence) or f32[B, d], got %s", n->name,
-               vstr(v, n));
+               "input '%s' must be f32[T, B, d] (a sequence), f32[B, d] or f32[T, B] (a mask), got %s",
+               n->name, vstr(v, n));
       return 0;
     }
   } else if (n->dtype == DT_I32) {
@@ -142,6 +148,23 @@ static int vembedding(V *v, MNode *n)
   return 1;
 }
 
+/* onehot(tokens, V): i32 [T, B] or [B] -> f32 [.., V], no parameters */
+static int vonehot(V *v, MNode *n)
+{
+  MNode *tok = &v->md->node[n->arg[0]];
+  if (tok->dtype != DT_I32) {
+    error_at(&v->m->diags, n->loc, "'onehot' needs i32 token ids, got %s", vstr(v, tok));
+    return 0;
+  }
+  if (!checkdim(v, n->size[0], n->loc))
+    return 0;
+  n->dtype = DT_F32;
+  n->hastime = tok->hastime;
+  n->shape = tok->shape; /* [T, B] or [B], then V */
+  n->shape.d[n->shape.rank++] = n->size[0];
+  return 1;
+}
+
 /* Bind the cell's dims for application n: from the inputs' feature dims and
  * the explicit `D = dim` bindings. Fills n->dimval; 0 with an error. */
 static int bindcell(V *v, MNode *n, Cell *c)
@@ -152,7 +175,7 @@ static int bindcell(V *v, MNode *n, Cell *c)
   int ok = 1;
 
   /* an input whose size is a bare dim binds it to the feature dim */
-  for (int k = 0; k < n->narg; k++) {
+  for (int k = 0; k < c->ninput; k++) {
     Dim want = c->node[c->input[k]].shape.d[0];
     if (want.nterm != 1 || want.t[0].k != 1 || want.c != 0)
       continue;
@@ -195,7 +218,7 @@ static int bindcell(V *v, MNode *n, Cell *c)
     return 0;
 
   /* every input: solve a dim it alone leaves open, then compare */
-  for (int k = 0; k < n->narg; k++) {
+  for (int k = 0; k < c->ninput; k++) {
     MNode *a = &v->md->node[n->arg[k]];
     Dim want = c->node[c->input[k]].shape.d[0], got = a->shape.d[2], rest = dim_const(want.c);
     int open = -1, nopen = 0;
@@ -265,7 +288,7 @@ static int vinit(V *v, MNode *n, Cell *c)
     Cell *sc = src->cell;
     if (sc->nstate != c->nstate) {
       error_at(&m->diags, n->loc, "init = '%s': cell '%s' has %d state%s, cell '%s' needs %d",
-               nname(src), sc->name, sc->nstate, sc->nstate == 1 ? "" : "s", c->name, c->nstate);
+               nname(src), ucell(sc), sc->nstate, sc->nstate == 1 ? "" : "s", c->name, c->nstate);
       return 0;
     }
     for (int s = 0; s < c->nstate; s++) {
@@ -332,12 +355,13 @@ static int vcell(V *v, MNode *n)
     error_at(&m->diags, cl, "cell '%s' has no input to run over time", c->name);
     return 0;
   }
-  if (n->narg != c->ninput) {
+  int nin = n->narg - (n->hasmask ? 1 : 0);
+  if (nin != c->ninput) {
     error_at(&m->diags, n->loc, "cell '%s' takes %d input%s, got %d", c->name, c->ninput,
-             c->ninput == 1 ? "" : "s", n->narg);
+             c->ninput == 1 ? "" : "s", nin);
     return 0;
   }
-  for (int k = 0; k < n->narg; k++) {
+  for (int k = 0; k < nin; k++) {
     MNode *a = &v->md->node[n->arg[k]];
     if (a->dtype != DT_F32 || !a->hastime || a->shape.rank != 3) {
       error_at(&m->diags, n->loc, "input '%s' of cell '%s' must be an f32 sequence [T, B, d], got %s",
@@ -351,7 +375,18 @@ static int vcell(V *v, MNode *n)
       return 0;
     }
   }
+  if (n->hasmask) {
+    MNode *mk = &v->md->node[n->arg[nin]], *a0 = &v->md->node[n->arg[0]];
+    Shape need = {2, {a0->shape.d[0], dim_sym(v->B)}};
+    if (!mnode_is_mask(mk) || !shape_eq(&mk->shape, &need)) {
+      error_at(&m->diags, n->loc, "mask of '%s' must be an f32%s input (1 a real step, 0 padding) to match %s, got %s",
+               nname(n), sstr(v, &need), vstr(v, a0), vstr(v, mk));
+      return 0;
+    }
+  }
   if (!bindcell(v, n, c) || !vinit(v, n, c) || !named(v, n))
+    return 0;
+  if (n->hasmask && !(n->cell = mask_cell(m, c)))
     return 0;
   Dim o;
   if (!subst(v, c, n->dimval, c->node[c->out[0]].shape.d[0], &o, n->loc))
@@ -385,7 +420,7 @@ static int vfinal(V *v, MNode *n)
     if (strcmp(c->node[c->state[s]].name, n->statename) == 0)
       n->stateidx = s;
   if (n->stateidx < 0) {
-    error_at(&v->m->diags, n->loc, "'%s' (cell '%s') has no state '%s'", nname(src), c->name,
+    error_at(&v->m->diags, n->loc, "'%s' (cell '%s') has no state '%s'", nname(src), ucell(c),
              n->statename);
     return 0;
   }
@@ -521,6 +556,7 @@ static int vsum(V *v, MNode *n)
 static const int nargs[NMKIND] = {
     [M_INPUT] = 0, [M_EMBEDDING] = 1, [M_CELL] = -1,  [M_CONCAT] = -1, [M_LAST] = 1,
     [M_FINAL] = 1, [M_SOFTMAX] = 1,   [M_LOGITS] = 1, [M_PROBS] = 1,   [M_SUM] = 1,
+    [M_ONEHOT] = 1,
 };
 
 /* Check node i after its operands (in any order; a cycle is an error). */
@@ -544,6 +580,12 @@ static int visit(V *v, int i)
       die("verify: model %s node %d uses node %d", v->md->name, i, d);
     if (d >= 0 && !visit(v, d))
       ok = 0;
+    else if (d >= 0 && ok && k < n->narg && mnode_is_mask(&v->md->node[d]) &&
+             !(n->kind == M_CELL && n->hasmask && k == n->narg - 1)) {
+      error_at(&v->m->diags, n->loc, "'%s' is a mask (f32%s); use it as 'mask = %s' of a cell", nname(&v->md->node[d]),
+               sstr(v, &v->md->node[d].shape), nname(&v->md->node[d]));
+      ok = 0;
+    }
   }
   if (ok) {
     switch (n->kind) {
@@ -557,6 +599,7 @@ static int visit(V *v, int i)
     case M_LOGITS:
     case M_PROBS: ok = vlogits(v, n); break;
     case M_SUM: ok = vsum(v, n); break;
+    case M_ONEHOT: ok = vonehot(v, n); break;
     }
   }
   v->st[i] = ok ? 2 : 3;

@@ -206,7 +206,7 @@ static void make_inputs(Case *c, uint64_t seed)
     for (int j = 0; j < md->nnode; j++) {
       const MNode *u = &md->node[j];
       long v = -1;
-      if (u->kind == M_EMBEDDING && u->arg[0] == i)
+      if ((u->kind == M_EMBEDDING || u->kind == M_ONEHOT) && u->arg[0] == i)
         dim_eval(u->size[0], &c->env, &v, NULL);
       if (u->kind == M_SOFTMAX && u->target == i) {
         dim_eval(u->size[0], &c->env, &v, NULL);

@@ -405,7 +405,7 @@ int jit_results(CModel *cm, const Model *md, int grad, TensorSet *out, char *err
       snprintf(name, sizeof name, "grad.%s", n->param[p].full);
       st = put_ct(cm, name, &res, err, errlen);
     }
-    if (!st && n->kind == M_INPUT && n->dtype != DT_I32) {
+    if (!st && n->kind == M_INPUT && n->dtype != DT_I32 && !mnode_is_mask(n)) {
       snprintf(name, sizeof name, "grad.%s", n->name);
       st = put_ct(cm, name, &res, err, errlen);
     }

@@ -143,7 +143,7 @@ static int point_inputs(const Model *md, const Env *e, uint64_t seed, TensorSet 
     for (int j = 0; j < md->nnode; j++) {
       const MNode *u = &md->node[j];
       long v = -1;
-      if (u->kind == M_EMBEDDING && u->arg[0] == i)
+      if ((u->kind == M_EMBEDDING || u->kind == M_ONEHOT) && u->arg[0] == i)
         dim_eval(u->size[0], e, &v, NULL);
       if (u->kind == M_SOFTMAX && u->target == i) {
         dim_eval(u->size[0], e, &v, NULL);
