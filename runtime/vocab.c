@@ -268,18 +268,20 @@ static void count_word(Counts *c, const char *s, int n)
   }
 }
 
-static const Counts *sort_counts; /* qsort has no context argument */
+typedef struct Word {
+  long count;
+  const char *w;
+  int len;
+} Word;
 
 /* Descending count, then bytewise (a prefix first). */
 static int by_count(const void *pa, const void *pb)
 {
-  int a = *(const int *)pa, b = *(const int *)pb;
-  const Counts *c = sort_counts;
-  if (c->count[a] != c->count[b])
-    return c->count[a] > c->count[b] ? -1 : 1;
-  int n = c->wlen[a] < c->wlen[b] ? c->wlen[a] : c->wlen[b];
-  int r = memcmp(c->w[a], c->w[b], (size_t)n);
-  return r ? r : (c->wlen[a] > c->wlen[b]) - (c->wlen[a] < c->wlen[b]);
+  const Word *a = pa, *b = pb;
+  if (a->count != b->count)
+    return a->count > b->count ? -1 : 1;
+  int r = memcmp(a->w, b->w, (size_t)(a->len < b->len ? a->len : b->len));
+  return r ? r : (a->len > b->len) - (a->len < b->len);
 }
 
 static int build_words(Vocab *v, const char *name, const char *text, size_t len, int mincount, char *err,
@@ -294,14 +296,12 @@ static int build_words(Vocab *v, const char *name, const char *text, size_t len,
   int n;
   while ((n = next_word(text, len, &i, &start)) > 0)
     count_word(&c, text + start, n);
-  int *ord = xmalloc((size_t)c.n * sizeof *ord);
+  Word *ord = xmalloc((size_t)c.n * sizeof *ord);
   int nkeep = 0;
   for (int e = 0; e < c.n; e++)
     if (c.count[e] >= mincount && !(c.wlen[e] == 5 && memcmp(c.w[e], "<unk>", 5) == 0))
-      ord[nkeep++] = e;
-  sort_counts = &c;
+      ord[nkeep++] = (Word){c.count[e], c.w[e], c.wlen[e]};
   qsort(ord, (size_t)nkeep, sizeof *ord, by_count);
-  sort_counts = NULL;
   if (nkeep == 0)
     st = fail(RNNC_EINPUT, err, errlen, "%s: no word occurs %d or more times (%d distinct words)", name,
               mincount, c.n);
@@ -309,7 +309,7 @@ static int build_words(Vocab *v, const char *name, const char *text, size_t len,
     int cap = 0;
     vocab_add(v, &cap, "<unk>", 5);
     for (int k = 0; k < nkeep; k++)
-      vocab_add(v, &cap, c.w[ord[k]], c.wlen[ord[k]]);
+      vocab_add(v, &cap, ord[k].w, ord[k].len);
     v->unk = 0;
   }
   free(ord);
@@ -383,6 +383,10 @@ int vocab_encode(const Vocab *v, const char *name, const char *text, size_t len,
   } else {
     size_t i = 0, start;
     int m;
+    if (utf8_check(name, text, len, err, errlen)) {
+      free(out);
+      return RNNC_EINPUT;
+    }
     while ((m = next_word(text, len, &i, &start)) > 0) {
       int id = vocab_lookup(v, text + start, m);
       if (id < 0)

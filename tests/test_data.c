@@ -291,6 +291,10 @@ Test(data, invalid_utf8)
                  RNNC_EINPUT);
     cr_assert_str_eq(err, c[i].msg);
     vocab_free(&ok);
+    /* word level text is UTF-8 too */
+    cr_assert_eq(vocab_build(&v, VOCAB_WORD, "t.txt", c[i].text, strlen(c[i].text), 1, err, sizeof err),
+                 RNNC_EINPUT, "case %zu", i);
+    cr_assert_str_eq(err, c[i].msg);
   }
   /* the largest code point and the edges of the surrogates are fine */
   Vocab v = build(VOCAB_CHAR, "\xf4\x8f\xbf\xbf\xed\x9f\xbf\xee\x80\x80", 1);
@@ -881,6 +885,12 @@ Test(data, idx_errors)
   cr_assert_eq(dataset_idx(&d, tpath("bi.idx"), tpath("bl.idx"), err, sizeof err), RNNC_EFORMAT);
   snprintf(want, sizeof want, "%s has 5 images but %s has 4 labels", tpath("bi.idx"), tpath("bl.idx"));
   cr_assert_str_eq(err, want);
+  /* every truncation of the images file is refused (no crash, no leak under ASan) */
+  for (size_t cut = 0; cut < ni; cut++) {
+    write_bytes(tpath("bi.idx"), img, cut);
+    int st = dataset_idx(&d, tpath("bi.idx"), tpath("bl.idx"), err, sizeof err);
+    cr_assert_eq(st, cut == 0 ? RNNC_EINPUT : RNNC_EFORMAT, "cut %zu: %s", cut, err);
+  }
   free(more);
   free(img);
   free(lab);
