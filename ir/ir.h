@@ -1266,9 +1266,11 @@ int optgen_jit(Jit **j, OptKernels *k, char *err, size_t errlen);
 
 /* ---- runtime/sample.c: sampling and beam search ---------------------------- */
 
-/* One token from a probability row p[V]: temperature 0 is greedy (the first
- * largest); else p^(1/temperature) renormalized, restricted to the topk most
- * probable (topk <= 0: all), drawn with r (one rng_uniform per call). */
+/* One token from a probability row p[V]: temperature <= 0 is greedy (the
+ * first largest; no draw, r may be NULL); else p^(1/temperature)
+ * renormalized (computed from logs in double), restricted to the topk most
+ * probable (ties: the lower id; topk <= 0: all), drawn with r (exactly one
+ * rng_uniform per call). Entries <= 0 (or NaN) are never drawn. */
 int sample_token(const float *p, int V, double temperature, int topk, Rng *r);
 /* A beam step: given K rows' next tokens tok[K] and, per row, the row it
  * extends (parent[K]; NULL on the first call: every row starts from the same
@@ -1281,7 +1283,13 @@ typedef int (*BeamStepFn)(void *ctx, const int32_t *tok, const int32_t *parent, 
  * sequences by summed log-probability (lenpen > 0: divided by len^lenpen at
  * the end, as GNMT's length normalization with alpha = lenpen), ties broken
  * by lower token id then lower parent row. out[length] the best, *score its
- * summed log-probability. eos >= 0 ends a hypothesis at that token. */
+ * summed log-probability. eos >= 0 ends a hypothesis at that token: every
+ * extension of a live one by eos is a finished candidate (len counts the
+ * eos), the K live ones are the best others; out is filled with eos after
+ * it. f is called at most length times (not after the last step); rows past
+ * the live ones (fewer than K candidates) are fillers whose logp is ignored.
+ * score may be NULL. RNNC_EINPUT for V, K < 1, length < 0, first or eos
+ * out of range; else RNNC_OK or f's status. */
 int beam_search(BeamStepFn f, void *ctx, int V, int K, int32_t first, int length, int eos, double lenpen,
                 int32_t *out, double *score);
 
@@ -1292,7 +1300,15 @@ int beam_search(BeamStepFn f, void *ctx, int V, int K, int32_t first, int length
  * nodes and parameters, its softmax without the target (probabilities
  * [T, B, K]) as the only output, inputs no longer read dropped. Added to m as
  * "<name>_gen" (verified; RNNC_EVERIFY with a message when md is not such a
- * model: "model 'tagger' has no softmax with a target"). */
+ * model: "model 'tagger' has no softmax with a target"). Precisely: the loss
+ * (md->loss) is a softmax with a target over a sequence, and the nodes it
+ * reads (the only ones kept, in md's order: final, last and other outputs go)
+ * read exactly one input, the tokens, and run no cell backward ("cannot
+ * generate with 'enc.bwd': it runs backward in time"). The output tensor is
+ * named after the softmax node ("loss" [T, B, V]). Asked again for the same
+ * md, returns the model made the first time. The caller runs schedule(m)
+ * before cmodel_compile (with carry, T = 1, B = 1 or the beam width). Note
+ * m then holds one more model: model_find(m, NULL) finds none. */
 int model_for_generation(Module *m, const Model *md, Model **out, char *err, size_t errlen);
 
 /* ---- runtime/checkpoint.c: training checkpoints ---------------------------- */
