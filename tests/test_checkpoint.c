@@ -323,14 +323,20 @@ Test(checkpoint, killed_writer_leaves_a_loadable_checkpoint, .timeout = 120)
   const char *path = tpath("ck.safetensors");
   char err[512];
   TensorSet s;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   make_set(&s, 0);
   cr_assert_eq(safetensors_write(path, &s, err, sizeof err), RNNC_OK, "%s", err);
   tset_clear(&s);
-  uint64_t x = 20261127; /* the delays: seeded, 1 to 60 ms */
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  /* one save's time (as slow as the build: ASan), so the kills fall at
+   * every phase of the first few saves */
+  long save_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+  uint64_t x = 20261127; /* the delays: seeded, 0.2 to 3 saves */
   long last = 0, advanced = 0;
   for (int trial = 0; trial < 20; trial++) {
     x = x * 6364136223846793005u + 1442695040888963407u;
-    long delay = 1000 + (long)((x >> 33) % 59000);
+    long delay = 500 + save_us / 5 + (long)((x >> 33) % 1000) * save_us * 14 / 5000;
     pid_t pid = spawn_writer(path, last + 1);
     sleep_us(delay);
     cr_assert_eq(kill(pid, SIGKILL), 0);
@@ -345,8 +351,8 @@ Test(checkpoint, killed_writer_leaves_a_loadable_checkpoint, .timeout = 120)
   }
   cr_assert_gt(advanced, 0, "no writer ever completed a save: the test tested nothing");
   /* the killed writers' temporary files: whatever is left does not matter */
-  cr_log_info("20 kills: %ld advanced the checkpoint, %d temporary files left", advanced,
-              count_temps("ck.safetensors"));
+  cr_log_info("20 kills (a save takes %ld us): %ld advanced the checkpoint, %d temporary files "
+              "left", save_us, advanced, count_temps("ck.safetensors"));
   make_set(&s, 1000);
   cr_assert_eq(safetensors_write(path, &s, err, sizeof err), RNNC_OK, "%s", err);
   tset_clear(&s);
