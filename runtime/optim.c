@@ -11,10 +11,11 @@
  * parameter, listed parameter by parameter. A step is one parallel region:
  *   1. each thread computes the sums of squares of its share of the chunks
  *      (optgen's _sumsq: a double per chunk, in an order fixed by the chunk);
- *   2. a barrier; one thread adds, per parameter, its chunks' sums in chunk
- *      order, checks them (the first parameter whose sum is not finite makes
- *      the step an error, and nothing is written), then the parameters' sums
- *      in parameter order: norm = sqrt of that; and the clip scale;
+ *   2. a barrier; then every thread adds, per parameter, its chunks' sums
+ *      in chunk order, checks them (the first parameter whose sum is not
+ *      finite makes the step an error, and nothing is written), then the
+ *      parameters' sums in parameter order: norm = sqrt of that; and the
+ *      clip scale (the same bits in every thread: one barrier, not two);
  *   3. each thread updates its share (_sgd or _adam).
  * A thread's share is a run of whole chunks with about as many elements as
  * the others'; which thread computes an element never changes what it
@@ -332,20 +333,24 @@ int optim_step(Optim *o, int nthreads, double *gnorm, int *bad, char *err, size_
       share(o, t, nt, &c0, &c1);
       run(o, 0, c0, c1, &a);
 #pragma omp barrier
-#pragma omp single
-      {
-        for (int i = 0; i < o->np && badi < 0; i++) {
-          double s = 0;
-          for (int64_t ch = o->cfirst[i]; ch < o->cfirst[i + 1]; ch++)
-            s += o->part[ch];
-          if (!isfinite(s))
-            badi = i;
-          total += s;
-        }
-        a.scale = clip_scale(o->c.clip_norm, sqrt(total));
-      } /* the barrier after single publishes badi and a.scale */
-      if (badi < 0)
-        run(o, 1, c0, c1, &a);
+      /* every thread reduces the partials itself, in the same order, to
+       * the same bits: no second barrier */
+      double tot = 0;
+      int b = -1;
+      for (int i = 0; i < o->np && b < 0; i++) {
+        double s = 0;
+        for (int64_t ch = o->cfirst[i]; ch < o->cfirst[i + 1]; ch++)
+          s += o->part[ch];
+        if (!isfinite(s))
+          b = i;
+        tot += s;
+      }
+      StepArgs mine = a;
+      mine.scale = clip_scale(o->c.clip_norm, sqrt(tot));
+      if (b < 0)
+        run(o, 1, c0, c1, &mine);
+      if (t == 0)
+        total = tot, badi = b;
     }
   }
   if (badi >= 0) {
