@@ -1142,8 +1142,8 @@ typedef struct Batch {
 /* Streams: the stream cut into B contiguous parts; chunk k of an epoch is
  * steps k*T .. k*T+T-1 of each part, targets shifted by one, so a state
  * carried from chunk to chunk continues its part (truncated BPTT); an epoch
- * has (nids - 1) / B / T chunks (RNNC_EINPUT when 0: "training data has 300
- * tokens, fewer than B*T+1 = 2049"), and with shuffle each epoch starts at a
+ * has (nids - 1) / B / T chunks (RNNC_EINPUT when 0: "300 tokens, fewer than B*T+1 =
+ * 2049"; the caller names the data), and with shuffle each epoch starts at a
  * seeded offset in [0, T). Lines and IDX: B sequences per batch in a seeded
  * shuffled order per epoch (no shuffle: file order), each cut to T steps,
  * reset = 1; a last partial batch is padded with ignored rows. */

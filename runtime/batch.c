@@ -76,10 +76,10 @@ int batcher_init(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint6
   if (d->kind == DS_STREAM) {
     int64_t need = (int64_t)B * T + 1;
     if (d->nids < (size_t)need)
-      return fail(RNNC_EINPUT, err, errlen, "training data has %zu tokens, fewer than B*T+1 = %" PRId64, d->nids,
+      return fail(RNNC_EINPUT, err, errlen, "%zu tokens, fewer than B*T+1 = %" PRId64, d->nids,
                   need);
   } else if (d->nseq == 0) {
-    return fail(RNNC_EINPUT, err, errlen, "training data has no sequences");
+    return fail(RNNC_EINPUT, err, errlen, "no sequences");
   } else if (d->kind == DS_IDX && T > d->steps) {
     return fail(RNNC_EINPUT, err, errlen, "the examples have %d steps, fewer than T = %d", d->steps, T);
   }

@@ -423,7 +423,7 @@ Test(data, too_short_for_a_batch)
   cr_assert_eq(d.nids, 300);
   Batcher bt;
   cr_assert_eq(batcher_init(&bt, &d, 64, 32, 1, 1, err, sizeof err), RNNC_EINPUT);
-  cr_assert_str_eq(err, "training data has 300 tokens, fewer than B*T+1 = 2049");
+  cr_assert_str_eq(err, "300 tokens, fewer than B*T+1 = 2049");
   cr_assert_eq(batcher_init(&bt, &d, 0, 32, 1, 1, err, sizeof err), RNNC_EINPUT);
   cr_assert_str_eq(err, "batch size and sequence length must be >= 1, got B = 32, T = 0");
   /* exactly B*T+1 tokens: one batch */

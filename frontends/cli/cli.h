@@ -26,15 +26,15 @@ typedef struct OptSpec {
   int many;
 } OptSpec;
 
-enum { OPT_MAXVAL = 64 };
+enum { OPT_MAXVAL = 64, OPT_MAXSPEC = 48 };
 
 typedef struct Opts {
   const char *cmd;           /* "run": for messages */
   const OptSpec *spec;
   int nspec;
   /* per spec entry: how often given, and its values in order */
-  int count[32];
-  const char *val[32][OPT_MAXVAL];
+  int count[OPT_MAXSPEC];
+  const char *val[OPT_MAXSPEC][OPT_MAXVAL];
   const char *pos[8];        /* positional arguments */
   int npos;
   int help;                  /* --help or -h was given */
@@ -52,6 +52,8 @@ int opts_model_path(const Opts *o, const char **path);
 int opts_require(const Opts *o, const char *name);
 /* A non-negative integer option (default def); usage error when malformed. */
 int opt_u64(const Opts *o, const char *name, uint64_t def, uint64_t *out);
+/* A number option >= lo (default def); usage error when malformed or below. */
+int opt_double(const Opts *o, const char *name, double def, double lo, double *out);
 
 /* ---- messages (cli_util.c) ----------------------------------------------- */
 
@@ -130,6 +132,90 @@ void table_print(FILE *f, const Table *t, const char *indent);
 char *fmt_count(Arena *a, long long n); /* 99137 -> "99,137" */
 char *fmt_dims(Arena *a, const int64_t *dim, int rank); /* "[512, 64]" */
 
+/* ---- training sessions (session.c) ---------------------------------------- */
+
+/* A model opened for train / eval / sample through the public API, with the
+ * roles of its inputs found from the graph. */
+typedef struct Session {
+  rnnc_ctx *ctx;
+  Model *md;             /* in ctx's module */
+  const char *path;      /* the model file */
+  /* input node names by role (NULL: the model has none) */
+  const char *tokens;    /* i32 [T, B] read by an embedding or onehot */
+  const char *targets;   /* i32 [T, B] softmax target */
+  const char *labels;    /* i32 [B] softmax target (a classifier) */
+  const char *mask;      /* f32 [T, B] cell mask */
+  const char *features;  /* f32 [T, B, d] */
+  const char *vocabdim;  /* the header dim the token vocabulary is ("V"), or NULL */
+  long vocabn;           /* the vocabulary size written as a number, or 0 */
+  int backward;          /* a cell runs backward in time: no state carried between batches */
+  int ignore;            /* the loss softmax ignores target -1 */
+  const char *probs;     /* an output: probs() of the loss softmax, or NULL */
+} Session;
+/* Open path's model (--model NAME, or its only model). Prints the error and
+ * returns EXIT_USER / EXIT_USAGE; EXIT_OK. */
+int session_open(Session *s, const char *path, const char *model);
+void session_close(Session *s);
+/* The dims to compile with: --dim NAME=N, the vocabulary size V (bound to
+ * vocabdim; checked against a fixed vocabulary size), T and B. Entries in
+ * dims[] (at most cap); *n their number. Prints and returns EXIT_* on error. */
+int session_dims(Session *s, const Opts *o, long V, long T, long B, rnnc_dim *dims, int cap, int *n);
+
+/* Text data for train / eval: the vocabulary (built from the training split,
+ * or given), the training and validation sets. */
+typedef struct TextData {
+  Vocab vocab;
+  Dataset train, valid;
+  int hasvalid;
+} TextData;
+/* Load --data (and --valid, or the last frac of --data held out) as text at
+ * --level (--min-count), one stream or (lines) one sequence per line; the
+ * vocabulary from vocabjson (a checkpoint's) or built from --data. Prints and
+ * returns EXIT_* on error. */
+int textdata_load(const Opts *o, const char *vocabjson, int lines, double frac, uint64_t seed, TextData *d);
+void textdata_free(TextData *d);
+
+/* Set net's inputs from a batch (a mask input reads 1 where the batch has none). */
+int feed_batch(const Session *s, rnnc_net *net, const Batch *b);
+/* The mean loss per target of a forward-only net over d's batches in order
+ * (at most maxb; <= 0: all), from a zero state (carried from batch to batch
+ * with carry); with probsname on IDX data also the accuracy. what names the
+ * data in messages ("validation data"). Prints and
+ * returns EXIT_* on error. */
+typedef struct Score {
+  double loss;           /* mean cross-entropy per target */
+  double acc;            /* fraction of labels predicted; -1 when not measured */
+  int64_t n;             /* targets counted */
+} Score;
+int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what, int carry, long T, long B,
+             int64_t maxb, const char *probsname, Score *sc);
+/* "loss 1.2345, perplexity 3.437, 1.7813 bits per character[, accuracy 88.10%]";
+ * vocabkind -1 (a classifier): the loss and accuracy only. */
+void score_text(const Score *sc, int vocabkind, char *buf, size_t len);
+
+/* ---- progress and metrics (progress.c) -------------------------------------- */
+
+typedef struct Progress {
+  FILE *f;
+  int tty, quiet, shown;
+  int64_t logevery;
+  double drawn;
+} Progress;
+typedef struct ProgressInfo {
+  int64_t step, epoch;
+  double loss, lr, tokps, elapsed;
+  double frac;           /* of the run done, 0 when unknown */
+  const char *unit;      /* of tokps: "tok/s", "examples/s" */
+} ProgressInfo;
+double now_s(void);      /* a monotonic clock, seconds */
+void progress_init(Progress *p, FILE *f, int quiet, int64_t logevery);
+/* After each step: redraw the status line (a terminal, at most 10 times a
+ * second) or print a log line every logevery steps. */
+void progress_step(Progress *p, const ProgressInfo *in);
+/* A line of its own (a validation result), above the status line. */
+void progress_line(Progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void progress_done(Progress *p);
+
 /* ---- commands -------------------------------------------------------------- */
 
 int cmd_check(int argc, char **argv);
@@ -137,5 +223,8 @@ int cmd_print(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 
 #endif

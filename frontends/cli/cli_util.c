@@ -1,6 +1,7 @@
 /* cli_util.c — option parsing, loading a model file, --dim bindings, one-line
  * errors and aligned tables, shared by the rnnc commands. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@ int opts_parse(Opts *o, const char *cmd, const OptSpec *spec, int nspec, int arg
   o->cmd = cmd;
   o->spec = spec;
   o->nspec = nspec;
-  if (nspec > 32)
+  if (nspec > OPT_MAXSPEC)
     die("opts_parse: %d options is more than the table holds", nspec);
   int nomore = 0;
   for (int i = 1; i < argc; i++) {
@@ -138,6 +139,21 @@ int opt_u64(const Opts *o, const char *name, uint64_t def, uint64_t *out)
   unsigned long long v = strtoull(s, &end, 10);
   if (!*s || *s == '-' || *s == '+' || *end || errno)
     return usage_error(o->cmd, "%s wants a non-negative integer, not '%s'", name, s);
+  *out = v;
+  return EXIT_OK;
+}
+
+int opt_double(const Opts *o, const char *name, double def, double lo, double *out)
+{
+  const char *s = opt_str(o, name);
+  *out = def;
+  if (!s)
+    return EXIT_OK;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (!*s || *end || errno || !isfinite(v) || v < lo)
+    return usage_error(o->cmd, "%s wants a number >= %g, not '%s'", name, lo, s);
   *out = v;
   return EXIT_OK;
 }

@@ -14,6 +14,9 @@ static const struct {
     {"init", cmd_init, "write freshly initialized parameters (and random example inputs)"},
     {"run", cmd_run, "run a model forward (and backward with --grad) on safetensors files"},
     {"gradcheck", cmd_gradcheck, "check the model's gradients against finite differences"},
+    {"train", cmd_train, "train a model on text or IDX data, with validation and checkpoints"},
+    {"eval", cmd_eval, "loss, perplexity, bits per character, accuracy, sentence log-probabilities"},
+    {"sample", cmd_sample, "generate text: greedy, temperature, top-k or beam search"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -1,0 +1,285 @@
+/* session.c — what `rnnc train`, `eval` and `sample` share: the model opened
+ * through the public API (include/rnnc.h), the roles of its inputs read off
+ * the graph (which input holds token ids, targets, a mask, features, labels),
+ * and the dimensions to compile it with. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Is input node i read as softmax target, and by which node? */
+static const MNode *target_of(const Model *md, int i)
+{
+  for (int k = 0; k < md->nnode; k++)
+    if (md->node[k].kind == M_SOFTMAX && md->node[k].target == i)
+      return &md->node[k];
+  return NULL;
+}
+
+/* The roles of md's inputs and its vocabulary dim. */
+static void roles(Session *s)
+{
+  const Model *md = s->md;
+  for (int i = 0; i < md->nnode; i++) {
+    const MNode *n = &md->node[i];
+    if (n->kind == M_CELL && n->backward)
+      s->backward = 1;
+    if ((n->kind == M_EMBEDDING || n->kind == M_ONEHOT) && !s->vocabdim && !s->vocabn) {
+      Dim v = n->size[0];
+      if (v.nterm == 1 && v.c == 0 && v.t[0].k == 1)
+        s->vocabdim = v.t[0].sym;
+      else if (dim_isconst(v))
+        s->vocabn = v.c;
+    }
+    if (n->kind == M_PROBS && n->arg[0] == md->loss)
+      for (int k = 0; k < md->noutput; k++)
+        if (md->output[k] == i)
+          s->probs = n->name; /* an output: classifiers get an accuracy */
+    if (n->kind != M_INPUT)
+      continue;
+    const MNode *sm = target_of(md, i);
+    if (n->dtype == DT_I32 && sm) {
+      if (n->hastime)
+        s->targets = n->name;
+      else
+        s->labels = n->name;
+      s->ignore = sm->hasignore && sm->ignore == -1;
+    } else if (n->dtype == DT_I32 && n->hastime) {
+      s->tokens = n->name;
+    } else if (mnode_is_mask(n)) {
+      s->mask = n->name;
+    } else if (n->dtype == DT_F32 && n->hastime && n->shape.rank == 3) {
+      s->features = n->name;
+    }
+  }
+}
+
+int session_open(Session *s, const char *path, const char *model)
+{
+  memset(s, 0, sizeof *s);
+  s->path = path;
+  s->ctx = rnnc_open();
+  if (!s->ctx)
+    return user_error("out of memory");
+  if (rnnc_load_file(s->ctx, path) != RNNC_OK) {
+    const char *msg = rnnc_errmsg(s->ctx);
+    fputs(msg, stderr);
+    if (!*msg || msg[strlen(msg) - 1] != '\n')
+      fputc('\n', stderr);
+    return EXIT_USER;
+  }
+  Module *m = s->ctx->m;
+  if (model) {
+    for (int i = m->nmodel - 1; i >= 0 && !s->md; i--)
+      if (strcmp(m->model[i]->name, model) == 0)
+        s->md = m->model[i];
+    if (!s->md)
+      return user_error("%s has no model '%s'", path, model);
+  } else if (m->nmodel == 1) {
+    s->md = m->model[0];
+  } else {
+    return user_error("%s has %s; name one with --model", path, m->nmodel ? "several models" : "no model");
+  }
+  roles(s);
+  return EXIT_OK;
+}
+
+void session_close(Session *s)
+{
+  rnnc_close(s->ctx);
+  memset(s, 0, sizeof *s);
+}
+
+int session_dims(Session *s, const Opts *o, long V, long T, long B, rnnc_dim *dims, int cap, int *n)
+{
+  *n = 0;
+  int vgiven = 0;
+  int k = 0;
+  for (int i = 0; i < o->nspec; i++)
+    if (strcmp(o->spec[i].name, "--dim") == 0)
+      k = i;
+  for (int i = 0; i < o->count[k]; i++) {
+    const char *a = o->val[k][i], *eq = strchr(a, '=');
+    char *end;
+    errno = 0;
+    long v = eq ? strtol(eq + 1, &end, 10) : 0;
+    if (!eq || eq == a || !eq[1] || *end || errno || v < 1)
+      return usage_error(o->cmd, "--dim wants NAME=N with N >= 1, not '%s'", a);
+    if (*n + 3 > cap)
+      return usage_error(o->cmd, "too many --dim options");
+    size_t len = (size_t)(eq - a);
+    if ((len == 1 && (a[0] == 'T' || a[0] == 'B')))
+      return usage_error(o->cmd, "give %c with --%s, not --dim", a[0], a[0] == 'T' ? "seq" : "batch");
+    if (s->vocabdim && strlen(s->vocabdim) == len && strncmp(a, s->vocabdim, len) == 0) {
+      if (V > 0 && v != V)
+        return user_error("--dim %s: the vocabulary has %ld tokens, not %ld", a, V, v);
+      vgiven = 1;
+    }
+    dims[*n] = (rnnc_dim){strndup(a, len), v};
+    if (!dims[*n].name)
+      return user_error("out of memory");
+    (*n)++;
+  }
+  if (V > 0 && s->vocabn && s->vocabn != V)
+    return user_error("model '%s' has a vocabulary of %ld tokens written in it, the data %ld: write "
+                      "embedding(tokens, V, E) with a dimension V to take it from the data",
+                      s->md->name, s->vocabn, V);
+  if (V > 0 && s->vocabdim && !vgiven)
+    dims[(*n)++] = (rnnc_dim){strdup(s->vocabdim), V};
+  if (T > 0)
+    dims[(*n)++] = (rnnc_dim){strdup("T"), T};
+  if (B > 0)
+    dims[(*n)++] = (rnnc_dim){strdup("B"), B};
+  for (int i = 0; i < *n; i++)
+    if (!dims[i].name)
+      return user_error("out of memory");
+  return EXIT_OK;
+}
+
+void textdata_free(TextData *d)
+{
+  vocab_free(&d->vocab);
+  dataset_free(&d->train);
+  dataset_free(&d->valid);
+  memset(d, 0, sizeof *d);
+}
+
+static int parse_level(const char *s, int *kind)
+{
+  if (!s || strcmp(s, "char") == 0)
+    *kind = VOCAB_CHAR;
+  else if (strcmp(s, "byte") == 0)
+    *kind = VOCAB_BYTE;
+  else if (strcmp(s, "word") == 0)
+    *kind = VOCAB_WORD;
+  else
+    return 0;
+  return 1;
+}
+
+/* Text data: the vocabulary (the checkpoint's when resuming, else built from
+ * --data), the training and validation sets. --level, --min-count, --data,
+ * --valid. */
+int textdata_load(const Opts *o, const char *vocabjson, int lines, double frac, uint64_t seed, TextData *d)
+{
+  char err[1024];
+  int kind;
+  if (!parse_level(opt_str(o, "--level"), &kind))
+    return usage_error(o->cmd, "--level wants char, byte or word, not '%s'", opt_str(o, "--level"));
+  uint64_t mincount;
+  if (opt_u64(o, "--min-count", 1, &mincount))
+    return EXIT_USAGE;
+  const char *path = opt_str(o, "--data"), *vpath = opt_given(o, "--valid") ? opt_str(o, "--valid") : NULL;
+  char *text = NULL, *vtext = NULL;
+  size_t len = 0, vlen = 0;
+  int st = data_read_file(path, &text, &len, err, sizeof err);
+  if (st == RNNC_OK && vpath)
+    st = data_read_file(vpath, &vtext, &vlen, err, sizeof err);
+  if (st == RNNC_OK) {
+    if (vocabjson)
+      st = vocab_from_json(&d->vocab, vocabjson, err, sizeof err);
+    else
+      st = vocab_build(&d->vocab, kind, path, text, len, (int)mincount, err, sizeof err);
+  }
+  int dskind = lines ? DS_LINES : DS_STREAM;
+  Dataset all = {0};
+  if (st == RNNC_OK)
+    st = dataset_text(vpath ? &d->train : &all, dskind, &d->vocab, path, text, len, err, sizeof err);
+  if (st == RNNC_OK && vpath)
+    st = dataset_text(&d->valid, dskind, &d->vocab, vpath, vtext, vlen, err, sizeof err);
+  else if (st == RNNC_OK && frac > 0)
+    st = dataset_split(&all, frac, seed, &d->train, &d->valid, err, sizeof err);
+  else if (st == RNNC_OK) {
+    d->train = all;
+    all = (Dataset){0};
+  }
+  d->hasvalid = st == RNNC_OK && (vpath || frac > 0);
+  dataset_free(&all);
+  free(text);
+  free(vtext);
+  return st == RNNC_OK ? EXIT_OK : user_error("%s", err);
+}
+
+
+int feed_batch(const Session *s, rnnc_net *net, const Batch *b)
+{
+  size_t tb = (size_t)b->T * (size_t)b->B;
+  int st = RNNC_OK;
+  if (b->x) {
+    int64_t dim[4];
+    int rank;
+    st = rnnc_tensor_shape(net, s->features, NULL, &rank, dim);
+    if (st == RNNC_OK)
+      st = rnnc_set(net, s->features, b->x, tb * (size_t)dim[rank - 1] * sizeof(float));
+    if (st == RNNC_OK)
+      st = rnnc_set(net, s->labels, b->label, (size_t)b->B * sizeof(int32_t));
+    return st;
+  }
+  st = rnnc_set(net, s->tokens, b->tokens, tb * sizeof(int32_t));
+  if (st == RNNC_OK)
+    st = rnnc_set(net, s->targets, b->targets, tb * sizeof(int32_t));
+  if (st == RNNC_OK && s->mask) {
+    float *m = rnnc_data(net, s->mask);
+    for (size_t i = 0; m && i < tb; i++)
+      m[i] = b->mask ? b->mask[i] : 1.0f;
+  }
+  return st;
+}
+
+int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what, int carry, long T, long B,
+             int64_t maxb, const char *probsname, Score *sc)
+{
+  char err[1024];
+  Batcher vb;
+  memset(&vb, 0, sizeof vb);
+  if (batcher_init(&vb, d, (int)T, (int)B, 0, 0, err, sizeof err) != RNNC_OK)
+    return user_error("%s: %s", what, err);
+  int64_t nb = vb.nbatch;
+  if (maxb > 0 && maxb < nb)
+    nb = maxb;
+  double sum = 0, right = 0;
+  int64_t n = 0;
+  if (carry)
+    rnnc_reset_state(net);
+  const float *loss = rnnc_data(net, s->md->node[s->md->loss].name);
+  const float *probs = probsname && d->kind == DS_IDX ? rnnc_data(net, probsname) : NULL;
+  for (int64_t k = 0; k < nb; k++) {
+    const Batch *b = batcher_next(&vb);
+    if (carry && b->reset)
+      rnnc_reset_state(net);
+    if (feed_batch(s, net, b) != RNNC_OK || rnnc_forward(net) != RNNC_OK) {
+      batcher_free(&vb);
+      return user_error("%s", rnnc_errmsg(s->ctx));
+    }
+    sum += (double)*loss * (double)b->ntarget;
+    n += b->ntarget;
+    for (int i = 0; probs && i < b->B; i++) {
+      if (b->label[i] < 0)
+        continue;
+      int best = 0;
+      for (int c = 1; c < d->nclass; c++)
+        if (probs[i * d->nclass + c] > probs[i * d->nclass + best])
+          best = c;
+      right += best == b->label[i];
+    }
+  }
+  batcher_free(&vb);
+  sc->n = n;
+  sc->loss = n ? sum / (double)n : 0;
+  sc->acc = probs && n ? right / (double)n : -1;
+  return EXIT_OK;
+}
+
+void score_text(const Score *sc, int vocabkind, char *buf, size_t len)
+{
+  const char *unit = vocabkind == VOCAB_CHAR ? "character" : vocabkind == VOCAB_BYTE ? "byte" : NULL;
+  int n = snprintf(buf, len, "loss %.4f", sc->loss);
+  if (vocabkind >= 0)
+    n += snprintf(buf + n, len - (size_t)n, ", perplexity %.3f", exp(sc->loss));
+  if (unit)
+    n += snprintf(buf + n, len - (size_t)n, ", %.4f bits per %s", sc->loss / log(2.0), unit);
+  if (sc->acc >= 0)
+    snprintf(buf + n, len - (size_t)n, ", accuracy %.2f%%", 100 * sc->acc);
+}

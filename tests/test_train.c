@@ -1,0 +1,365 @@
+/* test_train.c — `rnnc train`, `rnnc eval` and `rnnc sample` end to end on
+ * real text (Debian's fortunes, when installed; a built-in text otherwise):
+ * resume is bitwise exact, log lines and the metrics file, a non-finite loss
+ * stops training and keeps the last good checkpoint, data errors are one-line
+ * messages, eval's loss agrees with the log-probability of the same text,
+ * sampling is seeded and greedy equals a beam of width 1, and the
+ * Fashion-MNIST classifier learns. Runs the built binary (RNNC_BINARY). */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+  snprintf(dir, sizeof dir, "/tmp/rnnc_train_XXXXXX");
+  cr_assert(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(train, .init = setup, .fini = teardown);
+
+/* dir/name, in a static buffer rotated over 8 calls. */
+static const char *tmp(const char *name)
+{
+  static char buf[8][256];
+  static int k;
+  char *b = buf[k++ % 8];
+  snprintf(b, 256, "%s/%s", dir, name);
+  return b;
+}
+
+static int rnnc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int rnnc(char **out, const char *fmt, ...)
+{
+  char args[8192], cmd[8400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "'%s' %s", RNNC_BINARY, args);
+  return run_cmd(cmd, out);
+}
+
+static void write_text(const char *path, const char *text, size_t len)
+{
+  FILE *f = fopen(path, "wb");
+  cr_assert(f);
+  cr_assert_eq(fwrite(text, 1, len, f), len);
+  cr_assert_eq(fclose(f), 0);
+}
+
+/* About n bytes of English text into dir/name: the start of the fortunes
+ * file when installed, else a fixed paragraph repeated. */
+static const char *corpus(const char *name, size_t n)
+{
+  static const char para[] = "The quick brown fox jumps over the lazy dog. A journey of a thousand miles "
+                             "begins with a single step. All that glitters is not gold.\n";
+  char *t = read_file("/usr/share/games/fortunes/fortunes");
+  char *buf = malloc(n + 1);
+  cr_assert(buf);
+  for (size_t i = 0; i < n; i++)
+    buf[i] = t && strlen(t) >= n ? t[i] : para[i % (sizeof para - 1)];
+  /* cut at a whole line so the text stays valid UTF-8 */
+  size_t len = n;
+  while (len > 0 && buf[len - 1] != '\n')
+    len--;
+  write_text(tmp(name), buf, len ? len : n);
+  free(buf);
+  free(t);
+  return tmp(name);
+}
+
+static const char *charlm(void) { return srcpath("examples/charlm.rnn"); }
+
+/* Small sizes so each run compiles and trains in about a second. */
+#define SMALL "--dim E=8 --dim H=16 --seq 16 --batch 4 --quiet"
+
+/* Every tensor of two safetensors files equal byte for byte. */
+static void assert_same_tensors(const char *a, const char *b)
+{
+  TensorSet x, y;
+  tset_init(&x);
+  tset_init(&y);
+  char err[512];
+  cr_assert_eq(safetensors_read(a, &x, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(safetensors_read(b, &y, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(x.n, y.n);
+  cr_assert_gt(x.n, 10, "parameters, optimizer state and states");
+  for (int i = 0; i < x.n; i++) {
+    const Tensor *u = &x.t[i], *v = tset_find(&y, u->name);
+    cr_assert(v, "%s missing in %s", u->name, b);
+    size_t bytes = (size_t)tensor_numel(u) * dtype_size(u->dtype);
+    cr_assert_eq(memcmp(u->data, v->data, bytes), 0, "tensor %s differs", u->name);
+  }
+  cr_assert_str_eq(tset_getmeta(&x, "rnnc.step"), tset_getmeta(&y, "rnnc.step"));
+  cr_assert_str_eq(tset_getmeta(&x, "rnnc.data"), tset_getmeta(&y, "rnnc.data"));
+  tset_clear(&x);
+  tset_clear(&y);
+}
+
+Test(train, resume_is_bitwise_exact_across_an_epoch)
+{
+  const char *data = corpus("d.txt", 2600); /* ~30 batches per epoch: 60 steps cross one */
+  char *out;
+  const char *o = SMALL " --optim sgd --momentum 0.9 --schedule step --step-size 10 --gamma 0.5 --eval-every 7";
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 60 --checkpoint '%s'", charlm(), data, o, tmp("a.st")), 0,
+               "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 33 --checkpoint '%s'", charlm(), data, o, tmp("b.st")), 0,
+               "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 60 --checkpoint '%s' --resume '%s'", charlm(), data, o,
+                    tmp("b.st"), tmp("b.st")),
+               0, "%s", out);
+  cr_assert(strstr(out, "trained 60 steps"), "%s", out);
+  free(out);
+  assert_same_tensors(tmp("a.st"), tmp("b.st"));
+}
+
+Test(train, adam_resume_is_bitwise_exact)
+{
+  const char *data = corpus("d.txt", 6000);
+  char *out;
+  const char *o = SMALL " --optim adamw --lr 0.003 --clip-value 0.5 --eval-every 0";
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s'", charlm(), data, o, tmp("a.st")), 0,
+               "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 12 --checkpoint '%s'", charlm(), data, o, tmp("b.st")), 0,
+               "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s' --resume '%s'", charlm(), data, o,
+                    tmp("b.st"), tmp("b.st")),
+               0, "%s", out);
+  free(out);
+  assert_same_tensors(tmp("a.st"), tmp("b.st"));
+}
+
+Test(train, log_lines_validation_and_metrics_file)
+{
+  const char *data = corpus("d.txt", 6000);
+  char *out;
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' --dim E=8 --dim H=16 --seq 16 --batch 4 --steps 10 --log-every 5 "
+                          "--eval-every 10 --metrics '%s' --checkpoint '%s'",
+                    charlm(), data, tmp("m.jsonl"), tmp("c.st")),
+               0, "%s", out);
+  cr_assert(strstr(out, "\nstep 5  epoch 1  loss "), "%s", out);
+  cr_assert(strstr(out, "\nstep 10  validation: loss "), "%s", out);
+  cr_assert(strstr(out, "bits per character"), "%s", out);
+  cr_assert(strstr(out, "trained 10 steps in "), "%s", out);
+  free(out);
+  char *m = read_file(tmp("m.jsonl"));
+  cr_assert(m);
+  int lines = 0, valid = 0;
+  for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+    json_error_t e;
+    json_t *j = json_loads(line, 0, &e);
+    cr_assert(j, "metrics line %d is not JSON: %s", lines + 1, line);
+    cr_assert(json_is_integer(json_object_get(j, "step")));
+    if (json_object_get(j, "valid_loss")) {
+      valid++;
+      double l = json_real_value(json_object_get(j, "valid_loss"));
+      double bpc = json_real_value(json_object_get(j, "valid_bpc"));
+      cr_assert(l > 0 && l < 10, "%g", l);
+      cr_assert_float_eq(bpc, l / log(2.0), 1e-6);
+    } else {
+      cr_assert(json_is_real(json_object_get(j, "loss")), "%s", line);
+      cr_assert(json_is_real(json_object_get(j, "grad_norm")), "%s", line);
+    }
+    json_decref(j);
+  }
+  cr_assert_eq(lines, 3, "steps 5 and 10, validation at 10");
+  cr_assert_eq(valid, 1);
+  free(m);
+}
+
+/* A cell whose output is exp(A h'): fine at the start, but a large learning
+ * rate makes A grow until exp overflows, so the loss stops being finite a
+ * few steps in. */
+static const char explm[] = "cell expc(x: [I]) state(h: [H]) {\n"
+                            "  param W: [H, I], U: [H, H], A: [H, H]\n"
+                            "  h' = tanh(W @ x + U @ h)\n"
+                            "  y = exp(A @ h')\n"
+                            "  out y\n"
+                            "}\n"
+                            "model explm(V, E = 8, H = 16) {\n"
+                            "  input tokens: i32[T, B], targets: i32[T, B]\n"
+                            "  x    = embedding(tokens, V, E)\n"
+                            "  h    = expc(x, H = H)\n"
+                            "  loss = softmax(h, V, target = targets)\n"
+                            "  output loss\n"
+                            "}\n";
+
+Test(train, non_finite_loss_stops_and_keeps_the_last_good_checkpoint)
+{
+  const char *data = corpus("d.txt", 6000);
+  write_text(tmp("explm.rnn"), explm, sizeof explm - 1);
+  char *out;
+  int rc = rnnc(&out, "train '%s' --data '%s' " SMALL " --optim sgd --lr 1e6 --clip-norm 0 --steps 50 "
+                      "--save-every 1 --checkpoint '%s'",
+                tmp("explm.rnn"), data, tmp("c.st"));
+  cr_assert_eq(rc, 1, "%s", out);
+  long step = -1, saved = -1;
+  const char *s = strstr(out, "rnnc: step ");
+  cr_assert(s, "%s", out);
+  cr_assert_eq(sscanf(s, "rnnc: step %ld:", &step), 1, "%s", out);
+  cr_assert(strstr(out, " is not finite"), "%s", out);
+  const char *k = strstr(out, "; stopped. The last good checkpoint is '");
+  cr_assert(k, "%s", out);
+  cr_assert(strstr(k, tmp("c.st")), "%s", out);
+  cr_assert_eq(sscanf(strstr(k, "(step "), "(step %ld)", &saved), 1, "%s", out);
+  cr_assert_eq(saved, step - 1, "%s", out);
+  free(out);
+  TensorSet ck;
+  tset_init(&ck);
+  char err[512];
+  cr_assert_eq(safetensors_read(tmp("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(atol(tset_getmeta(&ck, "rnnc.step")), saved);
+  for (int i = 0; i < ck.n; i++)
+    if (ck.t[i].dtype == DT_F32)
+      for (int64_t e = 0; e < tensor_numel(&ck.t[i]); e++)
+        cr_assert(isfinite(((float *)ck.t[i].data)[e]), "%s[%ld] is not finite", ck.t[i].name, (long)e);
+  tset_clear(&ck);
+}
+
+/* `rnnc <args>` exits 1 with exactly want (printf-style, then a newline). */
+static void expect_error(const char *args, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void expect_error(const char *args, const char *fmt, ...)
+{
+  char want[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(want, sizeof want - 1, fmt, ap);
+  va_end(ap);
+  strcat(want, "\n");
+  char *out;
+  int rc = rnnc(&out, "%s", args);
+  cr_assert_eq(rc, 1, "rnnc %s: exit %d\n%s", args, rc, out);
+  cr_assert_str_eq(out, want, "rnnc %s", args);
+  free(out);
+}
+
+Test(train, data_errors_are_one_line_messages)
+{
+  char args[4096];
+  write_text(tmp("empty.txt"), "", 0);
+  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp("empty.txt"));
+  expect_error(args, "rnnc: '%s' is empty", tmp("empty.txt"));
+
+  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp("missing.txt"));
+  expect_error(args, "rnnc: cannot open '%s': No such file or directory", tmp("missing.txt"));
+
+  write_text(tmp("short.txt"), "a short text, shorter than B*T + 1\n", 35);
+  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp("short.txt"));
+  expect_error(args, "rnnc: training data: 33 tokens, fewer than B*T+1 = 65");
+
+  write_text(tmp("bad.txt"), "abc\xff\xfe" "def\n", 8);
+  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp("bad.txt"));
+  expect_error(args, "rnnc: %s: invalid UTF-8 at byte 3 (invalid byte 0xff)", tmp("bad.txt"));
+
+  /* a checkpoint's vocabulary does not cover the data it is evaluated on */
+  const char *data = corpus("d.txt", 3000);
+  char *out;
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' " SMALL " --steps 2 --checkpoint '%s'", charlm(), data, tmp("c.st")),
+               0, "%s", out);
+  free(out);
+  write_text(tmp("uni.txt"), "h\xc3\xa9llo\n", 7);
+  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s' --dim E=8 --dim H=16", charlm(), tmp("c.st"),
+           tmp("uni.txt"));
+  expect_error(args, "rnnc: %s: character U+00E9 at byte 1 is not in the vocabulary", tmp("uni.txt"));
+}
+
+/* The mean loss eval reports over one batch covering a whole text equals
+ * minus its log-probability (from the single-step generator) per token: the
+ * fused softmax + cross-entropy kernels and the step-by-step probabilities
+ * agree. */
+Test(train, eval_loss_agrees_with_sentence_log_probability)
+{
+  const char *data = corpus("d.txt", 4000);
+  char *out;
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' " SMALL " --steps 20 --checkpoint '%s'", charlm(), data, tmp("c.st")),
+               0, "%s", out);
+  free(out);
+  const char *sent = "The fox is not gold.";
+  int n = (int)strlen(sent);
+  write_text(tmp("s.txt"), sent, (size_t)n);
+  cr_assert_eq(rnnc(&out, "eval '%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 1 --seq %d --sentence '%s'",
+                    charlm(), tmp("c.st"), tmp("s.txt"), n - 1, sent),
+               0, "%s", out);
+  double loss, lp;
+  long targets;
+  const char *a = strstr(out, ": "), *b = strstr(out, "log p = ");
+  cr_assert(a && b, "%s", out);
+  cr_assert_eq(sscanf(a, ": %ld targets, loss %lf", &targets, &loss), 2, "%s", out);
+  cr_assert_eq(sscanf(b, "log p = %lf", &lp), 1, "%s", out);
+  cr_assert_eq(targets, n - 1);
+  cr_assert(fabs(loss * (n - 1) + lp) <= 1e-4 * fabs(lp), "eval %.6f x %d vs log p %.6f\n%s", loss, n - 1, lp, out);
+  free(out);
+}
+
+/* Sampling: a seed reproduces a sample, another seed changes it; greedy is a
+ * beam of width 1. */
+Test(train, sampling_is_seeded_and_greedy_is_beam_one)
+{
+  const char *data = corpus("d.txt", 4000);
+  char *out, *out2;
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' " SMALL " --steps 30 --checkpoint '%s'", charlm(), data, tmp("c.st")),
+               0, "%s", out);
+  free(out);
+  const char *g = "--dim E=8 --dim H=16 --length 40 --prefix 'The '";
+  cr_assert_eq(rnnc(&out, "sample '%s' --params '%s' %s --temperature 0.9 --seed 7", charlm(), tmp("c.st"), g), 0);
+  cr_assert_eq(rnnc(&out2, "sample '%s' --params '%s' %s --temperature 0.9 --seed 7", charlm(), tmp("c.st"), g), 0);
+  cr_assert_str_eq(out, out2);
+  cr_assert(strncmp(out, "The ", 4) == 0, "%s", out);
+  free(out2);
+  cr_assert_eq(rnnc(&out2, "sample '%s' --params '%s' %s --temperature 0.9 --seed 8", charlm(), tmp("c.st"), g), 0);
+  cr_assert_str_neq(out, out2);
+  free(out);
+  free(out2);
+  cr_assert_eq(rnnc(&out, "sample '%s' --params '%s' %s --greedy", charlm(), tmp("c.st"), g), 0, "%s", out);
+  cr_assert_eq(rnnc(&out2, "sample '%s' --params '%s' %s --beam 1", charlm(), tmp("c.st"), g), 0, "%s", out2);
+  cr_assert(strstr(out2, "--- beam 1: log p = "), "%s", out2);
+  *strstr(out2, "--- beam") = 0;
+  cr_assert_str_eq(out, out2);
+  free(out);
+  free(out2);
+}
+
+/* Fashion-MNIST row by row: a few dozen Adam steps already classify far
+ * better than chance (10%). */
+Test(train, fashion_mnist_classifier_learns, .timeout = 600)
+{
+  const char *fm = "/usr/share/datasets/fashion-mnist";
+  char img[256];
+  snprintf(img, sizeof img, "%s/train-images-idx3-ubyte.gz", fm);
+  if (access(img, R_OK) != 0)
+    cr_skip_test("dataset-fashion-mnist is not installed");
+  char *out;
+  int rc = rnnc(&out, "train '%s' --data %s/train-images-idx3-ubyte.gz --labels %s/train-labels-idx1-ubyte.gz "
+                      "--valid %s/t10k-images-idx3-ubyte.gz --valid-labels %s/t10k-labels-idx1-ubyte.gz "
+                      "--dim H=32 --batch 32 --steps 60 --lr 0.005 --valid-batches 16 --quiet",
+                srcpath("examples/fashion_lstm.rnn"), fm, fm, fm, fm);
+  cr_assert_eq(rc, 0, "%s", out);
+  double loss, acc;
+  const char *v = strstr(out, "validation (512 targets): loss ");
+  cr_assert(v, "%s", out);
+  cr_assert_eq(sscanf(v, "validation (512 targets): loss %lf, accuracy %lf%%", &loss, &acc), 2, "%s", out);
+  cr_assert_gt(acc, 45.0, "%s", out);
+  cr_assert_lt(loss, 1.8, "%s", out);
+  free(out);
+}
