@@ -124,8 +124,9 @@ int model_for_generation(Module *m, const Model *md, Model **out, char *err, siz
   Model *g = model_new(m, name, md->loc);
   for (int i = 0; i < md->ndim; i++)
     APUSH(m->arena, g->dim, g->ndim, g->capdim, md->dim[i]);
+  for (int i = 0, k = 0; i < md->nnode; i++) /* first: operands may come later in md */
+    map[i] = need[i] ? k++ : -1;
   for (int i = 0; i < md->nnode; i++) {
-    map[i] = -1;
     if (!need[i])
       continue;
     MNode n = md->node[i];
@@ -143,7 +144,6 @@ int model_for_generation(Module *m, const Model *md, Model **out, char *err, siz
     n.shape = n.kind == M_INPUT ? n.shape : (Shape){0};
     n.hastime = 0;
     APUSH(m->arena, g->node, g->nnode, g->capnode, n);
-    map[i] = g->nnode - 1;
   }
   Loc oloc = md->loc;
   for (int k = 0; k < md->noutput; k++)

@@ -333,8 +333,8 @@ static void env_for(Lm *lm, Model *md, long T, long B, Env *env)
   *env = (Env){0};
   env_set(lm->m->arena, env, intern(lm->m->names, "T", 1), T);
   env_set(lm->m->arena, env, intern(lm->m->names, "B", 1), B);
-  for (int i = 0; i < md->ndim; i++)
-    env_set(lm->m->arena, env, md->dim[i].name, md->dim[i].def);
+  for (int i = 0; i < md->ndim; i++) /* a dim without a default (charlm's V): 20 */
+    env_set(lm->m->arena, env, md->dim[i].name, md->dim[i].hasdefault ? md->dim[i].def : 20);
 }
 
 /* Parameters as init_params draws them, times scale (a larger scale makes
@@ -342,7 +342,8 @@ static void env_for(Lm *lm, Model *md, long T, long B, Env *env)
 static void lm_open(Lm *lm, const char *text, uint64_t seed, double scale)
 {
   char err[512];
-  lm->m = load_text(text);
+  lm->m = text[0] == '/' ? load_module(text) : load_text(text);
+  cr_assert_not_null(lm->m, "%s", text);
   lm->md = model_find(lm->m, NULL);
   cr_assert_eq(model_for_generation(lm->m, lm->md, &lm->gm, err, sizeof err), RNNC_OK, "%s", err);
   cr_assert_eq(schedule(lm->m), RNNC_OK);
@@ -630,70 +631,121 @@ Test(genmodel, nodes_params_and_inputs)
   lm_close(&lm);
 }
 
-Test(genmodel, probabilities_give_the_training_loss, .timeout = 120)
+/* The size of dim d under md's bindings at T = B = 1. */
+static long dimval(Lm *lm, Dim d)
 {
-  Lm lm;
-  lm_open(&lm, tiny_text, 21, 1);
-  enum { T = 6, B = 2 };
+  Env env;
+  long v;
+  const char *bad;
+  env_for(lm, lm->md, 1, 1, &env);
+  cr_assert(dim_eval(d, &env, &v, &bad));
+  return v;
+}
+
+/* The generation model of lm over T steps of B rows: its probabilities give
+ * the training model's loss (-mean log p of the targets, within 1e-5
+ * relative), and T runs of one step with the states carried give the same
+ * probabilities (within 1e-6), also after cmodel_reset_state. */
+static void check_probs(Lm *lm, const char *tag)
+{
+  enum { T = 5, B = 2 };
+  const MNode *sm_ = &lm->gm->node[lm->gm->output[0]];
+  const char *tokname = NULL, *tgtname = lm->md->node[lm->md->node[lm->md->loss].target].name;
+  long Vin = 0, V = dimval(lm, sm_->size[0]);
+  for (int i = 0; i < lm->gm->nnode; i++)
+    if (lm->gm->node[i].kind == M_EMBEDDING) {
+      tokname = lm->gm->node[lm->gm->node[i].arg[0]].name;
+      Vin = dimval(lm, lm->gm->node[i].size[0]);
+    }
+  cr_assert(tokname && Vin > 0);
   int32_t tok[T * B], tgt[T * B];
   Rng r;
   rng_seed(&r, 8);
   for (int i = 0; i < T * B; i++)
-    tok[i] = (int32_t)(rng_next(&r) % 4), tgt[i] = (int32_t)(rng_next(&r) % 4);
+    tok[i] = (int32_t)(rng_next(&r) % (uint64_t)Vin), tgt[i] = (int32_t)(rng_next(&r) % (uint64_t)V);
   char err[256];
 
-  CModel *tm = lm_compile(&lm, lm.md, T, B, 0);
-  memcpy(cmodel_find(tm, "tokens")->data, tok, sizeof tok);
-  memcpy(cmodel_find(tm, "targets")->data, tgt, sizeof tgt);
+  CModel *tm = lm_compile(lm, lm->md, T, B, 0);
+  memcpy(cmodel_find(tm, tokname)->data, tok, sizeof tok);
+  memcpy(cmodel_find(tm, tgtname)->data, tgt, sizeof tgt);
   cr_assert_eq(cmodel_run(tm, 0, 1, err, sizeof err), RNNC_OK, "%s", err);
-  double loss = *(float *)cmodel_find(tm, "loss")->data;
+  double loss = *(float *)cmodel_find(tm, lm->md->node[lm->md->loss].name)->data;
 
-  CModel *gm = lm_compile(&lm, lm.gm, T, B, 0);
-  cr_assert_null(cmodel_find(gm, "targets"), "the target input is dropped");
-  CTensor *pt = cmodel_find(gm, "loss");
-  cr_assert(pt && pt->rank == 3 && pt->dim[0] == T && pt->dim[1] == B && pt->dim[2] == 4);
-  memcpy(cmodel_find(gm, "tokens")->data, tok, sizeof tok);
+  CModel *gm = lm_compile(lm, lm->gm, T, B, 0);
+  cr_assert_null(cmodel_find(gm, tgtname), "%s: the target input is dropped", tag);
+  CTensor *pt = cmodel_find(gm, sm_->name);
+  cr_assert(pt && pt->rank == 3 && pt->dim[0] == T && pt->dim[1] == B && pt->dim[2] == V);
+  memcpy(cmodel_find(gm, tokname)->data, tok, sizeof tok);
   cr_assert_eq(cmodel_run(gm, 0, 1, err, sizeof err), RNNC_OK, "%s", err);
   const float *p = pt->data;
   double nll = 0;
   for (int i = 0; i < T * B; i++) {
     double rs = 0;
-    for (int v = 0; v < 4; v++)
-      rs += p[i * 4 + v];
-    cr_assert_float_eq(rs, 1.0, 1e-5, "row %d sums to %.7f", i, rs);
-    nll -= log(p[i * 4 + tgt[i]]);
+    for (int v = 0; v < V; v++)
+      rs += p[i * V + v];
+    cr_assert_float_eq(rs, 1.0, 1e-5, "%s: row %d sums to %.7f", tag, i, rs);
+    nll -= log(p[i * V + tgt[i]]);
   }
   nll /= T * B;
-  cr_log_info("training loss %.8f, -mean log p %.8f", loss, nll);
-  cr_assert(fabs(nll - loss) <= 1e-5 * fabs(loss), "-mean log p = %.8f, the training loss %.8f", nll, loss);
+  cr_log_info("%s: training loss %.8f, -mean log p %.8f", tag, loss, nll);
+  cr_assert(fabs(nll - loss) <= 1e-5 * fabs(loss), "%s: -mean log p = %.8f, the training loss %.8f", tag, nll,
+            loss);
 
   /* T = 1 steps, states carried: the same probabilities */
-  CModel *sm = lm_compile(&lm, lm.gm, 1, B, 1);
-  CTensor *sp = cmodel_find(sm, "loss");
-  int nstate = 0;
+  CModel *sm = lm_compile(lm, lm->gm, 1, B, 1);
+  CTensor *sp = cmodel_find(sm, sm_->name);
+  int nstate = 0, want = 0;
   for (int i = 0; i < cmodel_ntensor(sm); i++)
     nstate += cmodel_tensor(sm, i)->role == CT_STATE;
-  cr_assert_eq(nstate, 2, "state.h.h and state.h.c");
-  cr_assert_not_null(cmodel_find(sm, "state.h.c"));
+  for (int i = 0; i < lm->gm->nnode; i++)
+    want += lm->gm->node[i].kind == M_CELL ? lm->gm->node[i].cell->nstate : 0;
+  cr_assert_eq(nstate, want, "%s: %d carried states, the cells have %d", tag, nstate, want);
   double maxd = 0;
   for (int t = 0; t < T; t++) {
-    memcpy(cmodel_find(sm, "tokens")->data, tok + t * B, B * sizeof *tok);
+    memcpy(cmodel_find(sm, tokname)->data, tok + t * B, B * sizeof *tok);
     cr_assert_eq(cmodel_run(sm, 0, 1, err, sizeof err), RNNC_OK, "%s", err);
-    for (int i = 0; i < B * 4; i++)
-      maxd = fmax(maxd, fabs(((float *)sp->data)[i] - p[t * B * 4 + i]));
+    for (int i = 0; i < B * V; i++)
+      maxd = fmax(maxd, fabs(((float *)sp->data)[i] - p[t * B * V + i]));
   }
-  cr_assert_leq(maxd, 1e-6, "stepwise probabilities differ by %.3g", maxd);
+  cr_assert_leq(maxd, 1e-6, "%s: stepwise probabilities differ by %.3g", tag, maxd);
   cmodel_reset_state(sm);
-  memcpy(cmodel_find(sm, "tokens")->data, tok, B * sizeof *tok);
+  memcpy(cmodel_find(sm, tokname)->data, tok, B * sizeof *tok);
   cr_assert_eq(cmodel_run(sm, 0, 1, err, sizeof err), RNNC_OK, "%s", err);
   maxd = 0;
-  for (int i = 0; i < B * 4; i++)
+  for (int i = 0; i < B * V; i++)
     maxd = fmax(maxd, fabs(((float *)sp->data)[i] - p[i]));
-  cr_assert_leq(maxd, 1e-6, "after cmodel_reset_state, step 0 again: differs by %.3g", maxd);
+  cr_assert_leq(maxd, 1e-6, "%s: after cmodel_reset_state, step 0 again: differs by %.3g", tag, maxd);
   cmodel_free(tm);
   cmodel_free(gm);
   cmodel_free(sm);
+}
+
+Test(genmodel, probabilities_give_the_training_loss, .timeout = 120)
+{
+  Lm lm;
+  lm_open(&lm, tiny_text, 21, 1);
+  check_probs(&lm, "tiny");
+  CModel *cm = lm_compile(&lm, lm.gm, 1, 1, 1);
+  cr_assert_not_null(cmodel_find(cm, "state.h.c"));
+  cr_assert_not_null(cmodel_find(cm, "state.h.h"));
+  cmodel_free(cm);
   lm_close(&lm);
+}
+
+/* Every language model of examples/ (a single layer of each built-in cell,
+ * two stacked layers, user cells). */
+Test(genmodel, example_language_models, .timeout = 300)
+{
+  static const char *const files[] = {"examples/charlm.rnn",     "examples/charlm_lstm.rnn",
+                                      "examples/charlm_gru.rnn", "examples/charlm_rnn.rnn",
+                                      "examples/lstm2_lm.rnn",   "examples/indrnn.rnn",
+                                      "examples/peephole_lstm.rnn"};
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    Lm lm;
+    lm_open(&lm, srcpath(files[i]), 30 + i, 1);
+    check_probs(&lm, files[i]);
+    lm_close(&lm);
+  }
 }
 
 /* model_for_generation's message for a model (text, or a file of examples/). */
@@ -714,6 +766,7 @@ static void expect_error(const char *text, const char *file, const char *msg)
 Test(genmodel, errors)
 {
   expect_error(NULL, "examples/bilstm_tagger.rnn", "cannot generate with 'enc.bwd': it runs backward in time");
+  expect_error(NULL, "examples/mgu.rnn", "cannot generate with 'bw': it runs backward in time");
   expect_error(NULL, "examples/gru_classifier.rnn",
                "model 'gru_classifier' is not a language model: softmax 'loss' gives one class per sequence, not "
                "the next token");
