@@ -723,6 +723,72 @@ Test(optim, bad_config)
 #undef BAD
 }
 
+/* ---- the kernels on their own ------------------------------------------------------ */
+
+/* Over a parameter of 10003 elements between guards: a range in chunk-aligned
+ * parts (last part first) gives the bits of the whole range, and nothing
+ * outside [lo, hi) is touched. */
+Test(optim, kernel_ranges)
+{
+  char err[512];
+  Jit *j = NULL;
+  OptKernels k;
+  cr_assert_eq(optgen_jit(&j, &k, err, sizeof err), RNNC_OK, "%s", err);
+  enum { N = 10003, G = 16, NC = (N + OPT_CHUNK - 1) / OPT_CHUNK };
+  float *buf[2][4];
+  double part[2][NC + 1];
+  rs = 77;
+  for (int r = 0; r < 2; r++)
+    for (int b = 0; b < 4; b++) {
+      buf[r][b] = malloc(sizeof(float) * (N + 2 * G));
+      cr_assert(buf[r][b]);
+    }
+  for (int b = 0; b < 4; b++)
+    for (int e = 0; e < N + 2 * G; e++)
+      buf[0][b][e] = buf[1][b][e] = (float)(b == 3 ? fabs(uni()) : uni()); /* v >= 0 */
+  float *w[2], *g[2], *m[2], *v[2];
+  for (int r = 0; r < 2; r++)
+    w[r] = buf[r][0] + G, g[r] = buf[r][1] + G, m[r] = buf[r][2] + G, v[r] = buf[r][3] + G;
+  /* run 0 whole, run 1 in parts [2 chunks, N), [1 chunk, 2), [0, 1 chunk) */
+  const int64_t cut[4] = {N, 2 * OPT_CHUNK, OPT_CHUNK, 0};
+  for (int i = 0; i <= NC; i++)
+    part[0][i] = part[1][i] = -1;
+  k.sumsq(g[0], 0, N, 0.7f, part[0]);
+  for (int p = 0; p < 3; p++)
+    k.sumsq(g[1], cut[p + 1], cut[p], 0.7f, part[1]);
+  cr_expect(!memcmp(part[0], part[1], sizeof part[0]), "sum of squares in parts");
+  cr_expect_eq(part[0][NC], -1, "a chunk past the range was written");
+  double ref = 0;
+  for (int e = 2 * OPT_CHUNK; e < N; e++) {
+    double x = fmin(fmax(g[0][e], -0.7f), 0.7f);
+    ref += x * x;
+  }
+  cr_expect(fabs(part[0][2] - ref) <= 1e-13 * ref, "last chunk %.17g, reference %.17g", part[0][2], ref);
+  for (int mode = 0; mode < 3; mode++) {
+    k.sgd(w[0], g[0], m[0], 0, N, 0.7f, 0.9f, -0.1f, 0.01f, 0.9f, mode);
+    for (int p = 0; p < 3; p++)
+      k.sgd(w[1], g[1], m[1], cut[p + 1], cut[p], 0.7f, 0.9f, -0.1f, 0.01f, 0.9f, mode);
+  }
+  k.adam(w[0], g[0], m[0], v[0], 0, N, INFINITY, 1, 0, 0.999f, 0.9f, 0.1f, 0.999f, 0.001f, -0.01f, 0.3f, 1e-8f);
+  for (int p = 0; p < 3; p++)
+    k.adam(w[1], g[1], m[1], v[1], cut[p + 1], cut[p], INFINITY, 1, 0, 0.999f, 0.9f, 0.1f, 0.999f, 0.001f, -0.01f,
+           0.3f, 1e-8f);
+  for (int b = 0; b < 4; b++)
+    cr_expect(!memcmp(buf[0][b], buf[1][b], sizeof(float) * (N + 2 * G)), "buffer %d differs in parts", b);
+  /* the guards: both runs started from the same values there */
+  rs = 77;
+  for (int b = 0; b < 4; b++)
+    for (int e = 0; e < N + 2 * G; e++) {
+      float x = (float)(b == 3 ? fabs(uni()) : uni());
+      if (e < G || e >= N + G)
+        cr_expect_eq(buf[0][b][e], x, "buffer %d element %d outside the range changed", b, e - G);
+    }
+  for (int r = 0; r < 2; r++)
+    for (int b = 0; b < 4; b++)
+      free(buf[r][b]);
+  jit_free(j);
+}
+
 /* ---- the generated module ------------------------------------------------------ */
 
 Test(optim, module_verifies)
