@@ -58,8 +58,8 @@ int rnnc_generator_new(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_d
   Model *gm = NULL;
   char err[1024] = "";
   int st = model_for_generation(ctx->m, md, &gm, err, sizeof err);
-  if (st != RNNC_OK)
-    return api_net_fail(ctx, st, "%s", err);
+  if (st != RNNC_OK) /* the model is fine, but not one a generator can run */
+    return api_net_fail(ctx, st == RNNC_EVERIFY ? RNNC_EINPUT : st, "%s", err);
 
   rnnc_generator *g = calloc(1, sizeof *g);
   rnnc_dim *d = malloc(((size_t)ndims + 2) * sizeof *d);
