@@ -1173,9 +1173,13 @@ void batcher_free(Batcher *bt);
 /* Fill the rows of an embedding weight [V, E] (word-level vocabulary v) from
  * a GloVe / word2vec text file ("word x1 .. xE" per line; word2vec's first
  * line "N E" is skipped) or word2vec binary ("N E\n" then per word "word "
- * and E little-endian floats); format by content. Rows of words with no
- * vector are left as they are; *missing counts them. RNNC_EFORMAT (with file
- * and line) or RNNC_ESHAPE ("vectors have 50 dims, the embedding 64"). */
+ * and E little-endian floats); format by content, gzip read through zlib.
+ * V must be v->n. Rows of words with no vector are left as they are;
+ * *missing (may be NULL) counts them; a word's first vector wins. On an
+ * error weight is unchanged: RNNC_EFORMAT ("g.txt:3: 'mat' has 2 values,
+ * expected 3"; binary: "w.bin: truncated in vector 2 of 5 ('dog'): 5 of its
+ * 12 bytes"), RNNC_ESHAPE ("g.txt:1: vectors have 50 dims, the embedding
+ * 64"), RNNC_EIO; docs/training.md lists every message. */
 int wordvec_load(const char *path, const Vocab *v, float *weight, int64_t V, int64_t E, int64_t *missing,
                  char *err, size_t errlen);
 
