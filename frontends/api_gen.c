@@ -123,7 +123,13 @@ int rnnc_generator_load_params(rnnc_generator *g, const char *path)
 
 int rnnc_generator_share_params(rnnc_generator *g, rnnc_net *src)
 {
-  return g ? rnnc_share_params(g->one, src) : RNNC_EMISUSE;
+  if (!g)
+    return RNNC_EMISUSE;
+  int st = rnnc_share_params(g->one, src);
+  /* the beam net reads the one-row net's parameters, which now are src's */
+  if (st == RNNC_OK && g->beam)
+    st = rnnc_share_params(g->beam, g->one);
+  return st;
 }
 
 int rnnc_generator_threads(rnnc_generator *g, int nthreads)
