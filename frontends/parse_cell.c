@@ -358,8 +358,8 @@ void parse_cell(P *p)
 {
   p_advance(p);
   Token *nt = p_plainname(p, "a cell name after 'cell'");
-  static const char *const reserved[] = {"embedding", "concat", "last", "final",
-                                         "softmax",   "logits", "probs", "sum"};
+  static const char *const reserved[] = {"embedding", "concat", "last", "final", "softmax",
+                                         "logits",    "probs",  "sum",  "onehot"};
   for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
     if (strcmp(nt->name, reserved[i]) == 0)
       p_fail_at(p, nt->loc, "'%s' is a model operation and cannot name a cell", nt->name);

@@ -50,7 +50,7 @@ Cell *mask_cell(Module *m, Cell *c)
   const char *name = aprintf(m->arena, "%s.masked", c->name);
   Cell *old = cell_find(m, name);
   if (old) {
-    error_at(&m->diags, old->loc, "cell '%s' takes the name of the masked variant that `mask =` derives for '%s'",
+    error_at(&m->diags, old->loc, "cell '%s' takes the name of the masked variant that 'mask =' derives for '%s'",
              old->name, c->name);
     return NULL;
   }
