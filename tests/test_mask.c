@@ -499,3 +499,33 @@ Test(builder, onehot_and_mask)
   rnnc_free(p);
   rnnc_close(ctx);
 }
+
+/* Gradients of the masked and one-hot models against finite differences
+ * (gradcheck.c: float64, max error <= 1e-6; its random float inputs make a
+ * random mask, read as m > 0), and no gradient tensor for a mask. */
+static void check_model(const char *rel, int ntensor)
+{
+  Module *m = load_module(srcpath(rel));
+  cr_assert(m, "%s does not load", rel);
+  Model *md = model_find(m, NULL);
+  GradcheckReport r;
+  char err[256] = "";
+  cr_assert_eq(gradcheck(m, md, NULL, 1, NULL, &r, err, sizeof err), RNNC_OK, "%s: %s", rel, err);
+  fprintf(stderr, "gradcheck %-36s loss %.6f  max err %.2e over %d tensors\n", rel, r.loss, r.maxerr, r.n);
+  for (int i = 0; i < r.n; i++) {
+    cr_expect(r.t[i].maxerr <= 1e-6, "%s: %s err %.3g", rel, r.t[i].name, r.t[i].maxerr);
+    cr_expect(strcmp(r.t[i].name, "grad.mask") != 0, "%s: the mask was checked", rel);
+  }
+  cr_expect(r.pass);
+  cr_expect_eq(r.n, ntensor, "%s: %d tensors checked", rel, r.n);
+  gradcheck_report_free(&r);
+  module_free(m);
+}
+
+Test(mask, gradcheck_models, .timeout = 300)
+{
+  check_model("tests/models/masked_tagger.rnn", 11);
+  check_model("tests/models/masked_classifier.rnn", 7); /* gru 4, softmax 2, x */
+  check_model("tests/models/onehot_lm.rnn", 6);
+  check_model("tests/roundtrip/masks.rnn", 15); /* 3 cells 4 each, softmax 2, h0 */
+}
