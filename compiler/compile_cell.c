@@ -37,6 +37,9 @@ typedef struct CC {
                         called per block of the phase's rows */
   char *steptmp;     /* its home holds one step: [B, numel], the same at every t */
   Addr *stnew;       /* per state: where the step's update goes (rows form) */
+  char *skip;        /* backward: an input's adjoint that goes nowhere (its
+                        operand carries none, e.g. a onehot) and nothing else
+                        reads: not computed */
 } CC;
 
 static int isleaf(int op)
@@ -72,6 +75,7 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
   cc->gemv = aalloc(C->a, nn);
   cc->bigemm = aalloc(C->a, nn);
   cc->steptmp = aalloc(C->a, nn);
+  cc->skip = aalloc(C->a, nn);
   cc->stnew = aalloc(C->a, ((size_t)c->nstate + 1) * sizeof *cc->stnew);
   for (int i = 0; i < c->nnode; i++) {
     const Node *nd = &c->node[i];
@@ -114,7 +118,7 @@ static Addr grad_addr(Comp *C, const MNode *n, int p)
 
 static int computed(const CC *cc, int i)
 {
-  return !isleaf(cc->c->node[i].op) && cc->s->phase[i] != SCHED_DEAD && !cc->s->sumonly[i];
+  return !isleaf(cc->c->node[i].op) && cc->s->phase[i] != SCHED_DEAD && !cc->s->sumonly[i] && !cc->skip[i];
 }
 
 /* Homes for the computed nodes; need[i] says who must have one, keep[i]
@@ -662,6 +666,22 @@ int cell_backward(Comp *C, int i)
   for (int j = 0; j < c->nout; j++)
     if (++nout[c->out[j]] > 1)
       need[c->out[j]] = 1;
+  /* an out whose operand takes no adjoint, read by nothing else: skipped */
+  for (int j = 0; j < c->nout; j++) {
+    int o = c->out[j], other = 0;
+    if (C->v[n->arg[j]].adj.slot >= 0 || isleaf(c->node[o].op))
+      continue;
+    for (int k = 0; k < c->nnode && !other; k++)
+      for (int a = 0; a < c->node[k].narg; a++)
+        other |= c->node[k].arg[a] == o;
+    for (int s = 0; s < ns; s++)
+      other |= c->next[s] == o;
+    for (int p = 0; p < c->nparam; p++)
+      other |= c->grad[p] == o;
+    for (int k = 0; k < c->nout; k++)
+      other |= k != j && c->out[k] == o;
+    cc.skip[o] = !other;
+  }
   mark_gemms(&cc, 1);
   assign(&cc, need, NULL);
   for (int s = 0; s < ns; s++)

@@ -90,16 +90,15 @@ static int fwd_embedding(Comp *C, int i)
   return RNNC_OK;
 }
 
-/* onehot(tokens, V): rows of zeros with a one at the token id. Its adjoint
- * feeds nothing (a function of token ids), but a cell reading it writes its
- * input's adjoint somewhere: a workspace buffer, never read */
+/* onehot(tokens, V): rows of zeros with a one at the token id; no adjoint
+ * (a function of token ids: a cell reading it skips its input's adjoint) */
 static int fwd_onehot(Comp *C, int i)
 {
   const MNode *n = &C->md->node[i];
   MV *v = &C->v[i];
   check_ids(C, n->arg[0], v->d, 0, NULL);
   v->val = ws_alloc(C, v->npos * v->d, v->d);
-  v->adj = adj_alloc(C, v);
+  v->adj = addr_none();
   const char *s = ksym(C, "onehot");
   int st = mk_onehot(C->cx, C->mod, s, v->npos, v->d, C->v[n->arg[0]].val, v->val, C->err, C->errlen);
   if (!st)
