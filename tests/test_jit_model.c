@@ -414,9 +414,9 @@ static void check_case(Case *c, int forward, CModel **keep)
 
 /* The examples and the sizes they run at: T = 5, B = 3, the header's defaults. */
 static const char *const example_list[] = {
-    "bilstm_tagger", "charlm_gru",  "charlm_lstm", "charlm_rnn",     "concat_cell", "deepbench_lstm",
-    "features_lstm", "gru_classifier", "indrnn",  "lstm2_lm",        "mgu",         "peephole_lstm",
-    "seq2seq",
+    "bilstm_tagger", "charlm",      "charlm_gru",  "charlm_lstm",    "charlm_rnn",  "concat_cell",
+    "deepbench_lstm", "fashion_lstm", "features_lstm", "gru_classifier", "indrnn", "lstm2_lm",
+    "mgu",           "peephole_lstm", "seq2seq",
 };
 
 /* forward: also compile it without gradients (a few models of each kind of
@@ -452,11 +452,13 @@ Test(jit_model, every_example_is_listed)
 }
 
 Test(jit_model, example_bilstm_tagger) { example("bilstm_tagger", 1); }
+Test(jit_model, example_charlm) { example("charlm", 1); }
 Test(jit_model, example_charlm_gru) { example("charlm_gru", 0); }
 Test(jit_model, example_charlm_lstm) { example("charlm_lstm", 1); }
 Test(jit_model, example_charlm_rnn) { example("charlm_rnn", 0); }
 Test(jit_model, example_concat_cell) { example("concat_cell", 0); }
 Test(jit_model, example_deepbench_lstm) { example("deepbench_lstm", 0); }
+Test(jit_model, example_fashion_lstm) { example("fashion_lstm", 1); }
 Test(jit_model, example_features_lstm) { example("features_lstm", 1); }
 Test(jit_model, example_gru_classifier) { example("gru_classifier", 1); }
 Test(jit_model, example_indrnn) { example("indrnn", 0); }

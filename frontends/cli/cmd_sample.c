@@ -9,7 +9,7 @@
 
 static const OptSpec spec[] = {
     {"--params", 1, 0}, {"--prefix", 1, 0}, {"--length", 1, 0},  {"--greedy", 0, 0},  {"--temperature", 1, 0},
-    {"--top-k", 1, 0},  {"--beam", 1, 0},   {"--length-norm", 1, 0}, {"--seed", 1, 0}, {"--count", 1, 0},
+    {"--top-k", 1, 0},  {"--beam", 1, 0},   {"--length-norm", 1, 0}, {"--end", 1, 0}, {"--seed", 1, 0}, {"--count", 1, 0},
     {"--threads", 1, 0}, {"--dim", 1, 1},   {"--model", 1, 0},
 };
 
@@ -31,7 +31,10 @@ static void help(void)
         "  --temperature X    sample from p^(1/X), renormalized (default 1)\n"
         "  --top-k K          ... among the K most probable tokens only\n"
         "  --beam K           beam search of width K: the most probable continuation\n"
-        "  --length-norm A    beam: divide scores by length^A (GNMT; default 0, none)\n"
+        "  --end TEXT         beam: a hypothesis ends at this token (one token; \\n is a\n"
+        "                     newline), so hypotheses differ in length\n"
+        "  --length-norm A    beam: divide scores by length^A (GNMT; default 0, none),\n"
+        "                     which only matters with --end\n"
         "  --seed N           random draws (default 1)\n"
         "  --count N          this many samples (default 1), seeds N, N+1, ...\n"
         "  --threads N        threads (default: OMP_NUM_THREADS or every core)\n"
@@ -83,7 +86,7 @@ int cmd_sample(int argc, char **argv)
   rnnc_generator *g = NULL;
   int32_t *pre = NULL, *out = NULL;
   size_t npre = 0;
-  char err[1024];
+  char err[1024] = "";
   if ((st = session_open(&s, path, opt_str(&o, "--model"))))
     goto done;
   if (safetensors_read(opt_str(&o, "--params"), &ck, err, sizeof err) != RNNC_OK) {
@@ -123,19 +126,40 @@ int cmd_sample(int argc, char **argv)
     st = user_error("%s", rnnc_errmsg(s.ctx));
     goto done;
   }
+  int eos = -1;
+  if (opt_given(&o, "--end")) {
+    const char *e = strcmp(opt_str(&o, "--end"), "\\n") == 0 ? "\n" : opt_str(&o, "--end");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (!beam) {
+      st = usage_error("sample", "--end goes with --beam");
+      goto done;
+    }
+    if (vocab_encode(&v, "--end", e, strlen(e), &ids, &n, NULL, err, sizeof err) != RNNC_OK || n != 1) {
+      free(ids);
+      st = n != 1 && !err[0] ? user_error("--end '%s' is %zu tokens; it must be one", e, n) : user_error("%s", err);
+      goto done;
+    }
+    eos = ids[0];
+    free(ids);
+  }
   if (!(out = malloc((length ? length : 1) * sizeof *out))) {
     st = user_error("out of memory");
     goto done;
   }
   for (uint64_t k = 0; k < (beam ? 1 : count); k++) {
     double score = 0;
-    int rc = beam ? rnnc_beam_search(g, pre, (int)npre, (int)length, (int)beam, lnorm, -1, out, &score)
+    int rc = beam ? rnnc_beam_search(g, pre, (int)npre, (int)length, (int)beam, lnorm, eos, out, &score)
                   : rnnc_generate(g, pre, (int)npre, (int)length, temp, (int)topk, seed + k, out);
     if (rc != RNNC_OK) {
       st = user_error("%s", rnnc_errmsg(s.ctx));
       goto done;
     }
-    char *text = vocab_decode(&v, out, (size_t)length);
+    size_t len = (size_t)length; /* a beam that ended: up to its end token */
+    for (size_t i = 0; eos >= 0 && i < len; i++)
+      if (out[i] == eos)
+        len = i + 1;
+    char *text = vocab_decode(&v, out, len);
     if (!text) {
       st = user_error("out of memory");
       goto done;

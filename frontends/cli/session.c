@@ -272,14 +272,23 @@ int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what
   return EXIT_OK;
 }
 
+/* x with prec decimals, or in %g form when that would be too long (a
+ * diverged run's perplexity has hundreds of digits). */
+static const char *num(char *buf, size_t len, double x, int prec)
+{
+  snprintf(buf, len, fabs(x) < 1e9 ? "%.*f" : "%.*g", fabs(x) < 1e9 ? prec : 6, x);
+  return buf;
+}
+
 void score_text(const Score *sc, int vocabkind, char *buf, size_t len)
 {
   const char *unit = vocabkind == VOCAB_CHAR ? "character" : vocabkind == VOCAB_BYTE ? "byte" : NULL;
-  int n = snprintf(buf, len, "loss %.4f", sc->loss);
+  char l[32], p[32], b[32], ppl[64] = "", bits[64] = "", acc[32] = "";
   if (vocabkind >= 0)
-    n += snprintf(buf + n, len - (size_t)n, ", perplexity %.3f", exp(sc->loss));
+    snprintf(ppl, sizeof ppl, ", perplexity %s", num(p, sizeof p, exp(sc->loss), 3));
   if (unit)
-    n += snprintf(buf + n, len - (size_t)n, ", %.4f bits per %s", sc->loss / log(2.0), unit);
+    snprintf(bits, sizeof bits, ", %s bits per %s", num(b, sizeof b, sc->loss / log(2.0), 4), unit);
   if (sc->acc >= 0)
-    snprintf(buf + n, len - (size_t)n, ", accuracy %.2f%%", 100 * sc->acc);
+    snprintf(acc, sizeof acc, ", accuracy %.2f%%", 100 * sc->acc);
+  snprintf(buf, len, "loss %s%s%s%s", num(l, sizeof l, sc->loss, 4), ppl, bits, acc);
 }
