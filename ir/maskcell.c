@@ -101,8 +101,10 @@ Cell *mask_cell(Module *m, Cell *c)
   int out = cell_add(m, mc, OP_MUL, NULL, l, (int[]){real, c->out[0]}, 2);
   cell_addout(m, mc, out, l);
 
+  int nd = m->diags.n;
   if (verify_cell(m, mc) != RNNC_OK)
     die("mask_cell: the masked variant of '%s' does not verify", c->name);
+  m->diags.n = nd; /* c's warnings (an unused parameter) were reported at c */
   if (mc->ndim != c->ndim)
     die("mask_cell: the masked variant of '%s' has other dims", c->name);
   for (int k = 0; k < c->ndim; k++)
