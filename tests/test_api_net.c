@@ -678,7 +678,7 @@ Test(api_net, docs_jit_example_runs, .timeout = 300)
   fclose(f);
   snprintf(cmd, sizeof cmd,
            "cd %s && cc -std=c17 -Wall -Wextra -Wpedantic -Werror %s -I%s/include jit_lm.c "
-           "%s/librnnc_core.a $(llvm-config-19 --ldflags --libs) -lsleef -ljansson -fopenmp -lm -o jit_lm",
+           "%s/librnnc_core.a $(llvm-config-19 --ldflags --libs) -lsleef -ljansson -lz -fopenmp -lm -o jit_lm",
            dir, san, RNNC_SOURCE_DIR, bindir());
   char *out = NULL;
   int rc = run_cmd(cmd, &out);

@@ -799,7 +799,7 @@ Test(builder, docs_example_compiles_runs_and_prints_what_the_page_shows, .timeou
 #endif
   snprintf(cmd, sizeof cmd,
            "cd %s && cc -std=c17 -Wall -Wextra -Wpedantic -Werror %s -I%s/include irnn_lm.c "
-           "%s/librnnc_core.a -ljansson -lsleef -lm -fopenmp -L/usr/lib/llvm-19/lib -lLLVM-19 "
+           "%s/librnnc_core.a -ljansson -lz -lsleef -lm -fopenmp -L/usr/lib/llvm-19/lib -lLLVM-19 "
            "-o irnn_lm",
            dir, san, RNNC_SOURCE_DIR, bindir);
   char *out = NULL;
