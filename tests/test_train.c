@@ -363,3 +363,46 @@ Test(train, fashion_mnist_classifier_learns, .timeout = 600)
   cr_assert_lt(loss, 1.8, "%s", out);
   free(out);
 }
+
+/* Word level with pretrained vectors in the embedding, frozen: the rows of
+ * the words the file has are its vectors, before and after training. */
+Test(train, word_vectors_frozen_in_the_embedding)
+{
+  const char *data = corpus("d.txt", 6000);
+  const char glove[] = "the 1 2 3 4 5 6 7 8\n"
+                       "of 0.5 0.5 0.5 0.5 0.5 0.5 0.5 0.5\n"
+                       "zzzz 9 9 9 9 9 9 9 9\n";
+  write_text(tmp("g.txt"), glove, sizeof glove - 1);
+  char *out;
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' --level word --dim E=8 --dim H=16 --seq 8 --batch 2 --steps 5 "
+                          "--vectors '%s' --freeze x.weight --checkpoint '%s'",
+                    charlm(), data, tmp("g.txt"), tmp("c.st")),
+               0, "%s", out);
+  long found, words, missing;
+  const char *v = strstr(out, "vectors: ");
+  cr_assert(v, "%s", out);
+  cr_assert_eq(sscanf(v, "vectors: %ld of %ld words found in", &found, &words), 2, "%s", out);
+  cr_assert_eq(found, 2, "'the' and 'of' are in the text, 'zzzz' is not");
+  cr_assert(strstr(v, "keep their random initialization"), "%s", out);
+  cr_assert_eq(sscanf(strstr(v, "; "), "; %ld keep", &missing), 1);
+  cr_assert_eq(missing, words - 2);
+  free(out);
+
+  TensorSet ck;
+  tset_init(&ck);
+  char err[512];
+  cr_assert_eq(safetensors_read(tmp("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
+  Vocab voc = {0};
+  cr_assert_eq(vocab_from_json(&voc, tset_getmeta(&ck, "rnnc.vocab"), err, sizeof err), RNNC_OK, "%s", err);
+  const Tensor *w = tset_find(&ck, "x.weight");
+  cr_assert(w && w->dim[0] == voc.n && w->dim[1] == 8);
+  int the = vocab_lookup(&voc, "the", 3), of = vocab_lookup(&voc, "of", 2);
+  cr_assert(the >= 0 && of >= 0);
+  const float *row = (const float *)w->data;
+  for (int e = 0; e < 8; e++) {
+    cr_assert_eq(row[the * 8 + e], (float)(e + 1), "x.weight['the'][%d]", e);
+    cr_assert_eq(row[of * 8 + e], 0.5f, "x.weight['of'][%d]", e);
+  }
+  vocab_free(&voc);
+  tset_clear(&ck);
+}
