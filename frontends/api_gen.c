@@ -83,6 +83,15 @@ int rnnc_generator_new(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_d
       st = rnnc_share_params(g->beam, g->one);
   }
   free(d);
+  /* a masked model's mask reads 1: every generated step is a real step */
+  for (int i = 0; st == RNNC_OK && i < gm->nnode; i++)
+    if (mnode_is_mask(&gm->node[i]))
+      for (int k = 0; k < 2; k++) {
+        rnnc_net *net = k ? g->beam : g->one;
+        float *m = net ? rnnc_data(net, gm->node[i].name) : NULL;
+        for (long b = 0; m && b < (k ? width : 1); b++)
+          m[b] = 1.0f;
+      }
   if (st == RNNC_OK) {
     int64_t dim[4];
     int rank;

@@ -11,9 +11,10 @@
  *          compiling it (its cells are md's, often scheduled already).
  *
  * A language model here: its loss is a softmax with a target over a sequence
- * [T, B, d], which reads exactly one model input, token ids i32[T, B]
- * through an embedding, and runs no cell backward in time (a state carried
- * from step to step cannot see the future).
+ * [T, B, d], which reads one model input, token ids i32[T, B] through an
+ * embedding or onehot (and perhaps masks, f32[T, B], which the caller sets
+ * to 1), and runs no cell backward in time (a state carried from step to
+ * step cannot see the future).
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -65,16 +66,16 @@ static int check(const Model *md, const char *need, char *err, size_t errlen)
       continue;
     if (n->kind == M_CELL && n->backward)
       return fail(err, errlen, "cannot generate with '%s': it runs backward in time", n->name);
-    if (n->kind == M_EMBEDDING) {
+    if (n->kind == M_EMBEDDING || n->kind == M_ONEHOT) {
       const MNode *a = &md->node[n->arg[0]];
       if (a->kind == M_INPUT && a->dtype == DT_I32 && a->hastime)
         tokens = n->arg[0];
     }
-    if (n->kind == M_INPUT && nin++ < 2)
+    if (n->kind == M_INPUT && !mnode_is_mask(n) && nin++ < 2)
       in[nin - 1] = i;
   }
   if (tokens < 0)
-    return fail(err, errlen, "model '%s' has no token input i32[T, B] read by an embedding", md->name);
+    return fail(err, errlen, "model '%s' has no token input i32[T, B] read by an embedding or onehot", md->name);
   if (nin > 2)
     return fail(err, errlen, "model '%s' reads inputs '%s', '%s' and %d more: generation feeds one input, the tokens",
                 md->name, md->node[in[0]].name, md->node[in[1]].name, nin - 2);

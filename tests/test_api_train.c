@@ -273,3 +273,55 @@ Test(api_train, optimizer_misuse)
   rnnc_optim_free(opt);
   rnnc_close(ctx);
 }
+
+/* Generation from a one-hot LM and from a masked LM (the generator sets the
+ * mask to 1): the log-probability again equals the training net's loss. */
+static void gen_matches_loss(const char *text, const char *model, int masked)
+{
+  rnnc_ctx *ctx = rnnc_open();
+  cr_assert_eq(rnnc_load(ctx, "m.rnn", text), RNNC_OK, "%s", rnnc_errmsg(ctx));
+  rnnc_net *net;
+  rnnc_dim d[] = {{"T", 6}, {"B", 1}};
+  cr_assert_eq(rnnc_compile(ctx, model, 2, d, 0, &net), RNNC_OK, "%s", rnnc_errmsg(ctx));
+  cr_assert_eq(rnnc_init_params(net, 4), RNNC_OK);
+  int32_t ids[7] = {3, 1, 4, 1, 5, 2, 6};
+  cr_assert_eq(rnnc_set(net, "tokens", ids, 6 * sizeof *ids), RNNC_OK);
+  cr_assert_eq(rnnc_set(net, "targets", ids + 1, 6 * sizeof *ids), RNNC_OK);
+  if (masked) {
+    float ones[6] = {1, 1, 1, 1, 1, 1};
+    cr_assert_eq(rnnc_set(net, "m", ones, sizeof ones), RNNC_OK);
+  }
+  cr_assert_eq(rnnc_forward(net), RNNC_OK);
+  float loss;
+  cr_assert_eq(rnnc_get(net, "loss", &loss, sizeof loss), RNNC_OK);
+  rnnc_generator *g;
+  cr_assert_eq(rnnc_generator_new(ctx, model, 0, NULL, 2, &g), RNNC_OK, "%s", rnnc_errmsg(ctx));
+  cr_assert_eq(rnnc_generator_share_params(g, net), RNNC_OK, "%s", rnnc_errmsg(ctx));
+  double lp;
+  cr_assert_eq(rnnc_log_prob(g, ids, 7, &lp), RNNC_OK, "%s", rnnc_errmsg(ctx));
+  cr_assert(fabs(lp + 6 * (double)loss) <= 1e-5 * fabs(lp), "%s: log p %.7f vs -6 x loss %.7f", model, lp,
+            -6.0 * loss);
+  int32_t out[8], beam[8];
+  cr_assert_eq(rnnc_generate(g, ids, 1, 8, 0, 0, 1, out), RNNC_OK);
+  cr_assert_eq(rnnc_beam_search(g, ids, 1, 8, 1, 0, -1, beam, NULL), RNNC_OK);
+  for (int i = 0; i < 8; i++)
+    cr_assert_eq(out[i], beam[i], "%s: token %d", model, i);
+  rnnc_generator_free(g);
+  rnnc_close(ctx);
+}
+
+Test(api_train, generation_from_onehot_and_masked_models)
+{
+  char *onehot = read_file(srcpath("tests/models/onehot_lm.rnn"));
+  cr_assert(onehot);
+  gen_matches_loss(onehot, "onehot_lm", 0);
+  free(onehot);
+  gen_matches_loss("model mlm(V = 7, E = 4, H = 5) {\n"
+                   "  input tokens: i32[T, B], targets: i32[T, B], m: f32[T, B]\n"
+                   "  x    = embedding(tokens, V, E)\n"
+                   "  h    = lstm(x, H = H, mask = m)\n"
+                   "  loss = softmax(h, V, target = targets, ignore = -1)\n"
+                   "  output loss\n"
+                   "}\n",
+                   "mlm", 1);
+}

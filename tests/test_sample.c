@@ -773,7 +773,7 @@ Test(genmodel, errors)
   expect_error(NULL, "examples/seq2seq.rnn",
                "model 'seq2seq' reads inputs 'src' and 'tgt_in': generation feeds one input, the tokens");
   expect_error(NULL, "examples/features_lstm.rnn",
-               "model 'features_lstm' has no token input i32[T, B] read by an embedding");
+               "model 'features_lstm' has no token input i32[T, B] read by an embedding or onehot");
   expect_error("model nolm(V = 4, H = 3) {\n"
                "  input tokens: i32[T, B]\n"
                "  x = embedding(tokens, V, H)\n"
