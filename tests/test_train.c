@@ -406,3 +406,21 @@ Test(train, word_vectors_frozen_in_the_embedding)
   vocab_free(&voc);
   tset_clear(&ck);
 }
+
+/* On a terminal (script(1) gives it one): one status line redrawn in place,
+ * with a bar, the step, the loss and the ETA, and no log lines. */
+Test(train, progress_bar_on_a_terminal)
+{
+  const char *data = corpus("d.txt", 6000);
+  char cmd[4096], *out;
+  snprintf(cmd, sizeof cmd,
+           "script -qec \"'%s' train '%s' --data '%s' --dim E=8 --dim H=16 --seq 16 --batch 4 --steps 20 "
+           "--eval-every 0\" /dev/null",
+           RNNC_BINARY, charlm(), data);
+  cr_assert_eq(run_cmd(cmd, &out), 0, "%s", out);
+  cr_assert(strstr(out, "\r\033[K[####################] step 20  epoch 1  loss "), "%s", out);
+  cr_assert(strstr(out, "ETA 0:00"), "%s", out);
+  cr_assert(!strstr(out, "\nstep 20  epoch"), "no log lines on a terminal: %s", out);
+  cr_assert(strstr(out, "trained 20 steps in "), "%s", out);
+  free(out);
+}
