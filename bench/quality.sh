@@ -4,7 +4,7 @@
 # (bench/README.md, "Time to quality").
 #
 #   bash bench/quality.sh [--threads N] [--time S] [--batch B] [--seq T] [--lr X]
-#                         [--dim E=N] [--dim H=N] [--build DIR] [--log-every N]
+#                         [--dim E=N] [--dim H=N] [--build DIR] [--no-build] [--log-every N]
 #
 # Model: examples/charlm.rnn (embedding E=64, 2-layer LSTM H=256, softmax over
 # the characters); PyTorch: bench/torch_charlm.py's twin of it. Data: every
@@ -20,7 +20,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-threads=2 budget=120 B=32 T=64 lr=0.002 build="$root/build" logevery=10
+threads=2 budget=120 B=32 T=64 lr=0.002 build="$root/build" nobuild=0 logevery=10
 dims=()
 
 usage() { sed -n '6,7p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
@@ -33,6 +33,7 @@ while [ $# -gt 0 ]; do
     --lr) lr=${2:?}; shift 2 ;;
     --dim) dims+=("${2:?}"); shift 2 ;;
     --build) build=${2:?}; shift 2 ;;
+    --no-build) nobuild=1; shift ;;
     --log-every) logevery=${2:?}; shift 2 ;;
     -h|--help) usage ;;
     *) echo "quality.sh: unknown option '$1'" >&2; usage ;;
@@ -44,11 +45,14 @@ done
 py=/usr/bin/python3
 $py -c 'import torch' 2>/dev/null || { echo "quality.sh: /usr/bin/python3 cannot import torch (Debian python3-torch)" >&2; exit 1; }
 
-echo "== building rnnc in $build" >&2
-if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" >&2 || exit 1
+if [ $nobuild = 0 ]; then
+  echo "== building rnnc in $build" >&2
+  if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$build" >&2 || exit 1
+  fi
+  cmake --build "$build" -j2 --target rnnc >&2 || { echo "quality.sh: building rnnc failed" >&2; exit 1; }
 fi
-cmake --build "$build" -j2 --target rnnc >&2 || { echo "quality.sh: building rnnc failed" >&2; exit 1; }
+for x in "$build/rnnc"; do [ -x "$x" ] || { echo "$(basename "$0"): no $x (build it, or drop --no-build)" >&2; exit 1; }; done
 
 work="$build/bench-quality"
 mkdir -p "$work" || exit 1

@@ -4,7 +4,7 @@
 # "Training throughput").
 #
 #   bash bench/train_throughput.sh [--threads N] [--steps N] [--bench-steps N]
-#                                  [--rounds R] [--build DIR] [--perf]
+#                                  [--rounds R] [--build DIR] [--no-build] [--perf]
 #
 # rnnc train: examples/charlm.rnn with --dim E=128 --dim H=512 at byte level
 # (V = 256: C2's sizes) on Debian's fortunes (the corpus tools/main_job.sh
@@ -25,7 +25,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-threads=2 steps=40 bsteps=20 rounds=1 build="$root/build" perf=0
+threads=2 steps=40 bsteps=20 rounds=1 build="$root/build" nobuild=0 perf=0
 
 usage() { sed -n '6,7p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
     --bench-steps) bsteps=${2:?}; shift 2 ;;
     --rounds) rounds=${2:?}; shift 2 ;;
     --build) build=${2:?}; shift 2 ;;
+    --no-build) nobuild=1; shift ;;
     --perf) perf=1; shift ;;
     -h|--help) usage ;;
     *) echo "train_throughput.sh: unknown option '$1'" >&2; usage ;;
@@ -45,11 +46,14 @@ for v in "$threads" "$steps" "$bsteps" "$rounds"; do
 done
 [ "$steps" -ge 4 ] || { echo "train_throughput.sh: --steps must be at least 4 (2 are warm-up)" >&2; exit 2; }
 
-echo "== building rnnc and rnnc_bench in $build" >&2
-if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" >&2 || exit 1
+if [ $nobuild = 0 ]; then
+  echo "== building rnnc and rnnc_bench in $build" >&2
+  if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$build" >&2 || exit 1
+  fi
+  cmake --build "$build" -j2 --target rnnc rnnc_bench >&2 || { echo "train_throughput.sh: building failed" >&2; exit 1; }
 fi
-cmake --build "$build" -j2 --target rnnc rnnc_bench >&2 || { echo "train_throughput.sh: building failed" >&2; exit 1; }
+for x in "$build/rnnc" "$build/rnnc_bench"; do [ -x "$x" ] || { echo "$(basename "$0"): no $x (build it, or drop --no-build)" >&2; exit 1; }; done
 
 work="$build/bench-throughput"
 mkdir -p "$work" || exit 1
