@@ -534,6 +534,71 @@ int jit_add_parallel(Jit *j, struct LLVMOpaqueModule **mods, int n, char *err, s
 struct LLVMOpaqueTargetMachine;
 struct LLVMOpaqueTargetMachine *jit_host_machine(char *err, size_t errlen);
 
+/* ---- compiler/irbuild.c: small LLVM IR building helpers ------------------ */
+
+/* What every code generator builds with; each generator's own context struct
+ * embeds one (`IRB ir;`). The helpers emit at the builder's position in fn. */
+struct LLVMOpaqueBuilder;
+struct LLVMOpaqueValue;
+struct LLVMOpaqueType;
+struct LLVMOpaqueBasicBlock;
+typedef struct IRB {
+  struct LLVMOpaqueContext *cx;
+  struct LLVMOpaqueModule *mod;
+  struct LLVMOpaqueBuilder *b;      /* owned: irb_free disposes it */
+  struct LLVMOpaqueValue *fn;       /* the function being built */
+  struct LLVMOpaqueBasicBlock *entry; /* its entry block (irb_alloca); NULL if unknown */
+  struct LLVMOpaqueType *f32, *f64, *i1, *i32, *i64, *ptr, *voidty;
+} IRB;
+
+/* for (iv = lo; iv < hi; iv += step): the blocks irb_loop_end needs. */
+typedef struct IRLoop {
+  struct LLVMOpaqueBasicBlock *head, *exit;
+  struct LLVMOpaqueValue *iv;
+  int64_t step;
+} IRLoop;
+
+/* A builder in cx and the types, for functions added to mod. */
+void irb_init(IRB *ir, struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod);
+/* Disposes the builder. */
+void irb_free(IRB *ir);
+/* Whether the host CPU has AVX2 and FMA (LLVMGetHostCPUFeatures), as SLEEF's AVX2 functions and the 8-wide kernels need. */
+int irb_host_avx2_fma(void);
+/* Enum attribute name (value 0) on fn at idx (LLVMAttributeFunctionIndex, or parameter i + 1). */
+void irb_attr(IRB *ir, struct LLVMOpaqueValue *fn, unsigned idx, const char *name);
+/* void name(pt[0..n)) in mod: nounwind, pointer parameters noalias, named after names (space-separated); dies if name exists. Sets fn and entry, builder at the entry. */
+struct LLVMOpaqueValue *irb_fn(IRB *ir, const char *name, struct LLVMOpaqueType **pt, unsigned n, const char *names);
+/* The KernFn sym(buf, t, lo, hi, noalias scratch), nounwind, parameters named. Sets fn and entry, builder at the entry. */
+struct LLVMOpaqueValue *irb_kernfn(IRB *ir, const char *sym);
+/* ty name(ty) applied to x; name declared once per module, nounwind willreturn memory(none) (SLEEF is pure). */
+struct LLVMOpaqueValue *irb_call1(IRB *ir, const char *name, struct LLVMOpaqueType *ty, struct LLVMOpaqueValue *x);
+/* Opens for (iv = lo; iv < hi; iv += step): head block and iv called name, then "body" and "done"; returns iv, builder in the body. */
+struct LLVMOpaqueValue *irb_loop_begin(IRB *ir, IRLoop *l, struct LLVMOpaqueValue *lo, struct LLVMOpaqueValue *hi, int64_t step, const char *name);
+/* irb_loop_begin with the head block, the iv and the exit block named apart. */
+struct LLVMOpaqueValue *irb_loop_named(IRB *ir, IRLoop *l, struct LLVMOpaqueValue *lo, struct LLVMOpaqueValue *hi, int64_t step, const char *head, const char *iv, const char *exit);
+/* Closes l: iv + step (nsw), the latch carries !llvm.loop !{self, !{"llvm.loop.unroll.disable"}}; builder after the loop. */
+void irb_loop_end(IRB *ir, IRLoop *l);
+/* !llvm.loop !{self, !{"llvm.loop.unroll.disable"}} on the latch branch br. */
+void irb_nounroll(IRB *ir, struct LLVMOpaqueValue *br);
+/* A slot of type ty at the top of the entry block, where mem2reg/SROA promote it. */
+struct LLVMOpaqueValue *irb_alloca(IRB *ir, struct LLVMOpaqueType *ty, const char *name);
+/* Constants: i64 v, float v, double v. */
+struct LLVMOpaqueValue *irb_i64(IRB *ir, int64_t v);
+struct LLVMOpaqueValue *irb_f32(IRB *ir, double v);
+struct LLVMOpaqueValue *irb_f64(IRB *ir, double v);
+/* a + b and a·c on i64 indices, nsw. */
+struct LLVMOpaqueValue *irb_add(IRB *ir, struct LLVMOpaqueValue *a, struct LLVMOpaqueValue *b);
+struct LLVMOpaqueValue *irb_mulc(IRB *ir, struct LLVMOpaqueValue *a, int64_t c);
+/* &p[e] for a float pointer p (inbounds), e an i64. */
+struct LLVMOpaqueValue *irb_gep(IRB *ir, struct LLVMOpaqueValue *p, struct LLVMOpaqueValue *e);
+/* A load of ty from p, a store of v at p, both with a float's alignment (4): for vectors at any element. */
+struct LLVMOpaqueValue *irb_loadu(IRB *ir, struct LLVMOpaqueType *ty, struct LLVMOpaqueValue *p);
+void irb_storeu(IRB *ir, struct LLVMOpaqueValue *v, struct LLVMOpaqueValue *p);
+/* x in every lane of a vector of type vt (insertelement at i32 0, then a zero shuffle). */
+struct LLVMOpaqueValue *irb_splat(IRB *ir, struct LLVMOpaqueType *vt, struct LLVMOpaqueValue *x);
+/* Lane 0 + lane 1 + ... of a float or double vector, in that order. */
+struct LLVMOpaqueValue *irb_hsum(IRB *ir, struct LLVMOpaqueValue *v);
+
 /* ---- compiler/cellgen.c -------------------------------------------------- */
 
 /* The ABI of a generated cell step, over nrows independent rows (examples):
@@ -1107,8 +1172,41 @@ typedef struct Dataset {
   /* DS_IDX: nseq examples of steps x feat floats (images: 28 x 28, scaled
    * to [0, 1]), label[i] in [0, nclass) */
   float *x; int32_t *label; int steps, feat, nclass;
+  /* DS_LINES from labelled text (labeled.c): lab = LAB_CLASS, label[nseq] a
+   * class per sequence; LAB_TAG, tag[nids] a class per token; nclass classes.
+   * lab = LAB_NONE: each line is a language model's sequence. */
+  int lab; int32_t *tag;
 } Dataset;
 void dataset_free(Dataset *d);
+/* runtime/labeled.c: labelled per-line text (docs/training.md, "Data").
+ * LAB_CLASS: one example per line, "LABEL<TAB>TEXT" (blank lines skipped);
+ * LAB_TAG: one token per line, "TOKEN<TAB>TAG", a blank line between
+ * sequences (word-level tokens). Classes: the sorted (bytewise) distinct
+ * labels / tags of the training data, saved as the JSON array "rnnc.classes".
+ * Messages name the file and line: "t.txt: line 12: no tab between the label
+ * and the text", "... empty text", "... empty label", "... token 'a b' has
+ * white space", "t.txt: line 12: class 'x' is not in the checkpoint's
+ * classes" (from: "the checkpoint's", "the training data's"). */
+enum { LAB_NONE, LAB_CLASS, LAB_TAG };
+typedef struct Classes {
+  int n;
+  char **name;        /* sorted, distinct, NUL-terminated */
+} Classes;
+/* The text column (LAB_CLASS: each TEXT; LAB_TAG: each TOKEN), one per line,
+ * malloc'ed, NUL after *outlen bytes: what vocab_build reads. RNNC_EINPUT for
+ * a malformed line or no example. */
+int labeled_text(int lab, const char *name, const char *text, size_t len, char **out, size_t *outlen, char *err,
+                 size_t errlen);
+int classes_build(Classes *c, int lab, const char *name, const char *text, size_t len, char *err, size_t errlen);
+char *classes_to_json(const Classes *c); /* ["neg","pos"], malloc'ed */
+int classes_from_json(Classes *c, const char *json, char *err, size_t errlen); /* RNNC_EFORMAT "classes: ..." */
+int classes_lookup(const Classes *c, const char *s, size_t len); /* id or -1 */
+void classes_free(Classes *c);
+/* DS_LINES with lab set, tokens by v (LAB_TAG: v word level, one token per
+ * line, unknown words <unk>), classes by c. A text that encodes to no token
+ * is "line N: empty text". */
+int dataset_labeled(Dataset *d, int lab, const Vocab *v, const Classes *c, const char *from, const char *name,
+                    const char *text, size_t len, char *err, size_t errlen);
 /* Read a whole file, malloc'ed with a NUL after the len bytes (RNNC_EIO
  * "cannot open 'x': No such file or directory"; RNNC_EINPUT "'x' is empty").
  * gzip files (by magic) are decompressed. (Not read_file: tests/testutil.h
@@ -1132,10 +1230,10 @@ int dataset_idx(Dataset *d, const char *images, const char *labels, char *err, s
 typedef struct Batch {
   int T, B;
   int32_t *tokens;   /* [T, B] input ids (DS_STREAM, DS_LINES); pad positions 0 */
-  int32_t *targets;  /* [T, B] next ids; pad positions -1 (the softmax's ignore) */
+  int32_t *targets;  /* [T, B] next ids (LAB_TAG: tag ids); pad positions -1 (the softmax's ignore) */
   float *mask;       /* [T, B] 1 real step, 0 padding (DS_LINES), else NULL */
   float *x;          /* [T, B, feat] (DS_IDX) */
-  int32_t *label;    /* [B] (DS_IDX) */
+  int32_t *label;    /* [B] (DS_IDX, DS_LINES with LAB_CLASS); padding rows -1 */
   int64_t ntarget;   /* targets that count (not -1) / labels */
   int reset;         /* the carried state must be zeroed before this batch */
 } Batch;
@@ -1146,7 +1244,9 @@ typedef struct Batch {
  * 2049"; the caller names the data), and with shuffle each epoch starts at a
  * seeded offset in [0, T). Lines and IDX: B sequences per batch in a seeded
  * shuffled order per epoch (no shuffle: file order), each cut to T steps,
- * reset = 1; a last partial batch is padded with ignored rows. */
+ * reset = 1; a last partial batch is padded with ignored rows. Lines with
+ * LAB_CLASS: tokens[t, r] is token t of the line (all min(n, T) of them, no
+ * shift), label[r] its class; LAB_TAG: targets[t, r] the token's tag. */
 typedef struct Batcher {
   const Dataset *d;
   int T, B, shuffle;

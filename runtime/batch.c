@@ -104,6 +104,8 @@ int batcher_init(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint6
     b->targets = xcalloc(tb, sizeof *b->targets);
     if (d->kind == DS_LINES)
       b->mask = xcalloc(tb, sizeof *b->mask);
+    if (d->kind == DS_LINES && d->lab == LAB_CLASS)
+      b->label = xcalloc((size_t)B, sizeof *b->label);
   }
   start_epoch(bt, 0);
   return RNNC_OK;
@@ -135,26 +137,34 @@ static int64_t row_seq(const Batcher *bt, int64_t k, int r)
 }
 
 /* Batch k of lines: a sequence of n tokens gives min(n - 1, T) steps
- * (token, next token); the rest of its row is padding. */
+ * (token, next token); the rest of its row is padding. Labelled lines give
+ * min(n, T) steps of their own tokens, the targets their tags (LAB_TAG) or
+ * -1 and label[r] the line's class (LAB_CLASS; -1 for a padding row). */
 static void fill_lines(Batcher *bt, int64_t k)
 {
   const Dataset *d = bt->d;
   Batch *b = &bt->b;
-  int B = bt->B;
+  int B = bt->B, lm = d->lab == LAB_NONE;
   b->ntarget = 0;
   for (int r = 0; r < B; r++) {
     int64_t s = row_seq(bt, k, r);
-    size_t n = s < 0 ? 0 : d->off[s + 1] - d->off[s], steps = n > 0 ? n - 1 : 0;
+    size_t n = s < 0 ? 0 : d->off[s + 1] - d->off[s], steps = lm && n > 0 ? n - 1 : n;
     if (steps > (size_t)bt->T)
       steps = (size_t)bt->T;
     const int32_t *seq = s < 0 ? NULL : d->ids + d->off[s];
+    const int32_t *tag = s < 0 || !d->tag ? NULL : d->tag + d->off[s];
     for (int t = 0; t < bt->T; t++) {
       int real = (size_t)t < steps;
       b->tokens[t * B + r] = real ? seq[t] : 0;
-      b->targets[t * B + r] = real ? seq[t + 1] : -1;
+      b->targets[t * B + r] = !real ? -1 : lm ? seq[t + 1] : tag ? tag[t] : -1;
       b->mask[t * B + r] = real ? 1.0f : 0.0f;
     }
-    b->ntarget += (int64_t)steps;
+    if (d->lab == LAB_CLASS) {
+      b->label[r] = s < 0 ? -1 : d->label[s];
+      b->ntarget += s >= 0;
+    } else {
+      b->ntarget += (int64_t)steps;
+    }
   }
   b->reset = 1;
 }

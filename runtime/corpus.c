@@ -41,6 +41,7 @@ void dataset_free(Dataset *d)
   free(d->off);
   free(d->x);
   free(d->label);
+  free(d->tag);
   memset(d, 0, sizeof *d);
 }
 
@@ -198,12 +199,21 @@ static void pick_rows(const Dataset *a, const size_t *pick, size_t n, Dataset *o
   size_t total = 0;
   for (size_t i = 0; i < n; i++)
     total += a->off[pick[i] + 1] - a->off[pick[i]];
+  out->lab = a->lab, out->nclass = a->nclass;
   out->ids = xmalloc(total * sizeof *out->ids);
   out->off = xmalloc((n + 1) * sizeof *out->off);
+  if (a->label)
+    out->label = xmalloc(n * sizeof *out->label);
+  if (a->tag)
+    out->tag = xmalloc(total * sizeof *out->tag);
   out->off[0] = 0;
   for (size_t i = 0; i < n; i++) {
     size_t s = a->off[pick[i]], m = a->off[pick[i] + 1] - s;
     memcpy(out->ids + out->off[i], a->ids + s, m * sizeof *out->ids);
+    if (a->tag)
+      memcpy(out->tag + out->off[i], a->tag + s, m * sizeof *out->tag);
+    if (a->label)
+      out->label[i] = a->label[pick[i]];
     out->off[i + 1] = out->off[i] + m;
   }
   out->nids = total;

@@ -932,3 +932,269 @@ Test(data, fashion_mnist)
   snprintf(want, sizeof want, "%s has 10000 images but %s has 60000 labels", ti, tl);
   cr_assert_str_eq(err, want);
 }
+
+/* ---- labelled lines: classification and tagging (labeled.c) ---- */
+
+static Classes classes_of(int lab, const char *text)
+{
+  Classes c;
+  char err[256] = "";
+  cr_assert_eq(classes_build(&c, lab, "t.txt", text, strlen(text), err, sizeof err), RNNC_OK, "%s", err);
+  return c;
+}
+
+Test(data, classify_lines_parse_classes_labels)
+{
+  /* blank lines skipped, \r\n ends a line, the text keeps its tabs */
+  const char *text = "pos\tab a\nneg\tb\n\r\n\nzz\tb\tc\r\npos\tcab\n";
+  char *col;
+  size_t ncol;
+  char err[256] = "";
+  cr_assert_eq(labeled_text(LAB_CLASS, "t.txt", text, strlen(text), &col, &ncol, err, sizeof err), RNNC_OK, "%s",
+               err);
+  cr_assert_str_eq(col, "ab a\nb\nb\tc\ncab\n");
+  cr_assert_eq(ncol, strlen(col));
+  Vocab v = build(VOCAB_CHAR, col, 1); /* \t \n space a b c */
+  free(col);
+  Classes c = classes_of(LAB_CLASS, text);
+  cr_assert_eq(c.n, 3);
+  cr_assert_str_eq(c.name[0], "neg");
+  cr_assert_str_eq(c.name[1], "pos");
+  cr_assert_str_eq(c.name[2], "zz");
+  cr_assert_eq(classes_lookup(&c, "pos", 3), 1);
+  cr_assert_eq(classes_lookup(&c, "po", 2), -1);
+  cr_assert_eq(classes_lookup(&c, "zzz", 3), -1);
+  char *json = classes_to_json(&c);
+  cr_assert_str_eq(json, "[\"neg\",\"pos\",\"zz\"]");
+  Classes c2;
+  cr_assert_eq(classes_from_json(&c2, json, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(c2.n, 3);
+  cr_assert_str_eq(c2.name[2], "zz");
+  classes_free(&c2);
+  free(json);
+
+  Dataset d;
+  cr_assert_eq(dataset_labeled(&d, LAB_CLASS, &v, &c, "the training data's", "t.txt", text, strlen(text), err,
+                               sizeof err),
+               RNNC_OK, "%s", err);
+  cr_assert_eq(d.kind, DS_LINES);
+  cr_assert_eq(d.lab, LAB_CLASS);
+  cr_assert_eq(d.nclass, 3);
+  cr_assert_eq(d.nseq, 4);
+  static const size_t off[] = {0, 4, 5, 8, 11};
+  cr_assert_arr_eq(d.off, off, sizeof off);
+  static const int32_t label[] = {1, 0, 2, 1};
+  cr_assert_arr_eq(d.label, label, sizeof label);
+  cr_assert_eq(d.ids[0], vocab_lookup(&v, "a", 1));
+  cr_assert_eq(d.ids[2], vocab_lookup(&v, " ", 1));
+  cr_assert_eq(d.ids[6], vocab_lookup(&v, "\t", 1));
+  cr_assert_null(d.tag);
+
+  /* batches: all of a line's tokens (no shift), its label, padding rows -1 */
+  Batcher bt;
+  cr_assert_eq(batcher_init(&bt, &d, 3, 3, 0, 1, err, sizeof err), RNNC_OK);
+  cr_assert_eq(bt.nbatch, 2);
+  const Batch *b = batcher_next(&bt);
+  int a = vocab_lookup(&v, "a", 1), bb = vocab_lookup(&v, "b", 1), sp = vocab_lookup(&v, " ", 1),
+      tab = vocab_lookup(&v, "\t", 1), cc = vocab_lookup(&v, "c", 1);
+  /* rows: "ab a" cut to 3, "b", "b\tc" */
+  const int32_t tok0[] = {a, bb, bb, bb, 0, tab, sp, 0, cc};
+  static const float m0[] = {1, 1, 1, 1, 0, 1, 1, 0, 1};
+  static const int32_t lab0[] = {1, 0, 2}, none[9] = {-1, -1, -1, -1, -1, -1, -1, -1, -1};
+  cr_assert_arr_eq(b->tokens, tok0, sizeof tok0);
+  cr_assert_arr_eq(b->mask, m0, sizeof m0);
+  cr_assert_arr_eq(b->label, lab0, sizeof lab0);
+  cr_assert_arr_eq(b->targets, none, sizeof none);
+  cr_assert_eq(b->ntarget, 3);
+  cr_assert_eq(b->reset, 1);
+  b = batcher_next(&bt);
+  const int32_t tok1[] = {cc, 0, 0, a, 0, 0, bb, 0, 0};
+  static const float m1[] = {1, 0, 0, 1, 0, 0, 1, 0, 0};
+  static const int32_t lab1[] = {1, -1, -1};
+  cr_assert_arr_eq(b->tokens, tok1, sizeof tok1);
+  cr_assert_arr_eq(b->mask, m1, sizeof m1);
+  cr_assert_arr_eq(b->label, lab1, sizeof lab1);
+  cr_assert_eq(b->ntarget, 1);
+  batcher_free(&bt);
+
+  /* the split keeps each line's label */
+  Dataset tr, va;
+  cr_assert_eq(dataset_split(&d, 0.5, 7, &tr, &va, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(tr.nseq + va.nseq, 4);
+  cr_assert_eq(tr.lab, LAB_CLASS);
+  cr_assert_eq(va.nclass, 3);
+  const Dataset *parts[] = {&tr, &va};
+  int seen[4] = {0};
+  for (int p = 0; p < 2; p++)
+    for (size_t i = 0; i < parts[p]->nseq; i++) {
+      size_t len = parts[p]->off[i + 1] - parts[p]->off[i];
+      int orig = len == 1 ? 1 : parts[p]->ids[parts[p]->off[i]] == a ? 0 : parts[p]->ids[parts[p]->off[i]] == bb ? 2 : 3;
+      seen[orig]++;
+      cr_assert_eq(parts[p]->label[i], label[orig], "line %d", orig);
+    }
+  for (int i = 0; i < 4; i++)
+    cr_assert_eq(seen[i], 1);
+  dataset_free(&tr);
+  dataset_free(&va);
+  dataset_free(&d);
+  classes_free(&c);
+  vocab_free(&v);
+}
+
+Test(data, tagged_lines_tokens_tags_padding)
+{
+  /* blank lines (several, or spaces only) separate sentences */
+  const char *text = "the\tDT\ndog\tNN\nran\tVB\n\n \n\na\tDT\ncat\tNN\n\nran\tVB\r\n";
+  char *col;
+  size_t ncol;
+  char err[256] = "";
+  cr_assert_eq(labeled_text(LAB_TAG, "t.txt", text, strlen(text), &col, &ncol, err, sizeof err), RNNC_OK, "%s",
+               err);
+  cr_assert_str_eq(col, "the\ndog\nran\na\ncat\nran\n");
+  Vocab v = build(VOCAB_WORD, col, 2); /* <unk>, ran */
+  free(col);
+  cr_assert_eq(v.n, 2);
+  Classes c = classes_of(LAB_TAG, text);
+  cr_assert_eq(c.n, 3);
+  cr_assert_str_eq(c.name[0], "DT");
+  cr_assert_str_eq(c.name[1], "NN");
+  cr_assert_str_eq(c.name[2], "VB");
+  Dataset d;
+  cr_assert_eq(dataset_labeled(&d, LAB_TAG, &v, &c, "the checkpoint's", "t.txt", text, strlen(text), err,
+                               sizeof err),
+               RNNC_OK, "%s", err);
+  cr_assert_eq(d.nseq, 3);
+  static const size_t off[] = {0, 3, 5, 6};
+  cr_assert_arr_eq(d.off, off, sizeof off);
+  static const int32_t ids[] = {0, 0, 1, 0, 0, 1}, tag[] = {0, 1, 2, 0, 1, 2};
+  cr_assert_arr_eq(d.ids, ids, sizeof ids);
+  cr_assert_arr_eq(d.tag, tag, sizeof tag);
+  cr_assert_null(d.label);
+  Batcher bt;
+  cr_assert_eq(batcher_init(&bt, &d, 4, 2, 0, 1, err, sizeof err), RNNC_OK);
+  const Batch *b = batcher_next(&bt);
+  /* [T=4, B=2]: "the dog ran", "a cat" */
+  static const int32_t tok0[] = {0, 0, 0, 0, 1, 0, 0, 0}, tgt0[] = {0, 0, 1, 1, 2, -1, -1, -1};
+  static const float m0[] = {1, 1, 1, 1, 1, 0, 0, 0};
+  cr_assert_arr_eq(b->tokens, tok0, sizeof tok0);
+  cr_assert_arr_eq(b->targets, tgt0, sizeof tgt0);
+  cr_assert_arr_eq(b->mask, m0, sizeof m0);
+  cr_assert_eq(b->ntarget, 5);
+  cr_assert_null(b->label);
+  b = batcher_next(&bt);
+  static const int32_t tgt1[] = {2, -1, -1, -1, -1, -1, -1, -1};
+  cr_assert_arr_eq(b->targets, tgt1, sizeof tgt1);
+  cr_assert_eq(b->ntarget, 1);
+  batcher_free(&bt);
+  dataset_free(&d);
+  /* a character vocabulary cannot read tagged tokens */
+  Vocab cv = build(VOCAB_CHAR, "abc", 1);
+  cr_assert_eq(dataset_labeled(&d, LAB_TAG, &cv, &c, "the checkpoint's", "t.txt", text, strlen(text), err,
+                               sizeof err),
+               RNNC_EINPUT);
+  cr_assert_str_eq(err, "t.txt: tagged data needs a word-level vocabulary");
+  vocab_free(&cv);
+  classes_free(&c);
+  vocab_free(&v);
+}
+
+/* The message of a labelled text that does not load (lab, its classes from
+ * "a\tx\nb\tx" / "w\ta\nw\tb"). */
+static void expect_labeled_error(int lab, const char *text, const char *msg)
+{
+  char err[256] = "", *col = NULL;
+  size_t ncol;
+  Classes c;
+  int st = labeled_text(lab, "t.txt", text, strlen(text), &col, &ncol, err, sizeof err);
+  if (st == RNNC_OK) {
+    free(col);
+    Vocab v = build(lab == LAB_TAG ? VOCAB_WORD : VOCAB_CHAR, "x y", 1);
+    c = classes_of(lab, lab == LAB_CLASS ? "a\tx\nb\tx" : "w\ta\nw\tb");
+    Dataset d;
+    st = dataset_labeled(&d, lab, &v, &c, "the checkpoint's", "t.txt", text, strlen(text), err, sizeof err);
+    if (st == RNNC_OK)
+      dataset_free(&d);
+    classes_free(&c);
+    vocab_free(&v);
+  } else {
+    cr_assert_eq(classes_build(&c, lab, "t.txt", text, strlen(text), err, sizeof err), st);
+  }
+  cr_assert_eq(st, RNNC_EINPUT, "'%s' loaded", text);
+  cr_assert_str_eq(err, msg);
+}
+
+Test(data, labeled_errors)
+{
+  expect_labeled_error(LAB_CLASS, "a\tx\n\nb x\n", "t.txt: line 3: no tab between the label and the text");
+  expect_labeled_error(LAB_CLASS, "a\tx\nb\t\r\n", "t.txt: line 2: empty text");
+  expect_labeled_error(LAB_CLASS, "\tx\n", "t.txt: line 1: empty label");
+  expect_labeled_error(LAB_CLASS, "a\tx\nb\tyq\n", "t.txt: line 2: character U+0071 at byte 1 is not in the vocabulary");
+  expect_labeled_error(LAB_CLASS, "a\tx\nb\ty\nq\tx\n", "t.txt: line 3: class 'q' is not in the checkpoint's classes");
+  expect_labeled_error(LAB_CLASS, "\n \n", "t.txt: no line holds an example (LABEL<TAB>TEXT)");
+  expect_labeled_error(LAB_TAG, "x\ta\ny b\n", "t.txt: line 2: no tab between the token and the tag");
+  expect_labeled_error(LAB_TAG, "x y\ta\n", "t.txt: line 1: token 'x y' has white space");
+  expect_labeled_error(LAB_TAG, "x\ta\n\ty\n", "t.txt: line 2: empty token");
+  expect_labeled_error(LAB_TAG, "x\t\n", "t.txt: line 1: empty tag");
+  expect_labeled_error(LAB_TAG, "x\ta\n\ny\tc\n", "t.txt: line 3: class 'c' is not in the checkpoint's classes");
+  char err[256];
+  Classes c;
+  cr_assert_eq(classes_from_json(&c, "[\"b\",\"a\"]", err, sizeof err), RNNC_EFORMAT);
+  cr_assert_str_eq(err, "classes: 'b' and 'a' are not sorted and distinct");
+  cr_assert_eq(classes_from_json(&c, "{}", err, sizeof err), RNNC_EFORMAT);
+  cr_assert_str_eq(err, "classes: not a non-empty JSON array of strings");
+  cr_assert_eq(classes_from_json(&c, "[\"a\",3]", err, sizeof err), RNNC_EFORMAT);
+  cr_assert_str_eq(err, "classes: entry 1 is not a string");
+  cr_assert_eq(classes_build(&c, LAB_CLASS, "t.txt", "\xff\tx\n", 4, err, sizeof err), RNNC_EINPUT);
+  cr_assert_str_eq(err, "t.txt: line 1: the label is not valid UTF-8 text");
+}
+
+Test(data, labeled_resume_and_shuffle)
+{
+  /* 23 lines of 3 classes: seeded shuffle per epoch, exact resume */
+  char text[2048] = "";
+  for (int i = 0; i < 23; i++) {
+    char line[64];
+    snprintf(line, sizeof line, "c%d\t%.*s\n", i % 3, 1 + i % 5, "abcde");
+    strcat(text, line);
+  }
+  Vocab v = build(VOCAB_CHAR, "abcde", 1);
+  Classes c = classes_of(LAB_CLASS, text);
+  Dataset d;
+  char err[256];
+  cr_assert_eq(dataset_labeled(&d, LAB_CLASS, &v, &c, "x", "t.txt", text, strlen(text), err, sizeof err), RNNC_OK,
+               "%s", err);
+  Batcher a, b;
+  cr_assert_eq(batcher_init(&a, &d, 5, 4, 1, 9, err, sizeof err), RNNC_OK);
+  cr_assert_eq(batcher_init(&b, &d, 5, 4, 1, 9, err, sizeof err), RNNC_OK);
+  int count[3] = {0};
+  int32_t rec[6][4];
+  for (int k = 0; k < 6; k++) { /* one epoch: every line once */
+    const Batch *x = batcher_next(&a);
+    memcpy(rec[k], x->label, sizeof rec[k]);
+    for (int r = 0; r < 4; r++)
+      if (x->label[r] >= 0)
+        count[x->label[r]]++;
+  }
+  cr_assert_eq(count[0], 8);
+  cr_assert_eq(count[1], 8);
+  cr_assert_eq(count[2], 7);
+  static const int32_t pad[] = {-1};
+  cr_assert_arr_eq(&rec[5][3], pad, sizeof pad); /* 23 = 5 * 4 + 3 */
+  char pos[64];
+  for (int k = 0; k < 3; k++)
+    batcher_next(&a);
+  batcher_tell(&a, pos, sizeof pos);
+  cr_assert_str_eq(pos, "1 3");
+  cr_assert_eq(batcher_seek(&b, pos, err, sizeof err), RNNC_OK);
+  for (int k = 0; k < 8; k++) {
+    const Batch *x = batcher_next(&a), *y = batcher_next(&b);
+    cr_assert_arr_eq(x->label, y->label, 4 * sizeof *x->label);
+    cr_assert_arr_eq(x->tokens, y->tokens, 20 * sizeof *x->tokens);
+    cr_assert_arr_eq(x->mask, y->mask, 20 * sizeof *x->mask);
+  }
+  batcher_free(&a);
+  batcher_free(&b);
+  dataset_free(&d);
+  classes_free(&c);
+  vocab_free(&v);
+}

@@ -416,7 +416,7 @@ static void check_case(Case *c, int forward, CModel **keep)
 static const char *const example_list[] = {
     "bilstm_tagger", "charlm",      "charlm_gru",  "charlm_lstm",    "charlm_rnn",  "concat_cell",
     "deepbench_lstm", "fashion_lstm", "features_lstm", "gru_classifier", "indrnn", "lstm2_lm",
-    "mgu",           "peephole_lstm", "seq2seq",
+    "mgu",           "peephole_lstm", "seq2seq",     "text_classifier",
 };
 
 /* forward: also compile it without gradients (a few models of each kind of
@@ -466,6 +466,7 @@ Test(jit_model, example_lstm2_lm) { example("lstm2_lm", 0); }
 Test(jit_model, example_mgu) { example("mgu", 0); }
 Test(jit_model, example_peephole_lstm) { example("peephole_lstm", 0); }
 Test(jit_model, example_seq2seq) { example("seq2seq", 1); }
+Test(jit_model, example_text_classifier) { example("text_classifier", 1); }
 
 /* tests/models/: small models, allops among them (every op through a model). */
 Test(jit_model, every_test_model, .timeout = 600)

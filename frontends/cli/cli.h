@@ -151,6 +151,10 @@ typedef struct Session {
   int backward;          /* a cell runs backward in time: no state carried between batches */
   int ignore;            /* the loss softmax ignores target -1 */
   const char *probs;     /* an output: probs() of the loss softmax, or NULL */
+  const char *classdim;  /* the header dim the loss softmax's classes are ("K"), or NULL */
+  long classn;           /* the class count written as a number, or 0 */
+  long nclass;           /* set by the caller before session_dims: the data's
+                          * classes (labelled lines), bound to classdim; 0: none */
 } Session;
 /* Open path's model (--model NAME, or its only model). Prints the error and
  * returns EXIT_USER / EXIT_USAGE; EXIT_OK. */
@@ -167,6 +171,8 @@ typedef struct TextData {
   Vocab vocab;
   Dataset train, valid;
   int hasvalid;
+  int lab;               /* LAB_NONE, or labelled lines (labeldata_load) */
+  Classes classes;       /* their classes */
 } TextData;
 /* Load --data (and --valid, or the last frac of --data held out) as text at
  * --level (--min-count), one stream or (lines) one sequence per line; the
@@ -174,12 +180,22 @@ typedef struct TextData {
  * returns EXIT_* on error. */
 int textdata_load(const Opts *o, const char *vocabjson, int lines, double frac, uint64_t seed, TextData *d);
 void textdata_free(TextData *d);
+/* Labelled lines (lab: LAB_CLASS "LABEL<TAB>TEXT" per line at --level, or
+ * LAB_TAG "TOKEN<TAB>TAG" per line at word level) as textdata_load loads
+ * text; the classes from classesjson (a checkpoint's "rnnc.classes") or
+ * built from --data. Prints and returns EXIT_* on error. */
+int labeldata_load(const Opts *o, const char *vocabjson, const char *classesjson, int lab, double frac,
+                   uint64_t seed, TextData *d);
+/* The longest sequence of d's sets, in tokens (the default --seq of
+ * labelled lines). */
+long textdata_longest(const TextData *d);
 
 /* Set net's inputs from a batch (a mask input reads 1 where the batch has none). */
 int feed_batch(const Session *s, rnnc_net *net, const Batch *b);
 /* The mean loss per target of a forward-only net over d's batches in order
  * (at most maxb; <= 0: all), from a zero state (carried from batch to batch
- * with carry); with probsname on IDX data also the accuracy. what names the
+ * with carry); with probsname on IDX data or labelled lines also the
+ * accuracy (per example; tagging: per token). what names the
  * data in messages ("validation data"). Prints and
  * returns EXIT_* on error. */
 typedef struct Score {

@@ -3,6 +3,7 @@
  * text (the vocabulary from the checkpoint rnnc train wrote), a classifier's
  * loss and accuracy on IDX files, and the log-probability of given sentences
  * (--sentence), each the product of its conditionals. */
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,8 @@
 static const OptSpec spec[] = {
     {"--params", 1, 0}, {"--data", 1, 0},     {"--labels", 1, 0}, {"--level", 1, 0}, {"--lines", 0, 0},
     {"--batch", 1, 0},  {"--seq", 1, 0},      {"--sentence", 1, 1}, {"--threads", 1, 0}, {"--dim", 1, 1},
-    {"--model", 1, 0},  {"--min-count", 1, 0}, {"--valid", 1, 0},
+    {"--model", 1, 0},  {"--min-count", 1, 0}, {"--valid", 1, 0}, {"--tagged", 0, 0},
+    {"--json", 0, 0},
 };
 
 static void help(void)
@@ -24,7 +26,9 @@ static void help(void)
         "at character or byte level, bits per character, over --data read as one\n"
         "stream cut into --batch parts with the state carried through it. On IDX data\n"
         "(--data IMAGES --labels LABELS): a classifier's loss and, when the model\n"
-        "outputs probs() of its softmax, its accuracy. --sentence: the\n"
+        "outputs probs() of its softmax, its accuracy; the same for a text classifier\n"
+        "on LABEL<TAB>TEXT lines and a tagger on TOKEN<TAB>TAG lines (per token), with\n"
+        "the classes of the checkpoint. --sentence: the\n"
         "log-probability of each sentence after its first token.\n"
         "\n"
         "options:\n"
@@ -35,8 +39,11 @@ static void help(void)
         "  --level L         char, byte or word, when the parameters hold no vocabulary\n"
         "                    (byte needs none)\n"
         "  --lines           one sequence per line (reset per batch)\n"
+        "  --tagged          TOKEN<TAB>TAG lines (implied by a tagger's checkpoint)\n"
         "  --batch B         rows per batch (default 32)\n"
-        "  --seq T           steps per batch (default 64)\n"
+        "  --seq T           steps per batch (default 64; labelled lines: the longest)\n"
+        "  --json            print the --data result as one JSON object, full precision\n"
+        "                    ({\"data\", \"n\", \"loss\"[, \"accuracy\"]})\n"
         "  --threads N       threads (default: OMP_NUM_THREADS or every core)\n"
         "  --dim NAME=N      bind a model dimension; repeatable\n"
         "  --model NAME      the model when the file has several\n"
@@ -135,7 +142,27 @@ int cmd_eval(int argc, char **argv)
     goto done;
   }
   int isidx = s.features && s.labels;
-  if (isidx) {
+  int lab = s.tokens && s.labels && !s.features ? LAB_CLASS
+            : s.tokens && s.targets && (opt_given(&o, "--tagged") || tset_getmeta(&ck, "rnnc.classes")) ? LAB_TAG
+                                                                                                        : LAB_NONE;
+  if (lab) {
+    const char *cj = tset_getmeta(&ck, "rnnc.classes");
+    if (!opt_given(&o, "--data")) {
+      st = usage_error("eval", "a %s needs --data", lab == LAB_CLASS ? "text classifier" : "tagger");
+      goto done;
+    }
+    if (!cj) {
+      st = user_error("'%s' holds no classes (rnnc.classes): evaluate a checkpoint that rnnc train wrote on "
+                      "labelled lines",
+                      opt_str(&o, "--params"));
+      goto done;
+    }
+    if ((st = vocab_of(&o, &ck, &vjson)) || (st = labeldata_load(&o, vjson, cj, lab, 0, 0, &td)))
+      goto done;
+    if (!opt_given(&o, "--seq"))
+      T = (uint64_t)textdata_longest(&td);
+    s.nclass = td.classes.n;
+  } else if (isidx) {
     if (!opt_given(&o, "--data") || opts_require(&o, "--labels")) {
       st = opt_given(&o, "--data") ? EXIT_USAGE : usage_error("eval", "a classifier needs --data and --labels");
       goto done;
@@ -162,7 +189,7 @@ int cmd_eval(int argc, char **argv)
   if ((st = session_dims(&s, &o, isidx ? 0 : td.vocab.n, 0, 0, dims, 38, &ndims)))
     goto done;
   if (opt_given(&o, "--data")) {
-    int carry = !isidx && !opt_given(&o, "--lines") && !s.backward;
+    int carry = !isidx && !lab && !opt_given(&o, "--lines") && !s.backward;
     dims[ndims] = (rnnc_dim){"T", (long)T};
     dims[ndims + 1] = (rnnc_dim){"B", (long)B};
     Score sc;
@@ -174,12 +201,23 @@ int cmd_eval(int argc, char **argv)
     const Dataset *d = isidx ? &idx : &td.train;
     if ((st = evaluate(&s, net, d, opt_str(&o, "--data"), carry, (long)T, (long)B, 0, s.probs, &sc)))
       goto done;
+    if (opt_given(&o, "--json")) {
+      json_t *j = json_pack("{s:s,s:I,s:f}", "data", opt_str(&o, "--data"), "n", (json_int_t)sc.n, "loss", sc.loss);
+      if (sc.acc >= 0)
+        json_object_set_new(j, "accuracy", json_real(sc.acc));
+      json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(17));
+      fputc('\n', stdout);
+      json_decref(j);
+      goto sentences;
+    }
     char line[200];
-    score_text(&sc, isidx ? -1 : td.vocab.kind, line, sizeof line);
-    printf("%s: %lld %s, %s\n", opt_str(&o, "--data"), (long long)sc.n, isidx ? "examples" : "targets", line);
+    score_text(&sc, isidx || lab ? -1 : td.vocab.kind, line, sizeof line);
+    printf("%s: %lld %s, %s\n", opt_str(&o, "--data"), (long long)sc.n,
+           isidx || lab == LAB_CLASS ? "examples" : "targets", line);
   }
+sentences:
   if (opt_given(&o, "--sentence")) {
-    if (isidx) {
+    if (isidx || lab) {
       st = usage_error("eval", "--sentence needs a language model");
       goto done;
     }

@@ -22,7 +22,7 @@ static const OptSpec spec[] = {
     {"--valid-batches", 1, 0}, {"--log-every", 1, 0}, {"--checkpoint", 1, 0}, {"--save-every", 1, 0},
     {"--resume", 1, 0},      {"--init", 1, 0},        {"--vectors", 1, 0},    {"--freeze", 1, 1},
     {"--metrics", 1, 0},     {"--seed", 1, 0},        {"--no-shuffle", 0, 0}, {"--threads", 1, 0},
-    {"--dim", 1, 1},         {"--model", 1, 0},       {"--quiet", 0, 0},
+    {"--dim", 1, 1},         {"--model", 1, 0},       {"--quiet", 0, 0},      {"--tagged", 0, 0},
 };
 
 static void help(void)
@@ -34,7 +34,10 @@ static void help(void)
         "targets) trains on text: one stream cut into --batch parallel parts with the\n"
         "state carried from chunk to chunk (truncated BPTT), or with --lines one\n"
         "sequence per line, padded. A classifier (features and labels) trains on IDX\n"
-        "files (--data IMAGES --labels LABELS, e.g. Fashion-MNIST row by row).\n"
+        "files (--data IMAGES --labels LABELS, e.g. Fashion-MNIST row by row). A text\n"
+        "classifier (token ids and labels [B]) trains on LABEL<TAB>TEXT lines, a tagger\n"
+        "(token ids and tags [T, B], --tagged) on TOKEN<TAB>TAG lines with a blank line\n"
+        "between sentences; the classes are saved in the checkpoint.\n"
         "\n"
         "data:\n"
         "  --data PATH          training text (plain or gzip), or IDX images\n"
@@ -45,8 +48,10 @@ static void help(void)
         "  --level L            char (default: UTF-8 characters), byte or word\n"
         "  --min-count N        word level: words seen fewer times are <unk> (default 1)\n"
         "  --lines              one sequence per line (reset per batch, padded)\n"
+        "  --tagged             TOKEN<TAB>TAG lines for a tagger (word level)\n"
         "  --batch B            rows per batch (default 32)\n"
-        "  --seq T              steps per batch (default 64; IDX: the image's rows)\n"
+        "  --seq T              steps per batch (default 64; IDX: the image's rows;\n"
+        "                       labelled lines: the longest line)\n"
         "  --no-shuffle         keep the data's order (default: shuffled per epoch, seeded)\n"
         "length (default one epoch):\n"
         "  --steps N            stop after step N (counted from the start, resumes included)\n"
@@ -93,6 +98,8 @@ typedef struct Run {
   Dataset train, valid;  /* IDX data (moved from td for text: td.train, td.valid) */
   const Dataset *tr, *va;
   int idx, lines, carry;
+  int lab;               /* labelled lines: LAB_CLASS, LAB_TAG; else LAB_NONE */
+  char *classjson;       /* their classes (rnnc.classes) */
   long T, B;
   rnnc_dim dims[40]; int ndims;
   rnnc_net *net, *vnet;
@@ -123,6 +130,7 @@ static void run_free(Run *r)
   if (r->metrics)
     fclose(r->metrics);
   free(r->vocabjson);
+  free(r->classjson);
   free(r->config);
   session_close(&r->s);
 }
@@ -157,7 +165,12 @@ static int load_data(Run *r)
     r->va = opt_given(o, "--valid") ? &r->valid : NULL;
     return EXIT_OK;
   }
-  if (!r->s.tokens || !r->s.targets)
+  r->lab = r->s.tokens && r->s.labels && !r->s.features ? LAB_CLASS
+           : r->s.tokens && r->s.targets && opt_given(o, "--tagged") ? LAB_TAG
+                                                                     : LAB_NONE;
+  if (opt_given(o, "--tagged") && r->lab != LAB_TAG)
+    return user_error("--tagged: model '%s' has no token ids with targets [T, B] to tag", r->s.md->name);
+  if (!r->lab && (!r->s.tokens || !r->s.targets))
     return user_error("model '%s' has neither token ids with targets (a language model) nor features with "
                       "labels (a classifier): rnnc train does not know what to feed it",
                       r->s.md->name);
@@ -167,7 +180,9 @@ static int load_data(Run *r)
     return EXIT_USAGE;
   if (frac >= 1)
     return usage_error(o->cmd, "--valid-frac wants a fraction below 1, not %g", frac);
-  int st = textdata_load(o, tset_getmeta(&r->ck, "rnnc.vocab"), r->lines, frac, seed, &r->td);
+  int st = r->lab ? labeldata_load(o, tset_getmeta(&r->ck, "rnnc.vocab"), tset_getmeta(&r->ck, "rnnc.classes"),
+                                   r->lab, frac, seed, &r->td)
+                  : textdata_load(o, tset_getmeta(&r->ck, "rnnc.vocab"), r->lines, frac, seed, &r->td);
   if (st)
     return st;
   r->tr = &r->td.train;
@@ -185,8 +200,8 @@ static int save(Run *r, long step)
   batcher_tell(&r->bt, pos, sizeof pos);
   snprintf(seed, sizeof seed, "%s", opt_str(&r->o, "--seed") ? opt_str(&r->o, "--seed") : "1");
   const char *kv[] = {"rnnc.data", pos, "rnnc.seed", seed, "rnnc.config", r->config,
-                      "rnnc.vocab", r->vocabjson ? r->vocabjson : ""};
-  int nkv = r->vocabjson ? 4 : 3;
+                      "rnnc.vocab", r->vocabjson ? r->vocabjson : "", "rnnc.classes", r->classjson};
+  int nkv = r->vocabjson ? r->classjson ? 5 : 4 : 3;
   if (rnnc_checkpoint_save(r->opt, r->ckpath, nkv, kv) != RNNC_OK)
     return api_error(r);
   r->lastsaved = step;
@@ -226,11 +241,11 @@ static int do_validate(Run *r, long step, int64_t epoch, Score *sc)
   if (st)
     return st;
   char d[200];
-  score_text(sc, r->idx ? -1 : r->td.vocab.kind, d, sizeof d);
+  score_text(sc, r->idx || r->lab ? -1 : r->td.vocab.kind, d, sizeof d);
   progress_line(&r->pr, "step %ld  validation: %s", step, d);
   json_t *m = json_pack("{s:I,s:I,s:f,s:f}", "step", (json_int_t)step, "epoch", (json_int_t)epoch, "valid_loss",
                         sc->loss, "valid_ppl", exp(sc->loss));
-  if (!r->idx && r->td.vocab.kind != VOCAB_WORD)
+  if (!r->idx && !r->lab && r->td.vocab.kind != VOCAB_WORD)
     json_object_set_new(m, "valid_bpc", json_real(sc->loss / log(2.0)));
   if (sc->acc >= 0)
     json_object_set_new(m, "valid_accuracy", json_real(sc->acc));
@@ -295,7 +310,10 @@ static int setup(Run *r, int argc, char **argv)
   if ((st = load_data(r)))
     return st;
   uint64_t T, B;
-  if (opt_u64(o, "--seq", r->idx ? (uint64_t)r->tr->steps : 64, &T) || opt_u64(o, "--batch", 32, &B))
+  if (r->lab)
+    r->lines = 1;
+  uint64_t T0 = r->idx ? (uint64_t)r->tr->steps : r->lab ? (uint64_t)textdata_longest(&r->td) : 64;
+  if (opt_u64(o, "--seq", T0, &T) || opt_u64(o, "--batch", 32, &B))
     return EXIT_USAGE;
   if (T < 1 || B < 1)
     return usage_error(o->cmd, "--%s must be at least 1", T < 1 ? "seq" : "batch");
@@ -305,9 +323,10 @@ static int setup(Run *r, int argc, char **argv)
   r->B = (long)B;
   if ((r->lines || r->idx) && !r->s.ignore)
     return user_error("model '%s': padded batches (%s) need `ignore = -1` on its softmax", r->s.md->name,
-                      r->idx ? "IDX data" : "--lines");
+                      r->idx ? "IDX data" : r->lab ? "labelled lines" : "--lines");
   r->carry = !r->idx && !r->lines && !r->s.backward;
   long V = r->idx ? 0 : r->td.vocab.n;
+  r->s.nclass = r->lab ? r->td.classes.n : 0;
   if ((st = session_dims(&r->s, o, V, r->T, r->B, r->dims, 40, &r->ndims)))
     return st;
   int nth;
@@ -372,6 +391,7 @@ static int setup(Run *r, int argc, char **argv)
       return user_error("%s: %s", opt_str(o, "--resume"), err);
   }
   r->vocabjson = r->idx ? NULL : vocab_to_json(&r->td.vocab);
+  r->classjson = r->lab ? classes_to_json(&r->td.classes) : NULL;
   r->config = config_json(o, argc, argv);
   r->ckpath = opt_str(o, "--checkpoint");
   r->lastsaved = -1;
@@ -464,7 +484,7 @@ int cmd_train(int argc, char **argv)
                               : 0;
     progress_step(&r->pr, &(ProgressInfo){.step = step, .epoch = r->bt.epoch + 1, .loss = loss, .lr = lr,
                                           .tokps = tokps, .elapsed = elapsed, .frac = frac,
-                                          .unit = r->idx ? "examples/s" : "tok/s"});
+                                          .unit = r->idx || r->lab == LAB_CLASS ? "examples/s" : "tok/s"});
     if (step % (long)r->pr.logevery == 0)
       metric(r, json_pack("{s:I,s:I,s:f,s:f,s:f,s:f,s:f}", "step", (json_int_t)step, "epoch",
                           (json_int_t)(r->bt.epoch + 1), "loss", (double)loss, "lr", lr, "grad_norm", gnorm,
@@ -487,7 +507,7 @@ int cmd_train(int argc, char **argv)
     printf("trained %ld steps in %.1f s; last training loss %.4f\n", step, secs, (double)lastloss);
     if (valstep >= 0) {
       char d[200];
-      score_text(&sc, r->idx ? -1 : r->td.vocab.kind, d, sizeof d);
+      score_text(&sc, r->idx || r->lab ? -1 : r->td.vocab.kind, d, sizeof d);
       printf("validation (%lld targets): %s\n", (long long)sc.n, d);
     }
     if (r->ckpath)

@@ -33,6 +33,13 @@ static void roles(Session *s)
       else if (dim_isconst(v))
         s->vocabn = v.c;
     }
+    if (n->kind == M_SOFTMAX && i == md->loss) {
+      Dim k = n->size[0];
+      if (k.nterm == 1 && k.c == 0 && k.t[0].k == 1)
+        s->classdim = k.t[0].sym;
+      else if (dim_isconst(k))
+        s->classn = k.c;
+    }
     if (n->kind == M_PROBS && n->arg[0] == md->loss)
       for (int k = 0; k < md->noutput; k++)
         if (md->output[k] == i)
@@ -95,7 +102,8 @@ void session_close(Session *s)
 int session_dims(Session *s, const Opts *o, long V, long T, long B, rnnc_dim *dims, int cap, int *n)
 {
   *n = 0;
-  int vgiven = 0;
+  int vgiven = 0, kgiven = 0;
+  long K = s->nclass;
   int k = 0;
   for (int i = 0; i < o->nspec; i++)
     if (strcmp(o->spec[i].name, "--dim") == 0)
@@ -117,6 +125,11 @@ int session_dims(Session *s, const Opts *o, long V, long T, long B, rnnc_dim *di
         return user_error("--dim %s: the vocabulary has %ld tokens, not %ld", a, V, v);
       vgiven = 1;
     }
+    if (s->classdim && strlen(s->classdim) == len && strncmp(a, s->classdim, len) == 0) {
+      if (K > 0 && v != K)
+        return user_error("--dim %s: the data has %ld classes, not %ld", a, K, v);
+      kgiven = 1;
+    }
     dims[*n] = (rnnc_dim){strndup(a, len), v};
     if (!dims[*n].name)
       return user_error("out of memory");
@@ -126,8 +139,14 @@ int session_dims(Session *s, const Opts *o, long V, long T, long B, rnnc_dim *di
     return user_error("model '%s' has a vocabulary of %ld tokens written in it, the data %ld: write "
                       "embedding(tokens, V, E) with a dimension V to take it from the data",
                       s->md->name, s->vocabn, V);
+  if (K > 0 && s->classn && s->classn != K)
+    return user_error("model '%s' has %ld classes written in it, the data %ld: write softmax(h, K, ...) with a "
+                      "dimension K to take it from the data",
+                      s->md->name, s->classn, K);
   if (V > 0 && s->vocabdim && !vgiven)
     dims[(*n)++] = (rnnc_dim){strdup(s->vocabdim), V};
+  if (K > 0 && s->classdim && !kgiven && !(s->vocabdim && strcmp(s->classdim, s->vocabdim) == 0))
+    dims[(*n)++] = (rnnc_dim){strdup(s->classdim), K};
   if (T > 0)
     dims[(*n)++] = (rnnc_dim){strdup("T"), T};
   if (B > 0)
@@ -141,6 +160,7 @@ int session_dims(Session *s, const Opts *o, long V, long T, long B, rnnc_dim *di
 void textdata_free(TextData *d)
 {
   vocab_free(&d->vocab);
+  classes_free(&d->classes);
   dataset_free(&d->train);
   dataset_free(&d->valid);
   memset(d, 0, sizeof *d);
@@ -202,6 +222,70 @@ int textdata_load(const Opts *o, const char *vocabjson, int lines, double frac, 
   return st == RNNC_OK ? EXIT_OK : user_error("%s", err);
 }
 
+/* Labelled lines: the vocabulary from the text column (or vocabjson), the
+ * classes from the labels (or classesjson), the sets as textdata_load's. */
+int labeldata_load(const Opts *o, const char *vocabjson, const char *classesjson, int lab, double frac,
+                   uint64_t seed, TextData *d)
+{
+  char err[1024];
+  int kind;
+  const char *lv = opt_str(o, "--level");
+  if (lab == LAB_TAG) {
+    if (lv && strcmp(lv, "word") != 0)
+      return usage_error(o->cmd, "tagged data (TOKEN<TAB>TAG per line) is word level, not --level %s", lv);
+    kind = VOCAB_WORD;
+  } else if (!parse_level(lv, &kind)) {
+    return usage_error(o->cmd, "--level wants char, byte or word, not '%s'", lv);
+  }
+  uint64_t mincount;
+  if (opt_u64(o, "--min-count", 1, &mincount))
+    return EXIT_USAGE;
+  const char *path = opt_str(o, "--data"), *vpath = opt_given(o, "--valid") ? opt_str(o, "--valid") : NULL;
+  const char *from = classesjson ? "the checkpoint's" : "the training data's";
+  char *text = NULL, *vtext = NULL, *col = NULL;
+  size_t len = 0, vlen = 0, collen = 0;
+  d->lab = lab;
+  int st = data_read_file(path, &text, &len, err, sizeof err);
+  if (st == RNNC_OK && vpath)
+    st = data_read_file(vpath, &vtext, &vlen, err, sizeof err);
+  if (st == RNNC_OK && vocabjson)
+    st = vocab_from_json(&d->vocab, vocabjson, err, sizeof err);
+  else if (st == RNNC_OK && (st = labeled_text(lab, path, text, len, &col, &collen, err, sizeof err)) == RNNC_OK)
+    st = vocab_build(&d->vocab, kind, path, col, collen, (int)mincount, err, sizeof err);
+  if (st == RNNC_OK && classesjson)
+    st = classes_from_json(&d->classes, classesjson, err, sizeof err);
+  else if (st == RNNC_OK)
+    st = classes_build(&d->classes, lab, path, text, len, err, sizeof err);
+  Dataset all = {0};
+  if (st == RNNC_OK)
+    st = dataset_labeled(vpath ? &d->train : &all, lab, &d->vocab, &d->classes, from, path, text, len, err,
+                         sizeof err);
+  if (st == RNNC_OK && vpath)
+    st = dataset_labeled(&d->valid, lab, &d->vocab, &d->classes, from, vpath, vtext, vlen, err, sizeof err);
+  else if (st == RNNC_OK && frac > 0)
+    st = dataset_split(&all, frac, seed, &d->train, &d->valid, err, sizeof err);
+  else if (st == RNNC_OK) {
+    d->train = all;
+    all = (Dataset){0};
+  }
+  d->hasvalid = st == RNNC_OK && (vpath || frac > 0);
+  dataset_free(&all);
+  free(col);
+  free(text);
+  free(vtext);
+  return st == RNNC_OK ? EXIT_OK : user_error("%s", err);
+}
+
+long textdata_longest(const TextData *d)
+{
+  size_t most = 0;
+  const Dataset *set[] = {&d->train, &d->valid};
+  for (int k = 0; k < 2; k++)
+    for (size_t i = 0; set[k]->off && i < set[k]->nseq; i++)
+      if (set[k]->off[i + 1] - set[k]->off[i] > most)
+        most = set[k]->off[i + 1] - set[k]->off[i];
+  return (long)most;
+}
 
 int feed_batch(const Session *s, rnnc_net *net, const Batch *b)
 {
@@ -218,8 +302,10 @@ int feed_batch(const Session *s, rnnc_net *net, const Batch *b)
     return st;
   }
   st = rnnc_set(net, s->tokens, b->tokens, tb * sizeof(int32_t));
-  if (st == RNNC_OK)
+  if (st == RNNC_OK && s->targets)
     st = rnnc_set(net, s->targets, b->targets, tb * sizeof(int32_t));
+  if (st == RNNC_OK && s->labels && b->label)
+    st = rnnc_set(net, s->labels, b->label, (size_t)b->B * sizeof(int32_t));
   if (st == RNNC_OK && s->mask) {
     float *m = rnnc_data(net, s->mask);
     for (size_t i = 0; m && i < tb; i++)
@@ -244,7 +330,12 @@ int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what
   if (carry)
     rnnc_reset_state(net);
   const float *loss = rnnc_data(net, s->md->node[s->md->loss].name);
-  const float *probs = probsname && d->kind == DS_IDX ? rnnc_data(net, probsname) : NULL;
+  const float *probs = probsname && (d->kind == DS_IDX || d->lab != LAB_NONE) ? rnnc_data(net, probsname) : NULL;
+  int64_t pdim[4] = {0};
+  int prank = 0;
+  if (probs)
+    rnnc_tensor_shape(net, probsname, NULL, &prank, pdim);
+  int K = probs ? (int)pdim[prank - 1] : 0;
   for (int64_t k = 0; k < nb; k++) {
     const Batch *b = batcher_next(&vb);
     if (carry && b->reset)
@@ -255,14 +346,18 @@ int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what
     }
     sum += (double)*loss * (double)b->ntarget;
     n += b->ntarget;
-    for (int i = 0; probs && i < b->B; i++) {
-      if (b->label[i] < 0)
+    /* labels [B] against probs [B, K]; tags [T, B] against probs [T, B, K] */
+    int perrow = d->lab != LAB_TAG;
+    const int32_t *want = perrow ? b->label : b->targets;
+    int64_t nrow = perrow ? b->B : (int64_t)b->T * b->B;
+    for (int64_t i = 0; probs && i < nrow; i++) {
+      if (want[i] < 0)
         continue;
       int best = 0;
-      for (int c = 1; c < d->nclass; c++)
-        if (probs[i * d->nclass + c] > probs[i * d->nclass + best])
+      for (int c = 1; c < K; c++)
+        if (probs[i * K + c] > probs[i * K + best])
           best = c;
-      right += best == b->label[i];
+      right += best == want[i];
     }
   }
   batcher_free(&vb);
