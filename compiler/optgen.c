@@ -24,30 +24,15 @@
 #include <string.h>
 
 #include <llvm-c/Core.h>
-#include <llvm-c/DebugInfo.h> /* LLVMTemporaryMDNode */
 
 #include "ir.h"
 
 enum { L = 8 }; /* lanes of the sum of squares */
 
 typedef struct OG {
-  LLVMContextRef cx;
-  LLVMModuleRef mod;
-  LLVMBuilderRef b;
-  LLVMValueRef fn;
-  LLVMBasicBlockRef entry;
-  LLVMTypeRef f32, f64, i32, i64, ptr, voidty;
+  IRB ir;
   LLVMTypeRef vf, vd; /* <8 x float>, <8 x double> */
 } OG;
-
-static void addattr(OG *g, LLVMValueRef fn, unsigned idx, const char *name)
-{
-  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
-  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(g->cx, kind, 0));
-}
-
-static LLVMValueRef ci64(OG *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
-static LLVMValueRef cf32(OG *g, double v) { return LLVMConstReal(g->f32, v); }
 
 /* The function prefix + suffix: void (pt...), nounwind, pointer parameters
  * noalias, parameters named after names (space-separated); the builder is
@@ -57,112 +42,29 @@ static void fn_begin(OG *g, const char *prefix, const char *suffix, LLVMTypeRef 
   char name[256];
   if ((size_t)snprintf(name, sizeof name, "%s%s", prefix, suffix) >= sizeof name)
     die("optgen: prefix '%s' too long", prefix);
-  if (LLVMGetNamedFunction(g->mod, name))
-    die("optgen: function '%s' already in the module", name);
-  g->fn = LLVMAddFunction(g->mod, name, LLVMFunctionType(g->voidty, pt, n, 0));
-  addattr(g, g->fn, LLVMAttributeFunctionIndex, "nounwind");
-  for (unsigned i = 0; i < n; i++) {
-    if (pt[i] == g->ptr)
-      addattr(g, g->fn, i + 1, "noalias");
-    size_t len = strcspn(names, " ");
-    LLVMSetValueName2(LLVMGetParam(g->fn, i), names, len);
-    names += len + (names[len] == ' ');
-  }
-  g->entry = LLVMAppendBasicBlockInContext(g->cx, g->fn, "entry");
-  LLVMPositionBuilderAtEnd(g->b, g->entry);
-}
-
-/* ---- loops --------------------------------------------------------------- */
-
-/* for (iv = lo; iv < hi; iv += step) { body }: loop_begin returns iv and
- * leaves the builder in the body; loop_end closes it. */
-typedef struct Loop {
-  LLVMBasicBlockRef head, exit;
-  LLVMValueRef iv;
-  int64_t step;
-} Loop;
-
-static LLVMValueRef loop_begin(OG *g, Loop *l, LLVMValueRef lo, LLVMValueRef hi, int64_t step, const char *name)
-{
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
-  l->step = step;
-  l->head = LLVMAppendBasicBlockInContext(g->cx, g->fn, name);
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, g->fn, "body");
-  l->exit = LLVMAppendBasicBlockInContext(g->cx, g->fn, "done");
-  LLVMBuildBr(g->b, l->head);
-  LLVMPositionBuilderAtEnd(g->b, l->head);
-  l->iv = LLVMBuildPhi(g->b, g->i64, name);
-  LLVMAddIncoming(l->iv, &lo, &pre, 1);
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, l->iv, hi, ""), body, l->exit);
-  LLVMPositionBuilderAtEnd(g->b, body);
-  return l->iv;
-}
-
-/* The latch carries !llvm.loop !{self, !{"llvm.loop.unroll.disable"}}, as
- * every generated loop (compiler/mkernels.c). */
-static void loop_end(OG *g, Loop *l)
-{
-  LLVMValueRef next = LLVMBuildNSWAdd(g->b, l->iv, ci64(g, l->step), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  LLVMValueRef br = LLVMBuildBr(g->b, l->head);
-  LLVMAddIncoming(l->iv, &next, &latch, 1);
-  LLVMMetadataRef self = LLVMTemporaryMDNode(g->cx, NULL, 0);
-  LLVMMetadataRef s = LLVMMDStringInContext2(g->cx, "llvm.loop.unroll.disable", 24);
-  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(g->cx, &s, 1)};
-  LLVMMetadataRef md = LLVMMDNodeInContext2(g->cx, ops, 2);
-  LLVMMetadataReplaceAllUsesWith(self, md);
-  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->cx, "llvm.loop", 9), LLVMMetadataAsValue(g->cx, md));
-  LLVMPositionBuilderAtEnd(g->b, l->exit);
-}
-
-/* A slot of type ty in the entry block, where mem2reg/SROA promote it. */
-static LLVMValueRef entry_alloca(OG *g, LLVMTypeRef ty, const char *name)
-{
-  LLVMBuilderRef eb = LLVMCreateBuilderInContext(g->cx);
-  LLVMValueRef first = LLVMGetFirstInstruction(g->entry);
-  if (first)
-    LLVMPositionBuilderBefore(eb, first);
-  else
-    LLVMPositionBuilderAtEnd(eb, g->entry);
-  LLVMValueRef a = LLVMBuildAlloca(eb, ty, name);
-  LLVMDisposeBuilder(eb);
-  return a;
+  irb_fn(&g->ir, name, pt, n, names);
 }
 
 /* ---- values ---------------------------------------------------------------- */
 
-static LLVMValueRef at(OG *g, LLVMValueRef p, LLVMValueRef e) { return LLVMBuildInBoundsGEP2(g->b, g->f32, p, &e, 1, ""); }
-static LLVMValueRef ld(OG *g, LLVMValueRef p, LLVMValueRef e) { return LLVMBuildLoad2(g->b, g->f32, at(g, p, e), ""); }
-static void st(OG *g, LLVMValueRef v, LLVMValueRef p, LLVMValueRef e) { LLVMBuildStore(g->b, v, at(g, p, e)); }
-
-static LLVMValueRef fadd(OG *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(g->b, a, b, ""); }
-static LLVMValueRef fmul(OG *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(g->b, a, b, ""); }
-
-/* x in every lane of a vector of type vt (L lanes). */
-static LLVMValueRef splat(OG *g, LLVMTypeRef vt, LLVMValueRef x)
+static LLVMValueRef ld(OG *g, LLVMValueRef p, LLVMValueRef e)
 {
-  LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetPoison(vt), x, LLVMConstInt(g->i32, 0, 0), "");
-  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(g->i32, L));
-  return LLVMBuildShuffleVector(g->b, v, LLVMGetPoison(vt), mask, "");
+  return LLVMBuildLoad2(g->ir.b, g->ir.f32, irb_gep(&g->ir, p, e), "");
+}
+static void st(OG *g, LLVMValueRef v, LLVMValueRef p, LLVMValueRef e)
+{
+  LLVMBuildStore(g->ir.b, v, irb_gep(&g->ir, p, e));
 }
 
-/* Lane 0 + lane 1 + ... + lane L-1, in that order. */
-static LLVMValueRef hsum(OG *g, LLVMValueRef v)
-{
-  LLVMValueRef s = NULL;
-  for (int i = 0; i < L; i++) {
-    LLVMValueRef x = LLVMBuildExtractElement(g->b, v, LLVMConstInt(g->i32, (unsigned)i, 0), "");
-    s = s ? fadd(g, s, x) : x;
-  }
-  return s;
-}
+static LLVMValueRef fadd(OG *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(g->ir.b, a, b, ""); }
+static LLVMValueRef fmul(OG *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(g->ir.b, a, b, ""); }
 
 /* x clamped to [-v, v] as clamp_ does (x > v: v; then x < -v: -v; NaN
  * stays NaN); x and v scalars or vectors alike. */
 static LLVMValueRef clamp(OG *g, LLVMValueRef x, LLVMValueRef v, LLVMValueRef negv)
 {
-  x = LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, x, v, ""), v, x, "");
-  return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOLT, x, negv, ""), negv, x, "clamped");
+  x = LLVMBuildSelect(g->ir.b, LLVMBuildFCmp(g->ir.b, LLVMRealOGT, x, v, ""), v, x, "");
+  return LLVMBuildSelect(g->ir.b, LLVMBuildFCmp(g->ir.b, LLVMRealOLT, x, negv, ""), negv, x, "clamped");
 }
 
 /* ---- the sum of squares ------------------------------------------------------ */
@@ -173,46 +75,47 @@ static LLVMValueRef clamp(OG *g, LLVMValueRef x, LLVMValueRef v, LLVMValueRef ne
  * clamping would hide an Inf). */
 static void gen_sumsq(OG *g, const char *prefix)
 {
-  LLVMTypeRef pt[5] = {g->ptr, g->i64, g->i64, g->f32, g->ptr};
+  LLVMTypeRef pt[5] = {g->ir.ptr, g->ir.i64, g->ir.i64, g->ir.f32, g->ir.ptr};
   fn_begin(g, prefix, "_sumsq", pt, 5, "g lo hi clipv part");
-  LLVMBuilderRef b = g->b;
-  LLVMValueRef G = LLVMGetParam(g->fn, 0), lo = LLVMGetParam(g->fn, 1), hi = LLVMGetParam(g->fn, 2);
-  LLVMValueRef cv = LLVMGetParam(g->fn, 3), P = LLVMGetParam(g->fn, 4);
+  LLVMBuilderRef b = g->ir.b;
+  LLVMValueRef G = LLVMGetParam(g->ir.fn, 0), lo = LLVMGetParam(g->ir.fn, 1), hi = LLVMGetParam(g->ir.fn, 2);
+  LLVMValueRef cv = LLVMGetParam(g->ir.fn, 3), P = LLVMGetParam(g->ir.fn, 4);
   LLVMValueRef ncv = LLVMBuildFNeg(b, cv, "negclipv");
-  LLVMValueRef vcv = splat(g, g->vf, cv), vncv = splat(g, g->vf, ncv);
-  LLVMValueRef acc = entry_alloca(g, g->vd, "acc"), nfv = entry_alloca(g, g->vf, "nfv");
-  LLVMValueRef sum = entry_alloca(g, g->f64, "sum"), nf = entry_alloca(g, g->f32, "nf");
-  LLVMValueRef vzero = LLVMConstNull(g->vf), zero = cf32(g, 0);
+  LLVMValueRef vcv = irb_splat(&g->ir, g->vf, cv), vncv = irb_splat(&g->ir, g->vf, ncv);
+  LLVMValueRef acc = irb_alloca(&g->ir, g->vd, "acc"), nfv = irb_alloca(&g->ir, g->vf, "nfv");
+  LLVMValueRef sum = irb_alloca(&g->ir, g->ir.f64, "sum"), nf = irb_alloca(&g->ir, g->ir.f32, "nf");
+  LLVMValueRef vzero = LLVMConstNull(g->vf), zero = irb_f32(&g->ir, 0);
 
-  Loop lc, le;
-  LLVMValueRef cs = loop_begin(g, &lc, lo, hi, OPT_CHUNK, "chunk");
-  LLVMValueRef cend = LLVMBuildNSWAdd(b, cs, ci64(g, OPT_CHUNK), "");
+  IRLoop lc, le;
+  LLVMValueRef cs = irb_loop_begin(&g->ir, &lc, lo, hi, OPT_CHUNK, "chunk");
+  LLVMValueRef cend = LLVMBuildNSWAdd(b, cs, irb_i64(&g->ir, OPT_CHUNK), "");
   LLVMValueRef ce = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, cend, hi, ""), cend, hi, "ce");
   LLVMValueRef n = LLVMBuildNSWSub(b, ce, cs, "");
-  LLVMValueRef nv = LLVMBuildNSWAdd(b, cs, LLVMBuildAnd(b, n, ci64(g, -L), ""), "nv");
+  LLVMValueRef nv = LLVMBuildNSWAdd(b, cs, LLVMBuildAnd(b, n, irb_i64(&g->ir, -L), ""), "nv");
   LLVMBuildStore(b, LLVMConstNull(g->vd), acc);
   LLVMBuildStore(b, vzero, nfv);
   /* the vector part: lane e mod 8 */
-  LLVMValueRef e = loop_begin(g, &le, cs, nv, L, "e");
-  LLVMValueRef x = LLVMBuildLoad2(b, g->vf, at(g, G, e), "");
+  LLVMValueRef e = irb_loop_begin(&g->ir, &le, cs, nv, L, "e");
+  LLVMValueRef x = LLVMBuildLoad2(b, g->vf, irb_gep(&g->ir, G, e), "");
   LLVMSetAlignment(x, 4);
   LLVMValueRef c = LLVMBuildFPExt(b, clamp(g, x, vcv, vncv), g->vd, "");
   LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->vd, acc, ""), fmul(g, c, c)), acc);
   LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->vf, nfv, ""), fmul(g, x, vzero)), nfv);
-  loop_end(g, &le);
-  LLVMBuildStore(b, hsum(g, LLVMBuildLoad2(b, g->vd, acc, "")), sum);
-  LLVMBuildStore(b, hsum(g, LLVMBuildLoad2(b, g->vf, nfv, "")), nf);
+  irb_loop_end(&g->ir, &le);
+  LLVMBuildStore(b, irb_hsum(&g->ir, LLVMBuildLoad2(b, g->vd, acc, "")), sum);
+  LLVMBuildStore(b, irb_hsum(&g->ir, LLVMBuildLoad2(b, g->vf, nfv, "")), nf);
   /* the tail, in order */
-  e = loop_begin(g, &le, nv, ce, 1, "tail");
+  e = irb_loop_begin(&g->ir, &le, nv, ce, 1, "tail");
   LLVMValueRef xs = ld(g, G, e);
-  LLVMValueRef cd = LLVMBuildFPExt(b, clamp(g, xs, cv, ncv), g->f64, "");
-  LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->f64, sum, ""), fmul(g, cd, cd)), sum);
-  LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->f32, nf, ""), fmul(g, xs, zero)), nf);
-  loop_end(g, &le);
-  LLVMValueRef s = fadd(g, LLVMBuildLoad2(b, g->f64, sum, ""), LLVMBuildFPExt(b, LLVMBuildLoad2(b, g->f32, nf, ""), g->f64, ""));
-  LLVMValueRef ci = LLVMBuildSDiv(b, cs, ci64(g, OPT_CHUNK), "c");
-  LLVMBuildStore(b, s, LLVMBuildInBoundsGEP2(b, g->f64, P, &ci, 1, ""));
-  loop_end(g, &lc);
+  LLVMValueRef cd = LLVMBuildFPExt(b, clamp(g, xs, cv, ncv), g->ir.f64, "");
+  LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->ir.f64, sum, ""), fmul(g, cd, cd)), sum);
+  LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->ir.f32, nf, ""), fmul(g, xs, zero)), nf);
+  irb_loop_end(&g->ir, &le);
+  LLVMValueRef s = fadd(g, LLVMBuildLoad2(b, g->ir.f64, sum, ""),
+                        LLVMBuildFPExt(b, LLVMBuildLoad2(b, g->ir.f32, nf, ""), g->ir.f64, ""));
+  LLVMValueRef ci = LLVMBuildSDiv(b, cs, irb_i64(&g->ir, OPT_CHUNK), "c");
+  LLVMBuildStore(b, s, LLVMBuildInBoundsGEP2(b, g->ir.f64, P, &ci, 1, ""));
+  irb_loop_end(&g->ir, &lc);
   LLVMBuildRetVoid(b);
 }
 
@@ -235,25 +138,26 @@ static LLVMValueRef grad(OG *g, LLVMValueRef G, LLVMValueRef e, LLVMValueRef cv,
  * momentum + d, w += neglr·buf. One loop per mode, chosen before the loop. */
 static void gen_sgd(OG *g, const char *prefix)
 {
-  LLVMTypeRef pt[11] = {g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->f32, g->f32, g->f32, g->f32, g->f32, g->i32};
+  LLVMTypeRef pt[11] = {g->ir.ptr, g->ir.ptr, g->ir.ptr, g->ir.i64, g->ir.i64, g->ir.f32,
+                        g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32, g->ir.i32};
   fn_begin(g, prefix, "_sgd", pt, 11, "w g buf lo hi clipv scale neglr wd momentum mode");
-  LLVMBuilderRef b = g->b;
-  LLVMValueRef W = LLVMGetParam(g->fn, 0), G = LLVMGetParam(g->fn, 1), B = LLVMGetParam(g->fn, 2);
-  LLVMValueRef lo = LLVMGetParam(g->fn, 3), hi = LLVMGetParam(g->fn, 4), cv = LLVMGetParam(g->fn, 5);
-  LLVMValueRef scale = LLVMGetParam(g->fn, 6), neglr = LLVMGetParam(g->fn, 7), wd = LLVMGetParam(g->fn, 8);
-  LLVMValueRef mom = LLVMGetParam(g->fn, 9), mode = LLVMGetParam(g->fn, 10);
+  LLVMBuilderRef b = g->ir.b;
+  LLVMValueRef W = LLVMGetParam(g->ir.fn, 0), G = LLVMGetParam(g->ir.fn, 1), B = LLVMGetParam(g->ir.fn, 2);
+  LLVMValueRef lo = LLVMGetParam(g->ir.fn, 3), hi = LLVMGetParam(g->ir.fn, 4), cv = LLVMGetParam(g->ir.fn, 5);
+  LLVMValueRef scale = LLVMGetParam(g->ir.fn, 6), neglr = LLVMGetParam(g->ir.fn, 7), wd = LLVMGetParam(g->ir.fn, 8);
+  LLVMValueRef mom = LLVMGetParam(g->ir.fn, 9), mode = LLVMGetParam(g->ir.fn, 10);
   LLVMValueRef ncv = LLVMBuildFNeg(b, cv, "negclipv");
-  LLVMBasicBlockRef blk[3], done = LLVMAppendBasicBlockInContext(g->cx, g->fn, "ret");
+  LLVMBasicBlockRef blk[3], done = LLVMAppendBasicBlockInContext(g->ir.cx, g->ir.fn, "ret");
   static const char *const bname[3] = {"plain", "first", "momentum"};
   for (int i = 0; i < 3; i++)
-    blk[i] = LLVMAppendBasicBlockInContext(g->cx, g->fn, bname[i]);
+    blk[i] = LLVMAppendBasicBlockInContext(g->ir.cx, g->ir.fn, bname[i]);
   LLVMValueRef sw = LLVMBuildSwitch(b, mode, done, 3);
   for (int i = 0; i < 3; i++)
-    LLVMAddCase(sw, LLVMConstInt(g->i32, (unsigned)i, 0), blk[i]);
+    LLVMAddCase(sw, LLVMConstInt(g->ir.i32, (unsigned)i, 0), blk[i]);
   for (int i = 0; i < 3; i++) {
     LLVMPositionBuilderAtEnd(b, blk[i]);
-    Loop l;
-    LLVMValueRef e = loop_begin(g, &l, lo, hi, 1, "e");
+    IRLoop l;
+    LLVMValueRef e = irb_loop_begin(&g->ir, &l, lo, hi, 1, "e");
     LLVMValueRef w = ld(g, W, e);
     LLVMValueRef d = grad(g, G, e, cv, ncv, scale, wd, w);
     if (i == OPT_SGD_FIRST)
@@ -263,7 +167,7 @@ static void gen_sgd(OG *g, const char *prefix)
       st(g, d, B, e);
     }
     st(g, fadd(g, w, fmul(g, neglr, d)), W, e);
-    loop_end(g, &l);
+    irb_loop_end(&g->ir, &l);
     LLVMBuildBr(b, done);
   }
   LLVMPositionBuilderAtEnd(b, done);
@@ -283,23 +187,24 @@ static void gen_sgd(OG *g, const char *prefix)
  *   w = w + (negstep · m) / (sqrt(v) / bc2sqrt + eps)   p.addcdiv_(exp_avg, denom, value=-step_size) */
 static void gen_adam(OG *g, const char *prefix)
 {
-  LLVMTypeRef pt[17] = {g->ptr, g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->f32, g->f32, g->f32,
-                        g->f32, g->f32, g->f32, g->f32, g->f32, g->f32, g->f32, g->f32};
+  LLVMTypeRef pt[17] = {g->ir.ptr, g->ir.ptr, g->ir.ptr, g->ir.ptr, g->ir.i64, g->ir.i64,
+                        g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32,
+                        g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32};
   fn_begin(g, prefix, "_adam", pt, 17,
            "w g m v lo hi clipv scale wd decay beta1 omb1 beta2 omb2 negstep bc2sqrt eps");
-  LLVMBuilderRef b = g->b;
+  LLVMBuilderRef b = g->ir.b;
   LLVMValueRef a[17];
   for (unsigned i = 0; i < 17; i++)
-    a[i] = LLVMGetParam(g->fn, i);
+    a[i] = LLVMGetParam(g->ir.fn, i);
   LLVMValueRef W = a[0], G = a[1], M = a[2], V = a[3], lo = a[4], hi = a[5], cv = a[6], scale = a[7];
   LLVMValueRef wd = a[8], decay = a[9], b1 = a[10], omb1 = a[11], b2 = a[12], omb2 = a[13];
   LLVMValueRef negstep = a[14], bc2 = a[15], eps = a[16];
   LLVMValueRef ncv = LLVMBuildFNeg(b, cv, "negclipv");
   unsigned sid = LLVMLookupIntrinsicID("llvm.sqrt", 9);
-  LLVMValueRef sqrtf_ = LLVMGetIntrinsicDeclaration(g->mod, sid, &g->f32, 1);
-  LLVMTypeRef sqrtty = LLVMIntrinsicGetType(g->cx, sid, &g->f32, 1);
-  Loop l;
-  LLVMValueRef e = loop_begin(g, &l, lo, hi, 1, "e");
+  LLVMValueRef sqrtf_ = LLVMGetIntrinsicDeclaration(g->ir.mod, sid, &g->ir.f32, 1);
+  LLVMTypeRef sqrtty = LLVMIntrinsicGetType(g->ir.cx, sid, &g->ir.f32, 1);
+  IRLoop l;
+  LLVMValueRef e = irb_loop_begin(&g->ir, &l, lo, hi, 1, "e");
   LLVMValueRef w = fmul(g, ld(g, W, e), decay);
   LLVMValueRef d = grad(g, G, e, cv, ncv, scale, wd, w);
   LLVMValueRef m = fadd(g, fmul(g, ld(g, M, e), b1), fmul(g, omb1, d));
@@ -309,28 +214,20 @@ static void gen_adam(OG *g, const char *prefix)
   LLVMValueRef sq = LLVMBuildCall2(b, sqrtty, sqrtf_, &v, 1, "");
   LLVMValueRef den = fadd(g, LLVMBuildFDiv(b, sq, bc2, ""), eps);
   st(g, fadd(g, w, LLVMBuildFDiv(b, fmul(g, negstep, m), den, "")), W, e);
-  loop_end(g, &l);
+  irb_loop_end(&g->ir, &l);
   LLVMBuildRetVoid(b);
 }
 
 void optgen(LLVMContextRef cx, LLVMModuleRef mod, const char *prefix)
 {
   OG g = {0};
-  g.cx = cx;
-  g.mod = mod;
-  g.b = LLVMCreateBuilderInContext(cx);
-  g.f32 = LLVMFloatTypeInContext(cx);
-  g.f64 = LLVMDoubleTypeInContext(cx);
-  g.i32 = LLVMInt32TypeInContext(cx);
-  g.i64 = LLVMInt64TypeInContext(cx);
-  g.ptr = LLVMPointerTypeInContext(cx, 0);
-  g.voidty = LLVMVoidTypeInContext(cx);
-  g.vf = LLVMVectorType(g.f32, L);
-  g.vd = LLVMVectorType(g.f64, L);
+  irb_init(&g.ir, cx, mod);
+  g.vf = LLVMVectorType(g.ir.f32, L);
+  g.vd = LLVMVectorType(g.ir.f64, L);
   gen_sumsq(&g, prefix);
   gen_sgd(&g, prefix);
   gen_adam(&g, prefix);
-  LLVMDisposeBuilder(g.b);
+  irb_free(&g.ir);
 }
 
 int optgen_jit(Jit **j, OptKernels *k, char *err, size_t errlen)

@@ -562,21 +562,28 @@ typedef struct IRLoop {
 void irb_init(IRB *ir, struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod);
 /* Disposes the builder. */
 void irb_free(IRB *ir);
-/* Whether the host CPU has AVX2 and FMA (LLVMGetHostCPUFeatures), as SLEEF's AVX2 functions and the 8-wide kernels need. */
+/* Whether the host CPU has AVX2 and FMA (LLVMGetHostCPUFeatures): 8-wide kernels, SLEEF's AVX2 functions. */
 int irb_host_avx2_fma(void);
 /* Enum attribute name (value 0) on fn at idx (LLVMAttributeFunctionIndex, or parameter i + 1). */
 void irb_attr(IRB *ir, struct LLVMOpaqueValue *fn, unsigned idx, const char *name);
-/* void name(pt[0..n)) in mod: nounwind, pointer parameters noalias, named after names (space-separated); dies if name exists. Sets fn and entry, builder at the entry. */
-struct LLVMOpaqueValue *irb_fn(IRB *ir, const char *name, struct LLVMOpaqueType **pt, unsigned n, const char *names);
-/* The KernFn sym(buf, t, lo, hi, noalias scratch), nounwind, parameters named. Sets fn and entry, builder at the entry. */
+/* void name(pt[0..n)) in mod: nounwind, pointer parameters noalias, named after names
+ * (space-separated); dies if name exists. Sets fn and entry, the builder at the entry. */
+struct LLVMOpaqueValue *irb_fn(IRB *ir, const char *name, struct LLVMOpaqueType **pt, unsigned n,
+                               const char *names);
+/* The KernFn sym(buf, t, lo, hi, noalias scratch), nounwind, parameters named; as irb_fn. */
 struct LLVMOpaqueValue *irb_kernfn(IRB *ir, const char *sym);
-/* ty name(ty) applied to x; name declared once per module, nounwind willreturn memory(none) (SLEEF is pure). */
-struct LLVMOpaqueValue *irb_call1(IRB *ir, const char *name, struct LLVMOpaqueType *ty, struct LLVMOpaqueValue *x);
-/* Opens for (iv = lo; iv < hi; iv += step): head block and iv called name, then "body" and "done"; returns iv, builder in the body. */
-struct LLVMOpaqueValue *irb_loop_begin(IRB *ir, IRLoop *l, struct LLVMOpaqueValue *lo, struct LLVMOpaqueValue *hi, int64_t step, const char *name);
+/* name(x) for x of type ty; name declared once per module: nounwind willreturn memory(none). */
+struct LLVMOpaqueValue *irb_call1(IRB *ir, const char *name, struct LLVMOpaqueType *ty,
+                                  struct LLVMOpaqueValue *x);
+/* Opens for (iv = lo; iv < hi; iv += step): head and iv named name, then blocks "body" and
+ * "done"; returns iv, the builder in the body. */
+struct LLVMOpaqueValue *irb_loop_begin(IRB *ir, IRLoop *l, struct LLVMOpaqueValue *lo, struct LLVMOpaqueValue *hi,
+                                       int64_t step, const char *name);
 /* irb_loop_begin with the head block, the iv and the exit block named apart. */
-struct LLVMOpaqueValue *irb_loop_named(IRB *ir, IRLoop *l, struct LLVMOpaqueValue *lo, struct LLVMOpaqueValue *hi, int64_t step, const char *head, const char *iv, const char *exit);
-/* Closes l: iv + step (nsw), the latch carries !llvm.loop !{self, !{"llvm.loop.unroll.disable"}}; builder after the loop. */
+struct LLVMOpaqueValue *irb_loop_named(IRB *ir, IRLoop *l, struct LLVMOpaqueValue *lo, struct LLVMOpaqueValue *hi,
+                                       int64_t step, const char *head, const char *iv, const char *exit);
+/* Closes l: iv + step (nsw); the latch carries !llvm.loop !{self, !{"llvm.loop.unroll.disable"}}
+ * (trip counts are constants: unrolling costs compile time); the builder after the loop. */
 void irb_loop_end(IRB *ir, IRLoop *l);
 /* !llvm.loop !{self, !{"llvm.loop.unroll.disable"}} on the latch branch br. */
 void irb_nounroll(IRB *ir, struct LLVMOpaqueValue *br);
@@ -591,7 +598,7 @@ struct LLVMOpaqueValue *irb_add(IRB *ir, struct LLVMOpaqueValue *a, struct LLVMO
 struct LLVMOpaqueValue *irb_mulc(IRB *ir, struct LLVMOpaqueValue *a, int64_t c);
 /* &p[e] for a float pointer p (inbounds), e an i64. */
 struct LLVMOpaqueValue *irb_gep(IRB *ir, struct LLVMOpaqueValue *p, struct LLVMOpaqueValue *e);
-/* A load of ty from p, a store of v at p, both with a float's alignment (4): for vectors at any element. */
+/* A load of ty from p, a store of v at p, with a float's alignment (4): vectors at any element. */
 struct LLVMOpaqueValue *irb_loadu(IRB *ir, struct LLVMOpaqueType *ty, struct LLVMOpaqueValue *p);
 void irb_storeu(IRB *ir, struct LLVMOpaqueValue *v, struct LLVMOpaqueValue *p);
 /* x in every lane of a vector of type vt (insertelement at i32 0, then a zero shuffle). */
