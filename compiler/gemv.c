@@ -12,79 +12,26 @@
 #include <string.h>
 
 #include <llvm-c/Core.h>
-#include <llvm-c/DebugInfo.h>
 
 #include "ir.h"
 
 typedef struct V {
-  LLVMContextRef cx;
-  LLVMModuleRef mod;
-  LLVMBuilderRef b;
-  LLVMValueRef fn;
-  LLVMTypeRef f32, i64, ptr, vty;
+  IRB ir;
+  LLVMTypeRef vty;
   LLVMValueRef fma, sfma;
   LLVMTypeRef fmaty, sfmaty;
   int W;
 } V;
 
-static LLVMValueRef ci(V *v, int64_t x) { return LLVMConstInt(v->i64, (unsigned long long)x, 1); }
-
-typedef struct Loop {
-  LLVMBasicBlockRef head, exit;
-  LLVMValueRef iv;
-  int64_t step;
-} Loop;
-
-static LLVMValueRef loop_begin(V *v, Loop *l, LLVMValueRef lo, LLVMValueRef hi, int64_t step)
-{
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(v->b);
-  l->step = step;
-  l->head = LLVMAppendBasicBlockInContext(v->cx, v->fn, "head");
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(v->cx, v->fn, "body");
-  l->exit = LLVMAppendBasicBlockInContext(v->cx, v->fn, "exit");
-  LLVMBuildBr(v->b, l->head);
-  LLVMPositionBuilderAtEnd(v->b, l->head);
-  l->iv = LLVMBuildPhi(v->b, v->i64, "");
-  LLVMAddIncoming(l->iv, &lo, &pre, 1);
-  LLVMBuildCondBr(v->b, LLVMBuildICmp(v->b, LLVMIntSLT, l->iv, hi, ""), body, l->exit);
-  LLVMPositionBuilderAtEnd(v->b, body);
-  return l->iv;
-}
-
-static void loop_end(V *v, Loop *l)
-{
-  LLVMValueRef next = LLVMBuildNSWAdd(v->b, l->iv, ci(v, l->step), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(v->b);
-  LLVMValueRef br = LLVMBuildBr(v->b, l->head);
-  LLVMAddIncoming(l->iv, &next, &latch, 1);
-  LLVMMetadataRef self = LLVMTemporaryMDNode(v->cx, NULL, 0);
-  LLVMMetadataRef s = LLVMMDStringInContext2(v->cx, "llvm.loop.unroll.disable", 24);
-  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(v->cx, &s, 1)};
-  LLVMMetadataRef md = LLVMMDNodeInContext2(v->cx, ops, 2);
-  LLVMMetadataReplaceAllUsesWith(self, md);
-  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(v->cx, "llvm.loop", 9), LLVMMetadataAsValue(v->cx, md));
-  LLVMPositionBuilderAtEnd(v->b, l->exit);
-}
-
-static LLVMValueRef gep(V *v, LLVMValueRef base, LLVMValueRef off)
-{
-  return LLVMBuildInBoundsGEP2(v->b, v->f32, base, &off, 1, "");
-}
-
-static LLVMValueRef vload(V *v, LLVMValueRef p)
-{
-  LLVMValueRef x = LLVMBuildLoad2(v->b, v->vty, p, "");
-  LLVMSetAlignment(x, 4);
-  return x;
-}
-
 /* base + off + t*tstride (floats) of an Addr */
 static LLVMValueRef origin(V *v, LLVMValueRef buf, LLVMValueRef t, Addr a)
 {
-  LLVMValueRef slot = ci(v, a.slot);
-  LLVMValueRef base = LLVMBuildLoad2(v->b, v->ptr, LLVMBuildInBoundsGEP2(v->b, v->ptr, buf, &slot, 1, ""), "");
-  LLVMValueRef off = LLVMBuildNSWAdd(v->b, ci(v, a.off), LLVMBuildNSWMul(v->b, t, ci(v, a.tstride), ""), "");
-  return gep(v, base, off);
+  IRB *ir = &v->ir;
+  LLVMValueRef slot = irb_i64(ir, a.slot);
+  LLVMValueRef base = LLVMBuildLoad2(ir->b, ir->ptr, LLVMBuildInBoundsGEP2(ir->b, ir->ptr, buf, &slot, 1, ""), "");
+  LLVMValueRef off =
+      LLVMBuildNSWAdd(ir->b, irb_i64(ir, a.off), LLVMBuildNSWMul(ir->b, t, irb_i64(ir, a.tstride), ""), "");
+  return irb_gep(ir, base, off);
 }
 
 int mk_gemv(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, int64_t N, int64_t K, Addr a,
@@ -97,54 +44,53 @@ int mk_gemv(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, in
   }
   int mr, nr;
   gemm_block(portable ? GEMM_PORTABLE : 0, &mr, &nr);
-  V v = {.cx = cx, .mod = mod, .W = nr == 16 ? 8 : 4};
-  v.b = LLVMCreateBuilderInContext(cx);
-  v.f32 = LLVMFloatTypeInContext(cx);
-  v.i64 = LLVMInt64TypeInContext(cx);
-  v.ptr = LLVMPointerTypeInContext(cx, 0);
-  v.vty = LLVMVectorType(v.f32, (unsigned)v.W);
+  V v = {.W = nr == 16 ? 8 : 4};
+  irb_init(&v.ir, cx, mod);
+  IRB *ir = &v.ir;
+  v.vty = LLVMVectorType(ir->f32, (unsigned)v.W);
   const char *in = v.W == 8 ? "llvm.fma" : "llvm.fmuladd";
   unsigned id = LLVMLookupIntrinsicID(in, strlen(in));
   v.fma = LLVMGetIntrinsicDeclaration(mod, id, &v.vty, 1);
   v.fmaty = LLVMIntrinsicGetType(cx, id, &v.vty, 1);
-  v.sfma = LLVMGetIntrinsicDeclaration(mod, id, &v.f32, 1);
-  v.sfmaty = LLVMIntrinsicGetType(cx, id, &v.f32, 1);
+  v.sfma = LLVMGetIntrinsicDeclaration(mod, id, &ir->f32, 1);
+  v.sfmaty = LLVMIntrinsicGetType(cx, id, &ir->f32, 1);
 
-  LLVMTypeRef pt[5] = {v.ptr, v.i64, v.i64, v.i64, v.ptr};
-  v.fn = LLVMAddFunction(mod, sym, LLVMFunctionType(LLVMVoidTypeInContext(cx), pt, 5, 0));
-  LLVMPositionBuilderAtEnd(v.b, LLVMAppendBasicBlockInContext(cx, v.fn, "entry"));
-  LLVMValueRef buf = LLVMGetParam(v.fn, 0), t = LLVMGetParam(v.fn, 1);
-  LLVMValueRef lo = LLVMGetParam(v.fn, 2), hi = LLVMGetParam(v.fn, 3);
+  LLVMTypeRef pt[5] = {ir->ptr, ir->i64, ir->i64, ir->i64, ir->ptr};
+  ir->fn = LLVMAddFunction(mod, sym, LLVMFunctionType(LLVMVoidTypeInContext(cx), pt, 5, 0));
+  LLVMPositionBuilderAtEnd(ir->b, LLVMAppendBasicBlockInContext(cx, ir->fn, "entry"));
+  LLVMValueRef buf = LLVMGetParam(ir->fn, 0), t = LLVMGetParam(ir->fn, 1);
+  LLVMValueRef lo = LLVMGetParam(ir->fn, 2), hi = LLVMGetParam(ir->fn, 3);
   LLVMValueRef A = origin(&v, buf, t, a), Wp = origin(&v, buf, t, w), Cp = origin(&v, buf, t, c);
 
   int64_t step = 4 * (int64_t)v.W, kv = K / step * step, kw = K / v.W * v.W;
-  Loop ln, lk;
-  LLVMValueRef n = loop_begin(&v, &ln, lo, hi, 1);
-  LLVMValueRef wrow = gep(&v, Wp, LLVMBuildNSWMul(v.b, n, ci(&v, w.ld), ""));
+  IRLoop ln, lk;
+  LLVMValueRef n = irb_loop_named(ir, &ln, lo, hi, 1, "head", "", "exit");
+  LLVMValueRef wrow = irb_gep(ir, Wp, LLVMBuildNSWMul(ir->b, n, irb_i64(ir, w.ld), ""));
   for (int64_t m = 0; m < M; m++) {
-    LLVMValueRef arow = gep(&v, A, ci(&v, m * a.ld));
+    LLVMValueRef arow = irb_gep(ir, A, irb_i64(ir, m * a.ld));
     LLVMValueRef zero = LLVMConstNull(v.vty);
     LLVMValueRef s[4];
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(v.b);
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(ir->b);
     if (kv > 0) {
-      LLVMValueRef k = loop_begin(&v, &lk, ci(&v, 0), ci(&v, kv), step);
+      LLVMValueRef k = irb_loop_named(ir, &lk, irb_i64(ir, 0), irb_i64(ir, kv), step, "head", "", "exit");
       LLVMValueRef phi[4];
       /* the accumulators: phis of the loop head, after its iv */
-      LLVMPositionBuilderBefore(v.b, LLVMGetNextInstruction(lk.iv));
+      LLVMPositionBuilderBefore(ir->b, LLVMGetNextInstruction(lk.iv));
       for (int q = 0; q < 4; q++) {
-        phi[q] = LLVMBuildPhi(v.b, v.vty, "");
+        phi[q] = LLVMBuildPhi(ir->b, v.vty, "");
         LLVMAddIncoming(phi[q], &zero, &pre, 1);
       }
-      LLVMPositionBuilderAtEnd(v.b, LLVMGetPreviousBasicBlock(lk.exit)); /* the body */
+      LLVMPositionBuilderAtEnd(ir->b, LLVMGetPreviousBasicBlock(lk.exit)); /* the body */
       for (int q = 0; q < 4; q++) {
-        LLVMValueRef kq = LLVMBuildNSWAdd(v.b, k, ci(&v, q * (int64_t)v.W), "");
-        LLVMValueRef args[3] = {vload(&v, gep(&v, arow, kq)), vload(&v, gep(&v, wrow, kq)), phi[q]};
-        s[q] = LLVMBuildCall2(v.b, v.fmaty, v.fma, args, 3, "");
+        LLVMValueRef kq = LLVMBuildNSWAdd(ir->b, k, irb_i64(ir, q * (int64_t)v.W), "");
+        LLVMValueRef args[3] = {irb_loadu(ir, v.vty, irb_gep(ir, arow, kq)), irb_loadu(ir, v.vty, irb_gep(ir, wrow, kq)),
+                                phi[q]};
+        s[q] = LLVMBuildCall2(ir->b, v.fmaty, v.fma, args, 3, "");
       }
-      LLVMBasicBlockRef latch = LLVMGetInsertBlock(v.b);
+      LLVMBasicBlockRef latch = LLVMGetInsertBlock(ir->b);
       for (int q = 0; q < 4; q++)
         LLVMAddIncoming(phi[q], &s[q], &latch, 1);
-      loop_end(&v, &lk);
+      irb_loop_end(ir, &lk);
       for (int q = 0; q < 4; q++) /* the loop's results: the phis as they exit */
         s[q] = phi[q];
     } else {
@@ -153,25 +99,27 @@ int mk_gemv(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, in
     }
     /* whole vectors past the unrolled part, into s[0] */
     for (int64_t k = kv; k < kw; k += v.W) {
-      LLVMValueRef args[3] = {vload(&v, gep(&v, arow, ci(&v, k))), vload(&v, gep(&v, wrow, ci(&v, k))), s[0]};
-      s[0] = LLVMBuildCall2(v.b, v.fmaty, v.fma, args, 3, "");
+      LLVMValueRef args[3] = {irb_loadu(ir, v.vty, irb_gep(ir, arow, irb_i64(ir, k))),
+                              irb_loadu(ir, v.vty, irb_gep(ir, wrow, irb_i64(ir, k))), s[0]};
+      s[0] = LLVMBuildCall2(ir->b, v.fmaty, v.fma, args, 3, "");
     }
-    LLVMValueRef tot = LLVMBuildFAdd(v.b, LLVMBuildFAdd(v.b, s[0], s[1], ""), LLVMBuildFAdd(v.b, s[2], s[3], ""), "");
-    LLVMValueRef r = LLVMBuildExtractElement(v.b, tot, ci(&v, 0), "");
+    LLVMValueRef tot =
+        LLVMBuildFAdd(ir->b, LLVMBuildFAdd(ir->b, s[0], s[1], ""), LLVMBuildFAdd(ir->b, s[2], s[3], ""), "");
+    LLVMValueRef r = LLVMBuildExtractElement(ir->b, tot, irb_i64(ir, 0), "");
     for (int e = 1; e < v.W; e++)
-      r = LLVMBuildFAdd(v.b, r, LLVMBuildExtractElement(v.b, tot, ci(&v, e), ""), "");
+      r = LLVMBuildFAdd(ir->b, r, LLVMBuildExtractElement(ir->b, tot, irb_i64(ir, e), ""), "");
     for (int64_t k = kw; k < K; k++) {
-      LLVMValueRef args[3] = {LLVMBuildLoad2(v.b, v.f32, gep(&v, arow, ci(&v, k)), ""),
-                              LLVMBuildLoad2(v.b, v.f32, gep(&v, wrow, ci(&v, k)), ""), r};
-      r = LLVMBuildCall2(v.b, v.sfmaty, v.sfma, args, 3, "");
+      LLVMValueRef args[3] = {LLVMBuildLoad2(ir->b, ir->f32, irb_gep(ir, arow, irb_i64(ir, k)), ""),
+                              LLVMBuildLoad2(ir->b, ir->f32, irb_gep(ir, wrow, irb_i64(ir, k)), ""), r};
+      r = LLVMBuildCall2(ir->b, v.sfmaty, v.sfma, args, 3, "");
     }
-    LLVMValueRef cp = gep(&v, Cp, LLVMBuildNSWAdd(v.b, ci(&v, m * c.ld), n, ""));
+    LLVMValueRef cp = irb_gep(ir, Cp, LLVMBuildNSWAdd(ir->b, irb_i64(ir, m * c.ld), n, ""));
     if (acc)
-      r = LLVMBuildFAdd(v.b, LLVMBuildLoad2(v.b, v.f32, cp, ""), r, "");
-    LLVMBuildStore(v.b, r, cp);
+      r = LLVMBuildFAdd(ir->b, LLVMBuildLoad2(ir->b, ir->f32, cp, ""), r, "");
+    LLVMBuildStore(ir->b, r, cp);
   }
-  loop_end(&v, &ln);
-  LLVMBuildRetVoid(v.b);
-  LLVMDisposeBuilder(v.b);
+  irb_loop_end(ir, &ln);
+  LLVMBuildRetVoid(ir->b);
+  irb_free(ir);
   return RNNC_OK;
 }
