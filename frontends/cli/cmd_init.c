@@ -95,6 +95,14 @@ static int make_inputs(Loaded *ld, const Model *md, const Env *env, uint64_t see
         if (hasignore && e > 0 && rng_uniform(&r) < 0.25) /* padding, as gradcheck makes */
           p[e] = (int32_t)ignore;
       }
+    } else if (mnode_is_mask(n)) { /* right padding: row b has a random length in [1, T] */
+      float *p = t->data;
+      int64_t T = dim[0], B = dim[1];
+      for (int64_t b = 0; b < B; b++) {
+        int64_t len = 1 + (int64_t)(rng_next(&r) % (uint64_t)T);
+        for (int64_t s = 0; s < T; s++)
+          p[s * B + b] = s < len ? 1.0f : 0.0f;
+      }
     } else {
       float *p = t->data;
       for (int64_t e = 0; e < numel; e++)
