@@ -67,8 +67,6 @@
 #include <string.h>
 
 #include <llvm-c/Core.h>
-#include <llvm-c/DebugInfo.h> /* LLVMTemporaryMDNode */
-#include <llvm-c/TargetMachine.h> /* LLVMGetHostCPUFeatures */
 
 #include "ir.h"
 
@@ -90,11 +88,8 @@ typedef struct Val {
 } Val;
 
 typedef struct G {
-  LLVMContextRef cx;
-  LLVMModuleRef mod;
-  LLVMBuilderRef b;
-  LLVMValueRef fn;
-  LLVMTypeRef f32, i64, ptr, vty, voidty;
+  IRB ir;
+  LLVMTypeRef vty;
   int W;
   const PhaseSpec *ps;
   const Cell *c;
@@ -113,76 +108,9 @@ typedef struct G {
 static int isleaf(int op) { return op == OP_INPUT || op == OP_STATE || op == OP_PARAM; }
 static int isconstleaf(int op) { return op == OP_CONST || op == OP_ZEROS; }
 
-static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
-static LLVMValueRef add(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(g->b, a, b, ""); }
-static LLVMValueRef mul(G *g, LLVMValueRef a, int64_t c) { return LLVMBuildNSWMul(g->b, a, ci64(g, c), ""); }
-static LLVMValueRef gep(G *g, LLVMValueRef base, LLVMValueRef off)
+static LLVMValueRef gepc(G *g, LLVMValueRef base, int64_t off)
 {
-  return LLVMBuildInBoundsGEP2(g->b, g->f32, base, &off, 1, "");
-}
-static LLVMValueRef gepc(G *g, LLVMValueRef base, int64_t off) { return off ? gep(g, base, ci64(g, off)) : base; }
-
-static void addattr(G *g, LLVMValueRef fn, unsigned idx, const char *name)
-{
-  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
-  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(g->cx, kind, 0));
-}
-
-/* Whether the host CPU has AVX2 and FMA (as gemm.c decides its width). */
-static int host_avx2_fma(void)
-{
-  char *f = LLVMGetHostCPUFeatures();
-  int avx2 = 0, fma = 0;
-  for (const char *p = f; p && *p;) {
-    size_t n = strcspn(p, ",");
-    avx2 |= n == 5 && !strncmp(p, "+avx2", 5);
-    fma |= n == 4 && !strncmp(p, "+fma", 4);
-    p += n + (p[n] == ',');
-  }
-  LLVMDisposeMessage(f);
-  return avx2 && fma;
-}
-
-/* ---- loops --------------------------------------------------------------- */
-
-/* for (iv = lo; iv < hi; iv += step) { body }: loop_begin returns iv and
- * leaves the builder in the body; loop_end closes it. Loops are not unrolled
- * (!llvm.loop.unroll.disable): compile time, for little gain here. */
-typedef struct Loop {
-  LLVMBasicBlockRef head, exit;
-  LLVMValueRef iv;
-  int64_t step;
-} Loop;
-
-static LLVMValueRef loop_begin(G *g, Loop *l, LLVMValueRef lo, LLVMValueRef hi, int64_t step, const char *name)
-{
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
-  l->step = step;
-  l->head = LLVMAppendBasicBlockInContext(g->cx, g->fn, name);
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, g->fn, "body");
-  l->exit = LLVMAppendBasicBlockInContext(g->cx, g->fn, "done");
-  LLVMBuildBr(g->b, l->head);
-  LLVMPositionBuilderAtEnd(g->b, l->head);
-  l->iv = LLVMBuildPhi(g->b, g->i64, name);
-  LLVMAddIncoming(l->iv, &lo, &pre, 1);
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, l->iv, hi, ""), body, l->exit);
-  LLVMPositionBuilderAtEnd(g->b, body);
-  return l->iv;
-}
-
-static void loop_end(G *g, Loop *l)
-{
-  LLVMValueRef next = LLVMBuildNSWAdd(g->b, l->iv, ci64(g, l->step), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  LLVMValueRef br = LLVMBuildBr(g->b, l->head);
-  LLVMAddIncoming(l->iv, &next, &latch, 1);
-  LLVMMetadataRef self = LLVMTemporaryMDNode(g->cx, NULL, 0);
-  LLVMMetadataRef s = LLVMMDStringInContext2(g->cx, "llvm.loop.unroll.disable", 24);
-  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(g->cx, &s, 1)};
-  LLVMMetadataRef md = LLVMMDNodeInContext2(g->cx, ops, 2);
-  LLVMMetadataReplaceAllUsesWith(self, md);
-  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->cx, "llvm.loop", 9), LLVMMetadataAsValue(g->cx, md));
-  LLVMPositionBuilderAtEnd(g->b, l->exit);
+  return off ? irb_gep(&g->ir, base, irb_i64(&g->ir, off)) : base;
 }
 
 /* ---- values ---------------------------------------------------------------- */
@@ -190,8 +118,8 @@ static void loop_end(G *g, Loop *l)
 /* A float constant of type ty (f32, or vty splatted). */
 static LLVMValueRef cst(G *g, LLVMTypeRef ty, double v)
 {
-  LLVMValueRef s = LLVMConstReal(g->f32, v);
-  if (ty == g->f32)
+  LLVMValueRef s = LLVMConstReal(g->ir.f32, v);
+  if (ty == g->ir.f32)
     return s;
   LLVMValueRef e[8];
   for (int k = 0; k < g->W; k++)
@@ -199,12 +127,14 @@ static LLVMValueRef cst(G *g, LLVMTypeRef ty, double v)
   return LLVMConstVector(e, (unsigned)g->W);
 }
 
+/* s in every lane of vty. Not irb_splat: the lane index is an i64 and the
+ * shuffle is named, as this file always emitted them. */
 static LLVMValueRef splat(G *g, LLVMValueRef s)
 {
   LLVMValueRef poison = LLVMGetPoison(g->vty);
-  LLVMValueRef v = LLVMBuildInsertElement(g->b, poison, s, LLVMConstInt(g->i64, 0, 0), "");
-  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(g->cx), (unsigned)g->W));
-  return LLVMBuildShuffleVector(g->b, v, poison, mask, "splat");
+  LLVMValueRef v = LLVMBuildInsertElement(g->ir.b, poison, s, LLVMConstInt(g->ir.i64, 0, 0), "");
+  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(g->ir.cx), (unsigned)g->W));
+  return LLVMBuildShuffleVector(g->ir.b, v, poison, mask, "splat");
 }
 
 /* Elements [e, e + width) of v (width 1: ty f32; W: ty vty). */
@@ -213,17 +143,15 @@ static LLVMValueRef vload(G *g, Val v, LLVMValueRef e, LLVMTypeRef ty)
   if (v.kind == V_CONST)
     return cst(g, ty, v.k);
   if (v.kind == V_BCAST) {
-    LLVMValueRef s = LLVMBuildLoad2(g->b, g->f32, v.p, "");
-    return ty == g->f32 ? s : splat(g, s);
+    LLVMValueRef s = LLVMBuildLoad2(g->ir.b, g->ir.f32, v.p, "");
+    return ty == g->ir.f32 ? s : splat(g, s);
   }
-  LLVMValueRef x = LLVMBuildLoad2(g->b, ty, gep(g, v.p, e), "");
-  LLVMSetAlignment(x, 4);
-  return x;
+  return irb_loadu(&g->ir, ty, irb_gep(&g->ir, v.p, e));
 }
 
 static void vstore(G *g, LLVMValueRef x, LLVMValueRef p, LLVMValueRef e)
 {
-  LLVMSetAlignment(LLVMBuildStore(g->b, x, gep(g, p, e)), 4);
+  irb_storeu(&g->ir, x, irb_gep(&g->ir, p, e));
 }
 
 /* name(x) for x of type ty: SLEEF's u10 function of that width, declared once
@@ -231,25 +159,17 @@ static void vstore(G *g, LLVMValueRef x, LLVMValueRef p, LLVMValueRef e)
 static LLVMValueRef sleef(G *g, const char *fn, LLVMValueRef x, LLVMTypeRef ty)
 {
   char name[64];
-  if (ty == g->f32)
+  if (ty == g->ir.f32)
     snprintf(name, sizeof name, "Sleef_%sf_u10", fn);
   else
     snprintf(name, sizeof name, "Sleef_%sf%d_u10%s", fn, g->W, g->W == 8 ? "avx2" : "sse2");
-  LLVMTypeRef ft = LLVMFunctionType(ty, &ty, 1, 0);
-  LLVMValueRef f = LLVMGetNamedFunction(g->mod, name);
-  if (!f) {
-    f = LLVMAddFunction(g->mod, name, ft);
-    addattr(g, f, LLVMAttributeFunctionIndex, "nounwind");
-    addattr(g, f, LLVMAttributeFunctionIndex, "willreturn");
-    addattr(g, f, LLVMAttributeFunctionIndex, "memory"); /* 0: memory(none) */
-  }
-  return LLVMBuildCall2(g->b, ft, f, &x, 1, "");
+  return irb_call1(&g->ir, name, ty, x);
 }
 
 /* op on a (and b), of type ty; op < 0 is the identity (a copy). */
 static LLVMValueRef apply(G *g, int op, LLVMValueRef a, LLVMValueRef b, LLVMTypeRef ty)
 {
-  LLVMBuilderRef B = g->b;
+  LLVMBuilderRef B = g->ir.b;
   switch (op) {
   case -1: return a;
   case OP_ADD: return LLVMBuildFAdd(B, a, b, "");
@@ -279,17 +199,17 @@ static void ew_row(G *g, int op, LLVMValueRef y, Val a, Val b, long n)
 {
   long nv = n / g->W;
   if (nv > 0) {
-    Loop l;
-    LLVMValueRef iv = loop_begin(g, &l, ci64(g, 0), ci64(g, nv), 1, "v");
-    LLVMValueRef e = mul(g, iv, g->W);
+    IRLoop l;
+    LLVMValueRef iv = irb_loop_begin(&g->ir, &l, irb_i64(&g->ir, 0), irb_i64(&g->ir, nv), 1, "v");
+    LLVMValueRef e = irb_mulc(&g->ir, iv, g->W);
     LLVMValueRef va = vload(g, a, e, g->vty), vb = b.kind == V_ABSENT ? NULL : vload(g, b, e, g->vty);
     vstore(g, apply(g, op, va, vb, g->vty), y, e);
-    loop_end(g, &l);
+    irb_loop_end(&g->ir, &l);
   }
   for (long k = nv * g->W; k < n; k++) {
-    LLVMValueRef e = ci64(g, k);
-    LLVMValueRef va = vload(g, a, e, g->f32), vb = b.kind == V_ABSENT ? NULL : vload(g, b, e, g->f32);
-    LLVMBuildStore(g->b, apply(g, op, va, vb, g->f32), gep(g, y, e));
+    LLVMValueRef e = irb_i64(&g->ir, k);
+    LLVMValueRef va = vload(g, a, e, g->ir.f32), vb = b.kind == V_ABSENT ? NULL : vload(g, b, e, g->ir.f32);
+    LLVMBuildStore(g->ir.b, apply(g, op, va, vb, g->ir.f32), irb_gep(&g->ir, y, e));
   }
 }
 
@@ -304,13 +224,13 @@ static const char *nodename(Arena *a, const Node *nd)
 static LLVMValueRef rowptr(G *g, int i, LLVMValueRef rr)
 {
   if (g->where[i] == W_TEMP)
-    return gep(g, gepc(g, g->scratch, g->toff[i]), mul(g, rr, g->numel[i]));
+    return irb_gep(&g->ir, gepc(g, g->scratch, g->toff[i]), irb_mulc(&g->ir, rr, g->numel[i]));
   if (g->where[i] != W_STORE)
     die("phasegen: cell '%s': %s is read but has no storage", g->c->name, nodename(g->ar, &g->c->node[i]));
   int64_t ld = g->ps->at[i].ld;
   if (ld == 0)
     return g->base[i];
-  return gep(g, g->base[i], mul(g, add(g, g->r0, rr), ld));
+  return irb_gep(&g->ir, g->base[i], irb_mulc(&g->ir, irb_add(&g->ir, g->r0, rr), ld));
 }
 
 /* Node i as an operand, from element off of row rr; bcast: a one-element
@@ -335,8 +255,8 @@ static LLVMValueRef origin(G *g, int i, int64_t *ld)
   if (g->where[i] != W_TEMP)
     die("phasegen: GEMM operand %d has no storage", i);
   *ld = g->numel[i];
-  LLVMValueRef off = LLVMBuildNSWSub(g->b, ci64(g, g->toff[i]), mul(g, g->r0, g->numel[i]), "");
-  return LLVMBuildGEP2(g->b, g->f32, g->scratch, &off, 1, "");
+  LLVMValueRef off = LLVMBuildNSWSub(g->ir.b, irb_i64(&g->ir, g->toff[i]), irb_mulc(&g->ir, g->r0, g->numel[i]), "");
+  return LLVMBuildGEP2(g->ir.b, g->ir.f32, g->scratch, &off, 1, "");
 }
 
 /* node j lies in node i's storage at element offset o (a view) */
@@ -349,12 +269,12 @@ static int isview(G *g, int i, int j, long o)
 /* ---- one emitter per op kind ------------------------------------------------- */
 
 /* for rr in [0, nb): body(rr), with the builder in the loop */
-#define ROWS(g, rr, ...)                                                      \
-  do {                                                                        \
-    Loop lr_;                                                                 \
-    LLVMValueRef rr = loop_begin((g), &lr_, ci64((g), 0), (g)->nb, 1, "row"); \
-    __VA_ARGS__;                                                              \
-    loop_end((g), &lr_);                                                      \
+#define ROWS(g, rr, ...)                                                                           \
+  do {                                                                                             \
+    IRLoop lr_;                                                                                    \
+    LLVMValueRef rr = irb_loop_begin(&(g)->ir, &lr_, irb_i64(&(g)->ir, 0), (g)->nb, 1, "row");     \
+    __VA_ARGS__;                                                                                   \
+    irb_loop_end(&(g)->ir, &lr_);                                                                  \
   } while (0)
 
 static void gen_ew(G *g, int i)
@@ -379,7 +299,7 @@ static void gen_copy(G *g, int y, long dst, int a, long src, long n)
 }
 
 /* A float load of v at element index e (a constant or a pointer). */
-static LLVMValueRef sload(G *g, Val v, LLVMValueRef e) { return vload(g, v, e, g->f32); }
+static LLVMValueRef sload(G *g, Val v, LLVMValueRef e) { return vload(g, v, e, g->ir.f32); }
 
 /* A [m, n] @ v [n] -> y [m]: y[o] = Σ_k A[o, k] v[k], k increasing */
 static void gen_matvec(G *g, int i)
@@ -390,23 +310,24 @@ static void gen_matvec(G *g, int i)
   ROWS(g, rr, {
     LLVMValueRef pa = rowptr(g, A, rr), py = rowptr(g, i, rr);
     Val vv = operand(g, v, rr, 0, 0);
-    Loop lo, lk;
-    LLVMValueRef o = loop_begin(g, &lo, ci64(g, 0), ci64(g, m), 1, "o");
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
-    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), ci64(g, n), 1, "k");
+    IRLoop lo, lk;
+    LLVMValueRef o = irb_loop_begin(&g->ir, &lo, irb_i64(&g->ir, 0), irb_i64(&g->ir, m), 1, "o");
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->ir.b);
+    LLVMValueRef k = irb_loop_begin(&g->ir, &lk, irb_i64(&g->ir, 0), irb_i64(&g->ir, n), 1, "k");
     /* the sum is a phi of the k loop's header */
-    LLVMPositionBuilderBefore(g->b, LLVMGetFirstInstruction(lk.head));
-    LLVMValueRef s = LLVMBuildPhi(g->b, g->f32, "s");
-    LLVMValueRef zero = cst(g, g->f32, 0);
+    LLVMPositionBuilderBefore(g->ir.b, LLVMGetFirstInstruction(lk.head));
+    LLVMValueRef s = LLVMBuildPhi(g->ir.b, g->ir.f32, "s");
+    LLVMValueRef zero = cst(g, g->ir.f32, 0);
     LLVMAddIncoming(s, &zero, &pre, 1);
-    LLVMPositionBuilderAtEnd(g->b, LLVMGetNextBasicBlock(lk.head));
-    LLVMValueRef a = LLVMBuildLoad2(g->b, g->f32, gep(g, pa, add(g, mul(g, o, n), k)), "");
-    LLVMValueRef s1 = LLVMBuildFAdd(g->b, s, LLVMBuildFMul(g->b, a, sload(g, vv, k), ""), "");
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-    loop_end(g, &lk);
+    LLVMPositionBuilderAtEnd(g->ir.b, LLVMGetNextBasicBlock(lk.head));
+    LLVMValueRef ok = irb_add(&g->ir, irb_mulc(&g->ir, o, n), k);
+    LLVMValueRef a = LLVMBuildLoad2(g->ir.b, g->ir.f32, irb_gep(&g->ir, pa, ok), "");
+    LLVMValueRef s1 = LLVMBuildFAdd(g->ir.b, s, LLVMBuildFMul(g->ir.b, a, sload(g, vv, k), ""), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->ir.b);
+    irb_loop_end(&g->ir, &lk);
     LLVMAddIncoming(s, &s1, &latch, 1);
-    LLVMBuildStore(g->b, s, gep(g, py, o));
-    loop_end(g, &lo);
+    LLVMBuildStore(g->ir.b, s, irb_gep(&g->ir, py, o));
+    irb_loop_end(&g->ir, &lo);
   });
 }
 
@@ -421,27 +342,27 @@ static void gen_matvect(G *g, int i)
     LLVMValueRef pa = rowptr(g, A, rr), py = rowptr(g, i, rr);
     Val vv = operand(g, v, rr, 0, 0), none = {V_ABSENT, NULL, 0};
     ew_row(g, -1, py, (Val){V_CONST, NULL, 0}, none, n);
-    Loop li;
-    LLVMValueRef k = loop_begin(g, &li, ci64(g, 0), ci64(g, m), 1, "i");
-    Val vi = vv.kind == V_CONST ? vv : (Val){V_BCAST, gep(g, vv.p, k), 0};
+    IRLoop li;
+    LLVMValueRef k = irb_loop_begin(&g->ir, &li, irb_i64(&g->ir, 0), irb_i64(&g->ir, m), 1, "i");
+    Val vi = vv.kind == V_CONST ? vv : (Val){V_BCAST, irb_gep(&g->ir, vv.p, k), 0};
     /* y += A[k, :] * v[k]: ew_row with a MUL then an ADD per element */
     long nv = n / g->W;
-    LLVMValueRef arow = gep(g, pa, mul(g, k, n));
+    LLVMValueRef arow = irb_gep(&g->ir, pa, irb_mulc(&g->ir, k, n));
     for (int vec = 0; vec < 2; vec++) {
-      LLVMTypeRef ty = vec ? g->vty : g->f32;
+      LLVMTypeRef ty = vec ? g->vty : g->ir.f32;
       long lo = vec ? 0 : nv * g->W, hi = vec ? nv : n;
       if (lo >= hi)
         continue;
-      Loop le;
-      LLVMValueRef iv = loop_begin(g, &le, ci64(g, lo), ci64(g, hi), 1, "j");
-      LLVMValueRef e = vec ? mul(g, iv, g->W) : iv;
+      IRLoop le;
+      LLVMValueRef iv = irb_loop_begin(&g->ir, &le, irb_i64(&g->ir, lo), irb_i64(&g->ir, hi), 1, "j");
+      LLVMValueRef e = vec ? irb_mulc(&g->ir, iv, g->W) : iv;
       LLVMValueRef ae = vload(g, (Val){V_PTR, arow, 0}, e, ty);
       LLVMValueRef ye = vload(g, (Val){V_PTR, py, 0}, e, ty);
-      LLVMValueRef x = LLVMBuildFAdd(g->b, ye, LLVMBuildFMul(g->b, ae, vload(g, vi, e, ty), ""), "");
+      LLVMValueRef x = LLVMBuildFAdd(g->ir.b, ye, LLVMBuildFMul(g->ir.b, ae, vload(g, vi, e, ty), ""), "");
       vstore(g, x, py, e);
-      loop_end(g, &le);
+      irb_loop_end(&g->ir, &le);
     }
-    loop_end(g, &li);
+    irb_loop_end(&g->ir, &li);
   });
 }
 
@@ -454,11 +375,11 @@ static void gen_outer(G *g, int i)
   ROWS(g, rr, {
     LLVMValueRef py = rowptr(g, i, rr);
     Val va = operand(g, a, rr, 0, 0), vb = operand(g, b, rr, 0, n == 1);
-    Loop li;
-    LLVMValueRef k = loop_begin(g, &li, ci64(g, 0), ci64(g, m), 1, "i");
-    Val vk = va.kind == V_CONST ? va : (Val){V_BCAST, gep(g, va.p, k), 0};
-    ew_row(g, OP_MUL, gep(g, py, mul(g, k, n)), vk, vb, n);
-    loop_end(g, &li);
+    IRLoop li;
+    LLVMValueRef k = irb_loop_begin(&g->ir, &li, irb_i64(&g->ir, 0), irb_i64(&g->ir, m), 1, "i");
+    Val vk = va.kind == V_CONST ? va : (Val){V_BCAST, irb_gep(&g->ir, va.p, k), 0};
+    ew_row(g, OP_MUL, irb_gep(&g->ir, py, irb_mulc(&g->ir, k, n)), vk, vb, n);
+    irb_loop_end(&g->ir, &li);
   });
 }
 
@@ -480,18 +401,18 @@ static int gen_gemm(G *g, int i, size_t *gscratch, char *err, size_t errlen)
     s.ldb = s.K; /* W [N, K] row-major */
   }
   char *gs = aprintf(g->ar, "%s_g%d", g->sym, i);
-  int rc = gemm_gen2(g->cx, g->mod, gs, &s, err, errlen);
+  int rc = gemm_gen2(g->ir.cx, g->ir.mod, gs, &s, err, errlen);
   if (rc != RNNC_OK)
     return rc;
   size_t need = gemm_scratchsize(&s);
   if (need > *gscratch)
     *gscratch = need;
-  LLVMValueRef rows = LLVMGetNamedFunction(g->mod, aprintf(g->ar, "%s_rows", gs));
+  LLVMValueRef rows = LLVMGetNamedFunction(g->ir.mod, aprintf(g->ar, "%s_rows", gs));
   if (!rows)
     die("phasegen: gemm_gen2 made no %s_rows", gs);
   LLVMValueRef args[6] = {A, g->packbase[i], C, g->r0, g->r1,
                           gepc(g, g->scratch, g->gemmoff)};
-  LLVMBuildCall2(g->b, LLVMGlobalGetValueType(rows), rows, args, 6, "");
+  LLVMBuildCall2(g->ir.b, LLVMGlobalGetValueType(rows), rows, args, 6, "");
   return RNNC_OK;
 }
 
@@ -554,7 +475,8 @@ static int gen_node(G *g, int i, size_t *gscratch, char *err, size_t errlen)
   if (ps->acc && ps->acc[i].slot >= 0) {
     int64_t ld = ps->acc[i].ld;
     ROWS(g, rr, {
-      LLVMValueRef pa = ld ? gep(g, g->accbase[i], mul(g, add(g, g->r0, rr), ld)) : g->accbase[i];
+      LLVMValueRef pa =
+          ld ? irb_gep(&g->ir, g->accbase[i], irb_mulc(&g->ir, irb_add(&g->ir, g->r0, rr), ld)) : g->accbase[i];
       ew_row(g, OP_ADD, pa, (Val){V_PTR, pa, 0}, operand(g, i, rr, 0, n == 1), n);
     });
   }
@@ -682,11 +604,12 @@ static int64_t layout(G *g)
 /* A pointer param of the kernel's buffers: (float *)buf[a.slot] + off + t·tstride. */
 static LLVMValueRef slotbase(G *g, LLVMValueRef buf, LLVMValueRef t, const Addr *a)
 {
-  LLVMValueRef p = LLVMBuildLoad2(g->b, g->ptr, LLVMBuildInBoundsGEP2(g->b, g->ptr, buf, (LLVMValueRef[]){ci64(g, a->slot)}, 1, ""), "");
-  LLVMValueRef off = ci64(g, a->off);
+  LLVMValueRef slot = LLVMBuildInBoundsGEP2(g->ir.b, g->ir.ptr, buf, (LLVMValueRef[]){irb_i64(&g->ir, a->slot)}, 1, "");
+  LLVMValueRef p = LLVMBuildLoad2(g->ir.b, g->ir.ptr, slot, "");
+  LLVMValueRef off = irb_i64(&g->ir, a->off);
   if (a->tstride)
-    off = add(g, off, mul(g, t, a->tstride));
-  return gep(g, p, off);
+    off = irb_add(&g->ir, off, irb_mulc(&g->ir, t, a->tstride));
+  return irb_gep(&g->ir, p, off);
 }
 
 int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseSpec *ps, size_t *scratch, char *err,
@@ -702,7 +625,7 @@ int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseS
   }
   Arena *ar = arena_new();
   size_t nn = (size_t)c->nnode + 1;
-  G g = {.cx = cx, .mod = mod, .ps = ps, .c = c, .sym = sym, .ar = ar};
+  G g = {.ps = ps, .c = c, .sym = sym, .ar = ar};
   g.numel = aalloc(ar, sizeof *g.numel * nn);
   g.start = aalloc(ar, sizeof *g.start * nn);
   int rc = sizes(ar, c, ps->env, g.numel, g.start, err, errlen);
@@ -715,28 +638,17 @@ int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseS
   g.accbase = aalloc(ar, sizeof *g.accbase * nn);
   g.packbase = aalloc(ar, sizeof *g.packbase * nn);
   g.toff = aalloc(ar, sizeof *g.toff * nn);
-  g.b = LLVMCreateBuilderInContext(cx);
-  g.f32 = LLVMFloatTypeInContext(cx);
-  g.i64 = LLVMInt64TypeInContext(cx);
-  g.ptr = LLVMPointerTypeInContext(cx, 0);
-  g.voidty = LLVMVoidTypeInContext(cx);
-  g.W = !ps->portable && host_avx2_fma() ? 8 : 4;
-  g.vty = LLVMVectorType(g.f32, (unsigned)g.W);
+  irb_init(&g.ir, cx, mod);
+  g.W = !ps->portable && irb_host_avx2_fma() ? 8 : 4;
+  g.vty = LLVMVectorType(g.ir.f32, (unsigned)g.W);
   int64_t temps = layout(&g);
   g.gemmoff = temps;
 
   /* void sym(ptr buf, i64 t, i64 lo, i64 hi, ptr noalias scratch) */
-  LLVMTypeRef pt[5] = {g.ptr, g.i64, g.i64, g.i64, g.ptr};
-  g.fn = LLVMAddFunction(mod, sym, LLVMFunctionType(g.voidty, pt, 5, 0));
-  addattr(&g, g.fn, LLVMAttributeFunctionIndex, "nounwind");
-  addattr(&g, g.fn, 5, "noalias");
-  const char *pname[5] = {"buf", "t", "lo", "hi", "scratch"};
-  for (unsigned k = 0; k < 5; k++)
-    LLVMSetValueName2(LLVMGetParam(g.fn, k), pname[k], strlen(pname[k]));
-  LLVMValueRef buf = LLVMGetParam(g.fn, 0), t = LLVMGetParam(g.fn, 1);
-  LLVMValueRef lo = LLVMGetParam(g.fn, 2), hi = LLVMGetParam(g.fn, 3);
-  g.scratch = LLVMGetParam(g.fn, 4);
-  LLVMPositionBuilderAtEnd(g.b, LLVMAppendBasicBlockInContext(cx, g.fn, "entry"));
+  irb_kernfn(&g.ir, sym);
+  LLVMValueRef buf = LLVMGetParam(g.ir.fn, 0), t = LLVMGetParam(g.ir.fn, 1);
+  LLVMValueRef lo = LLVMGetParam(g.ir.fn, 2), hi = LLVMGetParam(g.ir.fn, 3);
+  g.scratch = LLVMGetParam(g.ir.fn, 4);
 
   /* the base of every node the kernel touches, of each acc and pack */
   char *used = aalloc(ar, nn);
@@ -759,21 +671,21 @@ int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseS
   }
 
   /* for r0 in [lo, hi) step RB: r1 = min(r0 + RB, hi), every node */
-  Loop lb;
-  g.r0 = loop_begin(&g, &lb, lo, hi, g.RB, "block");
-  LLVMValueRef end = add(&g, g.r0, ci64(&g, g.RB));
-  g.r1 = LLVMBuildSelect(g.b, LLVMBuildICmp(g.b, LLVMIntSLT, end, hi, ""), end, hi, "r1");
-  g.nb = LLVMBuildNSWSub(g.b, g.r1, g.r0, "nb");
+  IRLoop lb;
+  g.r0 = irb_loop_begin(&g.ir, &lb, lo, hi, g.RB, "block");
+  LLVMValueRef end = irb_add(&g.ir, g.r0, irb_i64(&g.ir, g.RB));
+  g.r1 = LLVMBuildSelect(g.ir.b, LLVMBuildICmp(g.ir.b, LLVMIntSLT, end, hi, ""), end, hi, "r1");
+  g.nb = LLVMBuildNSWSub(g.ir.b, g.r1, g.r0, "nb");
   size_t gscratch = 0;
   for (int i = 0; i < c->nnode && rc == RNNC_OK; i++)
     if (ps->mask[i])
       rc = gen_node(&g, i, &gscratch, err, errlen);
   if (rc == RNNC_OK) {
-    loop_end(&g, &lb);
-    LLVMBuildRetVoid(g.b);
+    irb_loop_end(&g.ir, &lb);
+    LLVMBuildRetVoid(g.ir.b);
     *scratch = (size_t)g.gemmoff + gscratch;
   }
-  LLVMDisposeBuilder(g.b);
+  irb_free(&g.ir);
   arena_free(ar);
   return rc;
 }
