@@ -424,3 +424,249 @@ Test(train, progress_bar_on_a_terminal)
   cr_assert(strstr(out, "trained 20 steps in "), "%s", out);
   free(out);
 }
+
+/* ---- labelled lines: text classification and tagging ------------------------------ */
+
+static const char *text_classifier(void) { return srcpath("examples/text_classifier.rnn"); }
+
+/* Labelled lines made from the lines of the corpus text (at most nline):
+ * "cN<TAB>LINE", N the line's length mod 3, so lines of many lengths share
+ * every batch. */
+static const char *labelled(const char *name, int nline)
+{
+  char *t = read_file(corpus("src.txt", 6000));
+  cr_assert(t);
+  FILE *f = fopen(tmp(name), "wb");
+  cr_assert(f);
+  int n = 0;
+  for (char *line = strtok(t, "\n"); line && n < nline; line = strtok(NULL, "\n")) {
+    size_t len = strlen(line);
+    if (len == 0 || strchr(line, '\t'))
+      continue;
+    fprintf(f, "c%zu\t%s\n", len % 3, line);
+    n++;
+  }
+  cr_assert_eq(fclose(f), 0);
+  free(t);
+  return tmp(name);
+}
+
+/* `rnnc eval ... --json`: the loss, accuracy and count. */
+static void eval_json(const char *args, double *loss, double *acc, long *n)
+{
+  char *out;
+  int rc = rnnc(&out, "eval %s --json", args);
+  cr_assert_eq(rc, 0, "eval %s: %s", args, out);
+  json_error_t je;
+  json_t *j = json_loads(out, 0, &je);
+  cr_assert(j, "not JSON: %s", out);
+  cr_assert_eq(json_unpack(j, "{s:F,s:F,s:I}", "loss", loss, "accuracy", acc, "n", n), 0, "%s", out);
+  json_decref(j);
+  free(out);
+}
+
+/* The key property of masked batches: a trained classifier's loss and
+ * accuracy over a data set are the same whether lines share padded, masked
+ * batches of 4 or 7 or each is alone in a batch of 1 (and the classes are
+ * saved in the checkpoint). */
+Test(train, text_classifier_masked_batches_equal_single_lines, .timeout = 300)
+{
+  const char *data = labelled("l.txt", 61); /* 61 = 15 * 4 + 1: a padding row too */
+  char *out;
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' --dim E=8 --dim H=16 --batch 4 --steps 40 --lr 0.01 --quiet "
+                          "--checkpoint '%s'",
+                    text_classifier(), data, tmp("c.st")),
+               0, "%s", out);
+  free(out);
+  TensorSet ck;
+  tset_init(&ck);
+  char err[512];
+  cr_assert_eq(safetensors_read(tmp("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_str_eq(tset_getmeta(&ck, "rnnc.classes"), "[\"c0\",\"c1\",\"c2\"]");
+  const Tensor *w = tset_find(&ck, "loss.weight");
+  cr_assert(w);
+  cr_assert_eq(w->dim[0], 3, "K bound to the data's 3 classes");
+  tset_clear(&ck);
+  double loss[3], acc[3];
+  long n[3];
+  const int batch[3] = {1, 4, 7};
+  for (int i = 0; i < 3; i++) {
+    char args[2048];
+    snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch %d", text_classifier(),
+             tmp("c.st"), data, batch[i]);
+    eval_json(args, &loss[i], &acc[i], &n[i]);
+  }
+  fprintf(stderr, "text_classifier eval: batch 1 loss %.9f acc %.4f; batch 4 %.9f (rel %.2e); batch 7 %.9f (rel %.2e)\n",
+          loss[0], acc[0], loss[1], fabs(loss[1] - loss[0]) / loss[0], loss[2], fabs(loss[2] - loss[0]) / loss[0]);
+  for (int i = 1; i < 3; i++) {
+    cr_assert_eq(n[i], 61);
+    cr_assert(fabs(loss[i] - loss[0]) <= 1e-5 * fabs(loss[0]), "batch %d: loss %.9f, alone %.9f", batch[i], loss[i],
+              loss[0]);
+    cr_assert_eq(acc[i], acc[0], "batch %d: accuracy %.6f, alone %.6f", batch[i], acc[i], acc[0]);
+  }
+  cr_assert_eq(n[0], 61);
+  cr_assert(loss[0] > 0 && loss[0] < 5, "loss %f", loss[0]);
+}
+
+/* Fortunes labelled by their file (computers, politics, art: 300 each, so
+ * chance is 1/3): the classifier learns to tell them apart. */
+Test(train, text_classifier_learns_fortunes_by_file, .timeout = 300)
+{
+  const char *F = "/usr/share/games/fortunes";
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "%s/computers", F);
+  if (access(cmd, R_OK) != 0)
+    cr_skip_test("fortunes are not installed");
+  snprintf(cmd, sizeof cmd, "sh '%s' --count 300 %s/computers %s/politics %s/art > '%s'",
+           srcpath("tools/fortune_lines.sh"), F, F, F, tmp("f.txt"));
+  cr_assert_eq(system(cmd), 0);
+  char *out;
+  int rc = rnnc(&out, "train '%s' --data '%s' --level word --min-count 2 --epochs 6 --batch 16 --lr 0.003 "
+                      "--dim E=32 --dim H=32 --valid-frac 0.2 --eval-every 1000 --quiet --checkpoint '%s'",
+                text_classifier(), tmp("f.txt"), tmp("c.st"));
+  cr_assert_eq(rc, 0, "%s", out);
+  double loss, acc;
+  const char *v = strstr(out, "validation (180 targets): loss ");
+  cr_assert(v, "%s", out);
+  cr_assert_eq(sscanf(v, "validation (180 targets): loss %lf, accuracy %lf%%", &loss, &acc), 2, "%s", out);
+  fprintf(stderr, "fortunes by file: validation accuracy %.2f%% (chance 33.3%%), loss %.4f\n", acc, loss);
+  cr_assert_gt(acc, 45.0, "%s", out); /* 33.3% +- 3.5% by chance over 180 lines */
+  free(out);
+  /* eval reads the same file with the checkpoint's vocabulary and classes */
+  char args[2048];
+  double l2, a2;
+  long n;
+  snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=32 --dim H=32", text_classifier(), tmp("c.st"),
+           tmp("f.txt"));
+  eval_json(args, &l2, &a2, &n);
+  cr_assert_eq(n, 900);
+  cr_assert_gt(a2, 0.45);
+}
+
+/* A tagger (a masked LSTM, one tag per word) on TOKEN<TAB>TAG sentences: the
+ * fortunes' words tagged by their form. Per-token accuracy, the same alone
+ * as in padded batches, and above the most frequent tag's share. */
+Test(train, tagger_on_tagged_lines, .timeout = 300)
+{
+  static const char model[] = "model tagger(V = 20, E = 16, H = 16, K = 4) {\n"
+                              "  input words: i32[T, B], tags: i32[T, B], m: f32[T, B]\n"
+                              "  x    = embedding(words, V, E)\n"
+                              "  h    = lstm(x, H = H, mask = m)\n"
+                              "  loss = softmax(h, K, target = tags, ignore = -1)\n"
+                              "  p    = probs(loss)\n"
+                              "  output loss, p\n"
+                              "}\n";
+  write_text(tmp("tagger.rnn"), model, sizeof model - 1);
+  char *t = read_file(corpus("src.txt", 8000));
+  cr_assert(t);
+  FILE *f = fopen(tmp("tags.txt"), "wb");
+  cr_assert(f);
+  long count[4] = {0}, total = 0;
+  static const char *const tagname[] = {"CAP", "LOW", "NUM", "OTHER"};
+  for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+    int words = 0;
+    for (char *w = line; *w;) {
+      size_t n = strcspn(w, " \t");
+      if (n) {
+        int k = w[0] >= 'A' && w[0] <= 'Z' ? 0 : strspn(w, "abcdefghijklmnopqrstuvwxyz") == n ? 1
+                : strcspn(w, "0123456789") < n                                        ? 2
+                                                                                      : 3;
+        fprintf(f, "%.*s\t%s\n", (int)n, w, tagname[k]);
+        count[k]++, total++, words++;
+      }
+      w += n;
+      w += strspn(w, " \t");
+    }
+    if (words)
+      fputc('\n', f);
+  }
+  cr_assert_eq(fclose(f), 0);
+  free(t);
+  long most = 0;
+  for (int k = 0; k < 4; k++)
+    most = count[k] > most ? count[k] : most;
+  char *out;
+  int rc = rnnc(&out, "train '%s' --data '%s' --tagged --epochs 3 --batch 8 --lr 0.01 --quiet --checkpoint '%s'",
+                tmp("tagger.rnn"), tmp("tags.txt"), tmp("c.st"));
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  double loss[2], acc[2];
+  long n[2];
+  for (int i = 0; i < 2; i++) {
+    char args[2048];
+    snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --batch %d", tmp("tagger.rnn"), tmp("c.st"),
+             tmp("tags.txt"), i ? 5 : 1);
+    eval_json(args, &loss[i], &acc[i], &n[i]);
+  }
+  fprintf(stderr, "tagger: %ld tokens, accuracy %.4f (most frequent tag %.4f), loss %.6f / %.6f in batches of 5\n",
+          n[0], acc[0], (double)most / (double)total, loss[0], loss[1]);
+  cr_assert_eq(n[0], total);
+  cr_assert_eq(n[1], total);
+  cr_assert(fabs(loss[1] - loss[0]) <= 1e-5 * loss[0], "%.9f vs %.9f", loss[1], loss[0]);
+  cr_assert_eq(acc[1], acc[0]);
+  cr_assert_gt(acc[0], (double)most / (double)total + 0.05);
+}
+
+Test(train, labelled_line_errors_are_one_line_messages)
+{
+  char args[4096];
+  const char *tc = text_classifier();
+  write_text(tmp("notab.txt"), "pos\tgood\nneg bad\n", 17);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --quiet", tc, tmp("notab.txt"));
+  expect_error(args, "rnnc: %s: line 2: no tab between the label and the text", tmp("notab.txt"));
+
+  write_text(tmp("empty.txt"), "pos\tgood\nneg\t\n", 14);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --quiet", tc, tmp("empty.txt"));
+  expect_error(args, "rnnc: %s: line 2: empty text", tmp("empty.txt"));
+
+  write_text(tmp("a.txt"), "pos\tgood\nneg\tbad\npos\tfine\nneg\tpoor\n", 34);
+  write_text(tmp("v.txt"), "pos\tgood\nmeh\tso so\n", 19);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --valid '%s' --quiet", tc, tmp("a.txt"), tmp("v.txt"));
+  expect_error(args, "rnnc: %s: line 2: class 'meh' is not in the training data's classes", tmp("v.txt"));
+
+  snprintf(args, sizeof args, "train '%s' --data '%s' --tagged --quiet", tc, tmp("a.txt"));
+  expect_error(args, "rnnc: --tagged: model 'text_classifier' has no token ids with targets [T, B] to tag");
+
+  snprintf(args, sizeof args, "train '%s' --data '%s' --dim K=5 --valid-frac 0.5 --quiet", tc, tmp("a.txt"));
+  expect_error(args, "rnnc: --dim K=5: the data has 2 classes, not 5");
+
+  static const char fixedk[] = "model fixedk(V = 9, K = 3) {\n"
+                               "  input tokens: i32[T, B], labels: i32[B], m: f32[T, B]\n"
+                               "  x    = embedding(tokens, V, 4)\n"
+                               "  h    = rnn(x, H = 4, mask = m)\n"
+                               "  loss = softmax(final(h, h), K, target = labels, ignore = -1)\n"
+                               "  output loss\n"
+                               "}\n";
+  write_text(tmp("fixedk.rnn"), fixedk, sizeof fixedk - 1);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --valid-frac 0.5 --quiet", tmp("fixedk.rnn"), tmp("a.txt"));
+  char *out;
+  cr_assert_eq(rnnc(&out, "%s --steps 1", args), 0, "K = 3 written as a default is bound to the data's 2: %s", out);
+  free(out);
+  static const char litk[] = "model litk(V = 9) {\n"
+                             "  input tokens: i32[T, B], labels: i32[B], m: f32[T, B]\n"
+                             "  x    = embedding(tokens, V, 4)\n"
+                               "  h    = rnn(x, H = 4, mask = m)\n"
+                             "  loss = softmax(final(h, h), 3, target = labels, ignore = -1)\n"
+                             "  output loss\n"
+                             "}\n";
+  write_text(tmp("litk.rnn"), litk, sizeof litk - 1);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --valid-frac 0.5 --quiet", tmp("litk.rnn"), tmp("a.txt"));
+  expect_error(args, "rnnc: model 'litk' has 3 classes written in it, the data 2: write softmax(h, K, ...) with a "
+                     "dimension K to take it from the data");
+
+  /* eval: a class the checkpoint does not know, and a checkpoint without classes */
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' --steps 1 --valid-frac 0.5 --quiet --checkpoint '%s'", tc, tmp("a.txt"), tmp("c.st")),
+               0, "%s", out);
+  free(out);
+  write_text(tmp("e.txt"), "neg\tbad\nx\tgood\n", 15);
+  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s'", tc, tmp("c.st"), tmp("e.txt"));
+  expect_error(args, "rnnc: %s: line 2: class 'x' is not in the checkpoint's classes", tmp("e.txt"));
+  const char *lm = corpus("d.txt", 3000);
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' " SMALL " --steps 1 --checkpoint '%s'", charlm(), lm, tmp("lm.st")),
+               0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s'", tc, tmp("lm.st"), tmp("a.txt"));
+  expect_error(args, "rnnc: '%s' holds no classes (rnnc.classes): evaluate a checkpoint that rnnc train wrote on "
+                     "labelled lines",
+               tmp("lm.st"));
+}

@@ -324,6 +324,10 @@ static int setup(Run *r, int argc, char **argv)
   if ((r->lines || r->idx) && !r->s.ignore)
     return user_error("model '%s': padded batches (%s) need `ignore = -1` on its softmax", r->s.md->name,
                       r->idx ? "IDX data" : r->lab ? "labelled lines" : "--lines");
+  if (r->lab && !r->s.mask && !opt_given(o, "--quiet"))
+    fprintf(stderr, "rnnc: note: model '%s' has no mask (an f32[T, B] input given as a cell's `mask = m`): the "
+                    "padding after shorter lines runs through its cells\n",
+            r->s.md->name);
   r->carry = !r->idx && !r->lines && !r->s.backward;
   long V = r->idx ? 0 : r->td.vocab.n;
   r->s.nclass = r->lab ? r->td.classes.n : 0;
