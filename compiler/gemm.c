@@ -35,8 +35,6 @@
 #include <string.h>
 
 #include <llvm-c/Core.h>
-#include <llvm-c/DebugInfo.h> /* LLVMTemporaryMDNode */
-#include <llvm-c/TargetMachine.h>
 
 #include "ir.h"
 
@@ -52,11 +50,8 @@ enum {
 };
 
 typedef struct G {
-  LLVMContextRef cx;
-  LLVMModuleRef mod;
-  LLVMBuilderRef b;
-  LLVMValueRef fn;
-  LLVMTypeRef f32, i64, i1, ptr, vty, voidty;
+  IRB ir;
+  LLVMTypeRef vty;
   LLVMValueRef fma;
   LLVMTypeRef fmaty;
   int W, NR, flags;
@@ -68,25 +63,10 @@ typedef struct G {
   const char *sym;
 } G;
 
-/* Whether the host CPU has AVX2 and FMA (LLVMGetHostCPUFeatures). */
-static int host_avx2_fma(void)
-{
-  char *f = LLVMGetHostCPUFeatures();
-  int avx2 = 0, fma = 0;
-  for (const char *p = f; p && *p;) {
-    size_t n = strcspn(p, ",");
-    avx2 |= n == 5 && !strncmp(p, "+avx2", 5);
-    fma |= n == 4 && !strncmp(p, "+fma", 4);
-    p += n + (p[n] == ',');
-  }
-  LLVMDisposeMessage(f);
-  return avx2 && fma;
-}
-
 void gemm_block(int flags, int *mr, int *nr)
 {
   *mr = MR;
-  *nr = !(flags & GEMM_PORTABLE) && host_avx2_fma() ? 16 : 8;
+  *nr = !(flags & GEMM_PORTABLE) && irb_host_avx2_fma() ? 16 : 8;
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -126,139 +106,62 @@ static int64_t bchunk(const GemmSpec *s)
 
 size_t gemm_scratchsize(const GemmSpec *s) { return (size_t)(bchunk(s) + rowscratch(s->M, s->K)); }
 
-static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
-
-static void addattr(G *g, LLVMValueRef fn, unsigned idx, const char *name)
-{
-  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
-  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(g->cx, kind, 0));
-}
-
 /* A function of the module named sym + suffix: nounwind, every pointer
  * parameter noalias, parameters named after names (space-separated). */
 static LLVMValueRef newfn(G *g, const char *suffix, LLVMTypeRef *pt, unsigned n, int internal, const char *names)
 {
+  IRB *ir = &g->ir;
   char name[256];
   snprintf(name, sizeof name, "%s%s", g->sym, suffix);
-  if (LLVMGetNamedFunction(g->mod, name))
-    die("gemm: function '%s' already in the module", name);
-  LLVMValueRef fn = LLVMAddFunction(g->mod, name, LLVMFunctionType(g->voidty, pt, n, 0));
+  LLVMValueRef fn = irb_fn(ir, name, pt, n, names);
   if (internal)
     LLVMSetLinkage(fn, LLVMInternalLinkage);
-  addattr(g, fn, LLVMAttributeFunctionIndex, "nounwind");
-  for (unsigned i = 0; i < n; i++) {
-    if (pt[i] == g->ptr)
-      addattr(g, fn, i + 1, "noalias");
-    size_t len = strcspn(names, " ");
-    LLVMSetValueName2(LLVMGetParam(fn, i), names, len);
-    names += len + (names[len] == ' ');
-  }
-  g->fn = fn;
-  LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->cx, fn, "entry"));
   return fn;
 }
 
-/* ---- loops --------------------------------------------------------------- */
-
-/* for (iv = lo; iv < hi; iv += step) { body }: loop_begin returns iv and
- * leaves the builder in the body; loop_end closes it. */
-typedef struct Loop {
-  LLVMBasicBlockRef head, exit;
-  LLVMValueRef iv;
-  int64_t step;
-} Loop;
-
-static LLVMValueRef loop_begin(G *g, Loop *l, LLVMValueRef lo, LLVMValueRef hi, int64_t step, const char *name)
-{
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
-  l->step = step;
-  l->head = LLVMAppendBasicBlockInContext(g->cx, g->fn, name);
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, g->fn, "body");
-  l->exit = LLVMAppendBasicBlockInContext(g->cx, g->fn, "done");
-  LLVMBuildBr(g->b, l->head);
-  LLVMPositionBuilderAtEnd(g->b, l->head);
-  l->iv = LLVMBuildPhi(g->b, g->i64, name);
-  LLVMAddIncoming(l->iv, &lo, &pre, 1);
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, l->iv, hi, ""), body, l->exit);
-  LLVMPositionBuilderAtEnd(g->b, body);
-  return l->iv;
-}
-
-/* !llvm.loop !{self, !{"llvm.loop.unroll.disable"}} on a latch branch: the
- * loops that matter are unrolled here, by hand. */
-static void nounroll(G *g, LLVMValueRef br)
-{
-  LLVMMetadataRef self = LLVMTemporaryMDNode(g->cx, NULL, 0);
-  LLVMMetadataRef s = LLVMMDStringInContext2(g->cx, "llvm.loop.unroll.disable", 24);
-  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(g->cx, &s, 1)};
-  LLVMMetadataRef md = LLVMMDNodeInContext2(g->cx, ops, 2);
-  LLVMMetadataReplaceAllUsesWith(self, md);
-  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->cx, "llvm.loop", 9), LLVMMetadataAsValue(g->cx, md));
-}
-
-static void loop_end(G *g, Loop *l)
-{
-  LLVMValueRef next = LLVMBuildNSWAdd(g->b, l->iv, ci64(g, l->step), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  nounroll(g, LLVMBuildBr(g->b, l->head));
-  LLVMAddIncoming(l->iv, &next, &latch, 1);
-  LLVMPositionBuilderAtEnd(g->b, l->exit);
-}
-
-static LLVMValueRef gep(G *g, LLVMValueRef base, LLVMValueRef off)
-{
-  return LLVMBuildInBoundsGEP2(g->b, g->f32, base, &off, 1, "");
-}
-
-static LLVMValueRef mul(G *g, LLVMValueRef a, int64_t c) { return LLVMBuildNSWMul(g->b, a, ci64(g, c), ""); }
-static LLVMValueRef add(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(g->b, a, b, ""); }
-
-static LLVMValueRef sub(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWSub(g->b, a, b, ""); }
-static LLVMValueRef mulv(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(g->b, a, b, ""); }
+static LLVMValueRef sub(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWSub(g->ir.b, a, b, ""); }
+static LLVMValueRef mulv(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(g->ir.b, a, b, ""); }
 
 static LLVMValueRef smin(G *g, LLVMValueRef a, LLVMValueRef b)
 {
-  return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, a, b, ""), a, b, "");
+  IRB *ir = &g->ir;
+  return LLVMBuildSelect(ir->b, LLVMBuildICmp(ir->b, LLVMIntSLT, a, b, ""), a, b, "");
 }
 
 static LLVMValueRef call(G *g, LLVMValueRef fn, LLVMValueRef *args, unsigned n)
 {
-  return LLVMBuildCall2(g->b, LLVMGlobalGetValueType(fn), fn, args, n, "");
+  IRB *ir = &g->ir;
+  return LLVMBuildCall2(ir->b, LLVMGlobalGetValueType(fn), fn, args, n, "");
 }
 
 /* if (cond) { ... }: if_begin leaves the builder in the then block,
  * returns the block after; if_end closes it. */
 static LLVMBasicBlockRef if_begin(G *g, LLVMValueRef cond, const char *name)
 {
-  LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(g->cx, g->fn, name);
-  LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(g->cx, g->fn, "after");
-  LLVMBuildCondBr(g->b, cond, then, after);
-  LLVMPositionBuilderAtEnd(g->b, then);
+  IRB *ir = &g->ir;
+  LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, name);
+  LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "after");
+  LLVMBuildCondBr(ir->b, cond, then, after);
+  LLVMPositionBuilderAtEnd(ir->b, then);
   return after;
 }
 
 static void if_end(G *g, LLVMBasicBlockRef after)
 {
-  LLVMBuildBr(g->b, after);
-  LLVMPositionBuilderAtEnd(g->b, after);
+  IRB *ir = &g->ir;
+  LLVMBuildBr(ir->b, after);
+  LLVMPositionBuilderAtEnd(ir->b, after);
 }
-
-static LLVMValueRef load(G *g, LLVMTypeRef ty, LLVMValueRef p)
-{
-  LLVMValueRef v = LLVMBuildLoad2(g->b, ty, p, "");
-  LLVMSetAlignment(v, 4);
-  return v;
-}
-
-static void store(G *g, LLVMValueRef v, LLVMValueRef p) { LLVMSetAlignment(LLVMBuildStore(g->b, v, p), 4); }
 
 /* ---- packing ----------------------------------------------------------------- */
 
 /* The element (k, n) of op(B): B[k·ldb + n], or with GEMM_BT B[n·ldb + k]. */
 static LLVMValueRef opb(G *g, LLVMValueRef B, LLVMValueRef k, LLVMValueRef n)
 {
-  LLVMValueRef off = g->flags & GEMM_BT ? add(g, mul(g, n, g->ldb), k) : add(g, mul(g, k, g->ldb), n);
-  return load(g, g->f32, gep(g, B, off));
+  IRB *ir = &g->ir;
+  LLVMValueRef off =
+      g->flags & GEMM_BT ? irb_add(ir, irb_mulc(ir, n, g->ldb), k) : irb_add(ir, irb_mulc(ir, k, g->ldb), n);
+  return irb_loadu(ir, ir->f32, irb_gep(ir, B, off));
 }
 
 /* void packb(B, dst, c0, c1, k0, kc, ps), internal: panels [c0, c1) of
@@ -266,44 +169,47 @@ static LLVMValueRef opb(G *g, LLVMValueRef B, LLVMValueRef k, LLVMValueRef n)
  *   dst[(p - c0)·ps + k·NR + j] = op(B)[k0 + k, p·NR + j], 0 past column N */
 static void gen_packb(G *g)
 {
-  LLVMTypeRef pt[7] = {g->ptr, g->ptr, g->i64, g->i64, g->i64, g->i64, g->i64};
+  IRB *ir = &g->ir;
+  LLVMTypeRef pt[7] = {ir->ptr, ir->ptr, ir->i64, ir->i64, ir->i64, ir->i64, ir->i64};
   g->packb = newfn(g, ".packb", pt, 7, 1, "B dst c0 c1 k0 kc ps");
   LLVMValueRef B = LLVMGetParam(g->packb, 0), dst = LLVMGetParam(g->packb, 1), c0 = LLVMGetParam(g->packb, 2);
   LLVMValueRef c1 = LLVMGetParam(g->packb, 3), k0 = LLVMGetParam(g->packb, 4), kc = LLVMGetParam(g->packb, 5);
   LLVMValueRef ps = LLVMGetParam(g->packb, 6);
-  Loop lp, lk, lj;
+  IRLoop lp, lk, lj;
   if (g->npf) { /* whole panels */
-    LLVMValueRef p = loop_begin(g, &lp, c0, smin(g, c1, ci64(g, g->npf)), 1, "panel");
-    LLVMValueRef d = gep(g, dst, mulv(g, sub(g, p, c0), ps));
+    LLVMValueRef p = irb_loop_begin(ir, &lp, c0, smin(g, c1, irb_i64(ir, g->npf)), 1, "panel");
+    LLVMValueRef d = irb_gep(ir, dst, mulv(g, sub(g, p, c0), ps));
     if (g->flags & GEMM_BT) { /* B's rows are the panel's columns: read them contiguously */
-      LLVMValueRef j = loop_begin(g, &lj, ci64(g, 0), ci64(g, g->NR), 1, "j");
-      LLVMValueRef src = gep(g, B, add(g, mul(g, add(g, mul(g, p, g->NR), j), g->ldb), k0));
-      LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "k");
-      store(g, load(g, g->f32, gep(g, src, k)), gep(g, d, add(g, mul(g, k, g->NR), j)));
-      loop_end(g, &lk);
-      loop_end(g, &lj);
+      LLVMValueRef j = irb_loop_begin(ir, &lj, irb_i64(ir, 0), irb_i64(ir, g->NR), 1, "j");
+      LLVMValueRef src = irb_gep(ir, B, irb_add(ir, irb_mulc(ir, irb_add(ir, irb_mulc(ir, p, g->NR), j), g->ldb), k0));
+      LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), kc, 1, "k");
+      irb_storeu(ir, irb_loadu(ir, ir->f32, irb_gep(ir, src, k)),
+                 irb_gep(ir, d, irb_add(ir, irb_mulc(ir, k, g->NR), j)));
+      irb_loop_end(ir, &lk);
+      irb_loop_end(ir, &lj);
     } else { /* a row of the panel is NR contiguous floats of B */
-      LLVMTypeRef rowty = LLVMVectorType(g->f32, (unsigned)g->NR);
-      LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "k");
-      LLVMValueRef src = gep(g, B, add(g, mul(g, add(g, k0, k), g->ldb), mul(g, p, g->NR)));
-      store(g, load(g, rowty, src), gep(g, d, mul(g, k, g->NR)));
-      loop_end(g, &lk);
+      LLVMTypeRef rowty = LLVMVectorType(ir->f32, (unsigned)g->NR);
+      LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), kc, 1, "k");
+      LLVMValueRef src = irb_gep(ir, B, irb_add(ir, irb_mulc(ir, irb_add(ir, k0, k), g->ldb), irb_mulc(ir, p, g->NR)));
+      irb_storeu(ir, irb_loadu(ir, rowty, src), irb_gep(ir, d, irb_mulc(ir, k, g->NR)));
+      irb_loop_end(ir, &lk);
     }
-    loop_end(g, &lp);
+    irb_loop_end(ir, &lp);
   }
   if (g->nt) { /* the partial panel, if in range */
-    LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSGT, c1, ci64(g, g->npf), ""), "tail");
-    LLVMValueRef d = gep(g, dst, mulv(g, sub(g, ci64(g, g->npf), c0), ps));
-    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "k");
-    LLVMValueRef row = mul(g, k, g->NR);
+    LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(ir->b, LLVMIntSGT, c1, irb_i64(ir, g->npf), ""), "tail");
+    LLVMValueRef d = irb_gep(ir, dst, mulv(g, sub(g, irb_i64(ir, g->npf), c0), ps));
+    LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), kc, 1, "k");
+    LLVMValueRef row = irb_mulc(ir, k, g->NR);
     for (int64_t j = 0; j < g->NR; j++) {
-      LLVMValueRef v = j < g->nt ? opb(g, B, add(g, k0, k), ci64(g, g->npf * g->NR + j)) : LLVMConstReal(g->f32, 0);
-      store(g, v, gep(g, d, add(g, row, ci64(g, j))));
+      LLVMValueRef v =
+          j < g->nt ? opb(g, B, irb_add(ir, k0, k), irb_i64(ir, g->npf * g->NR + j)) : LLVMConstReal(ir->f32, 0);
+      irb_storeu(ir, v, irb_gep(ir, d, irb_add(ir, row, irb_i64(ir, j))));
     }
-    loop_end(g, &lk);
+    irb_loop_end(ir, &lk);
     if_end(g, after);
   }
-  LLVMBuildRetVoid(g->b);
+  LLVMBuildRetVoid(ir->b);
 }
 
 /* Ap[(q·kc + k)·MR + r] = op(A)[i0 + q·MR + r, k0 + k] for the rows·kc
@@ -312,49 +218,51 @@ static void gen_packb(G *g)
 static void gen_packa(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LLVMValueRef rows, LLVMValueRef nq,
                       LLVMValueRef rem, LLVMValueRef k0, LLVMValueRef kc)
 {
-  Loop li, lk, lq;
+  IRB *ir = &g->ir;
+  IRLoop li, lk, lq;
   if (!(g->flags & GEMM_AT)) { /* A's rows are contiguous in k */
-    LLVMValueRef i = loop_begin(g, &li, ci64(g, 0), rows, 1, "ai");
-    LLVMValueRef q = LLVMBuildUDiv(g->b, i, ci64(g, MR), "");
-    LLVMValueRef dst = add(g, mul(g, mulv(g, q, kc), MR), sub(g, i, mul(g, q, MR)));
-    LLVMValueRef src = gep(g, A, add(g, mul(g, add(g, i0, i), g->lda), k0));
-    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "ak");
-    store(g, load(g, g->f32, gep(g, src, k)), gep(g, Ap, add(g, dst, mul(g, k, MR))));
-    loop_end(g, &lk);
-    loop_end(g, &li);
+    LLVMValueRef i = irb_loop_begin(ir, &li, irb_i64(ir, 0), rows, 1, "ai");
+    LLVMValueRef q = LLVMBuildUDiv(ir->b, i, irb_i64(ir, MR), "");
+    LLVMValueRef dst = irb_add(ir, irb_mulc(ir, mulv(g, q, kc), MR), sub(g, i, irb_mulc(ir, q, MR)));
+    LLVMValueRef src = irb_gep(ir, A, irb_add(ir, irb_mulc(ir, irb_add(ir, i0, i), g->lda), k0));
+    LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), kc, 1, "ak");
+    irb_storeu(ir, irb_loadu(ir, ir->f32, irb_gep(ir, src, k)), irb_gep(ir, Ap, irb_add(ir, dst, irb_mulc(ir, k, MR))));
+    irb_loop_end(ir, &lk);
+    irb_loop_end(ir, &li);
     return;
   }
   /* GEMM_AT: A's rows are contiguous in i, MR of them one micro-panel row;
    * each k reads a few cache lines of a row lda floats after the last, so
    * the lines PFA rows ahead are prefetched (without: 5-10% slower on the
    * weight gradient [2048 x 4096] x [4096 x 512], behind OpenBLAS) */
-  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, 1, "ak");
-  LLVMValueRef src = gep(g, A, add(g, mul(g, add(g, k0, k), g->lda), i0));
+  LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), kc, 1, "ak");
+  LLVMValueRef src = irb_gep(ir, A, irb_add(ir, irb_mulc(ir, irb_add(ir, k0, k), g->lda), i0));
   {
     /* the rows PFA ahead, read at (prefetch: no fault past the end) */
     unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-    LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->mod, pid, &g->ptr, 1);
-    LLVMTypeRef pfty = LLVMIntrinsicGetType(g->cx, pid, &g->ptr, 1);
-    LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
+    LLVMValueRef pf = LLVMGetIntrinsicDeclaration(ir->mod, pid, &ir->ptr, 1);
+    LLVMTypeRef pfty = LLVMIntrinsicGetType(ir->cx, pid, &ir->ptr, 1);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(ir->cx);
     for (int64_t l = 0; l <= min64(MC, g->M); l += 16) {
-      LLVMValueRef off = ci64(g, PFA * g->lda + l);
-      LLVMValueRef pa[4] = {LLVMBuildGEP2(g->b, g->f32, src, &off, 1, ""), LLVMConstInt(i32, 0, 0),
+      LLVMValueRef off = irb_i64(ir, PFA * g->lda + l);
+      LLVMValueRef pa[4] = {LLVMBuildGEP2(ir->b, ir->f32, src, &off, 1, ""), LLVMConstInt(i32, 0, 0),
                             LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
-      LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
+      LLVMBuildCall2(ir->b, pfty, pf, pa, 4, "");
     }
   }
   if (g->M >= MR) {
-    LLVMTypeRef mrty = LLVMVectorType(g->f32, MR);
-    LLVMValueRef q = loop_begin(g, &lq, ci64(g, 0), nq, 1, "aq");
-    LLVMValueRef v = load(g, mrty, gep(g, src, mul(g, q, MR)));
-    store(g, v, gep(g, Ap, mul(g, add(g, mulv(g, q, kc), k), MR)));
-    loop_end(g, &lq);
+    LLVMTypeRef mrty = LLVMVectorType(ir->f32, MR);
+    LLVMValueRef q = irb_loop_begin(ir, &lq, irb_i64(ir, 0), nq, 1, "aq");
+    LLVMValueRef v = irb_loadu(ir, mrty, irb_gep(ir, src, irb_mulc(ir, q, MR)));
+    irb_storeu(ir, v, irb_gep(ir, Ap, irb_mulc(ir, irb_add(ir, mulv(g, q, kc), k), MR)));
+    irb_loop_end(ir, &lq);
   }
-  LLVMValueRef tsrc = gep(g, src, mul(g, nq, MR)), tdst = gep(g, Ap, mul(g, add(g, mulv(g, nq, kc), k), MR));
-  LLVMValueRef r = loop_begin(g, &li, ci64(g, 0), rem, 1, "ar");
-  store(g, load(g, g->f32, gep(g, tsrc, r)), gep(g, tdst, r));
-  loop_end(g, &li);
-  loop_end(g, &lk);
+  LLVMValueRef tsrc = irb_gep(ir, src, irb_mulc(ir, nq, MR)),
+               tdst = irb_gep(ir, Ap, irb_mulc(ir, irb_add(ir, mulv(g, nq, kc), k), MR));
+  LLVMValueRef r = irb_loop_begin(ir, &li, irb_i64(ir, 0), rem, 1, "ar");
+  irb_storeu(ir, irb_loadu(ir, ir->f32, irb_gep(ir, tsrc, r)), irb_gep(ir, tdst, r));
+  irb_loop_end(ir, &li);
+  irb_loop_end(ir, &lk);
 }
 
 /* ---- the micro-kernel -------------------------------------------------------- */
@@ -365,43 +273,45 @@ static void gen_packa(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LL
 static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef lo, LLVMValueRef hi,
                       LLVMValueRef in[MR][MAXNR / 4], LLVMValueRef out[MR][MAXNR / 4])
 {
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->cx, g->fn, "k");
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, g->fn, "kbody");
-  LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->cx, g->fn, "kdone");
-  LLVMBuildBr(g->b, head);
-  LLVMPositionBuilderAtEnd(g->b, head);
-  LLVMValueRef k = LLVMBuildPhi(g->b, g->i64, "k"), acc[MR][MAXNR / 4], next[MR][MAXNR / 4];
+  IRB *ir = &g->ir;
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(ir->b);
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "k");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "kbody");
+  LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "kdone");
+  LLVMBuildBr(ir->b, head);
+  LLVMPositionBuilderAtEnd(ir->b, head);
+  LLVMValueRef k = LLVMBuildPhi(ir->b, ir->i64, "k"), acc[MR][MAXNR / 4], next[MR][MAXNR / 4];
   LLVMAddIncoming(k, &lo, &pre, 1);
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
-      acc[r][v] = LLVMBuildPhi(g->b, g->vty, "acc");
+      acc[r][v] = LLVMBuildPhi(ir->b, g->vty, "acc");
       LLVMAddIncoming(acc[r][v], &in[r][v], &pre, 1);
     }
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, k, hi, ""), body, exit);
-  LLVMPositionBuilderAtEnd(g->b, body);
+  LLVMBuildCondBr(ir->b, LLVMBuildICmp(ir->b, LLVMIntSLT, k, hi, ""), body, exit);
+  LLVMPositionBuilderAtEnd(ir->b, body);
   LLVMValueRef bv[MAXNR / 4];
-  LLVMValueRef brow = mul(g, k, g->NR);
+  LLVMValueRef brow = irb_mulc(ir, k, g->NR);
   for (int v = 0; v < nv; v++)
-    bv[v] = load(g, g->vty, gep(g, Bp, add(g, brow, ci64(g, (int64_t)v * g->W))));
-  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(g->cx), (unsigned)g->W));
+    bv[v] = irb_loadu(ir, g->vty, irb_gep(ir, Bp, irb_add(ir, brow, irb_i64(ir, (int64_t)v * g->W))));
+  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(ir->cx), (unsigned)g->W));
   LLVMValueRef poison = LLVMGetPoison(g->vty);
   for (int r = 0; r < mr; r++) {
-    LLVMValueRef a = LLVMBuildLoad2(g->b, g->f32, gep(g, A, add(g, mul(g, k, MR), ci64(g, r))), "a");
-    LLVMValueRef s = LLVMBuildInsertElement(g->b, poison, a, LLVMConstInt(g->i64, 0, 0), "");
-    s = LLVMBuildShuffleVector(g->b, s, poison, mask, "splat");
+    LLVMValueRef a =
+        LLVMBuildLoad2(ir->b, ir->f32, irb_gep(ir, A, irb_add(ir, irb_mulc(ir, k, MR), irb_i64(ir, r))), "a");
+    LLVMValueRef s = LLVMBuildInsertElement(ir->b, poison, a, LLVMConstInt(ir->i64, 0, 0), "");
+    s = LLVMBuildShuffleVector(ir->b, s, poison, mask, "splat");
     for (int v = 0; v < nv; v++) {
       LLVMValueRef args[3] = {s, bv[v], acc[r][v]};
-      next[r][v] = LLVMBuildCall2(g->b, g->fmaty, g->fma, args, 3, "");
+      next[r][v] = LLVMBuildCall2(ir->b, g->fmaty, g->fma, args, 3, "");
     }
   }
-  LLVMValueRef k1 = LLVMBuildNSWAdd(g->b, k, ci64(g, 1), "");
+  LLVMValueRef k1 = LLVMBuildNSWAdd(ir->b, k, irb_i64(ir, 1), "");
   LLVMAddIncoming(k, &k1, &body, 1);
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++)
       LLVMAddIncoming(acc[r][v], &next[r][v], &body, 1);
-  nounroll(g, LLVMBuildBr(g->b, head));
-  LLVMPositionBuilderAtEnd(g->b, exit);
+  irb_nounroll(ir, LLVMBuildBr(ir->b, head));
+  LLVMPositionBuilderAtEnd(ir->b, exit);
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++)
       out[r][v] = acc[r][v];
@@ -413,19 +323,20 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
  * The MR-row kernel prefetches its C tile near the end of the slice. */
 static LLVMValueRef gen_kernel(G *g, int mr)
 {
+  IRB *ir = &g->ir;
   /* the micro-kernel depends on mr, NR and the vector type only: one copy
    * per module serves every GEMM in it (compile time) */
   char name[64];
   snprintf(name, sizeof name, "rnnc.gemm.k%dx%d.w%d", mr, g->NR, g->W);
-  LLVMValueRef have = LLVMGetNamedFunction(g->mod, name);
+  LLVMValueRef have = LLVMGetNamedFunction(ir->mod, name);
   if (have)
     return have;
   const char *sym = g->sym;
   g->sym = "";
-  LLVMTypeRef pt[6] = {g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->i1};
+  LLVMTypeRef pt[6] = {ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64, ir->i1};
   LLVMValueRef fn = newfn(g, name, pt, 6, 1, "Ap Bp C ldc kc first");
   g->sym = sym;
-  addattr(g, fn, LLVMAttributeFunctionIndex, "noinline"); /* one copy: compile time */
+  irb_attr(ir, fn, LLVMAttributeFunctionIndex, "noinline"); /* one copy: compile time */
   LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
   LLVMValueRef ldc = LLVMGetParam(fn, 3), kc = LLVMGetParam(fn, 4), first = LLVMGetParam(fn, 5);
   int nv = g->NR / g->W;
@@ -434,35 +345,36 @@ static LLVMValueRef gen_kernel(G *g, int mr)
     for (int v = 0; v < nv; v++)
       acc[r][v] = LLVMConstNull(g->vty);
   if (mr < MR) {
-    gen_kloop(g, mr, nv, A, Bp, ci64(g, 0), kc, acc, next);
+    gen_kloop(g, mr, nv, A, Bp, irb_i64(ir, 0), kc, acc, next);
   } else {
     /* acc = Σ over k in [0, split), prefetch the C tile for writing
      * (llvm.prefetch(p, rw 1, locality 3, data 1), the first and last float
      * of each row), then k in [split, kc): the tile arrives while the last
      * PFD steps run and is not evicted by the panel streaming through L1 */
-    LLVMValueRef split = LLVMBuildNSWSub(g->b, kc, ci64(g, PFD), "");
-    split = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, split, ci64(g, 0), ""), ci64(g, 0), split, "split");
-    gen_kloop(g, mr, nv, A, Bp, ci64(g, 0), split, acc, next);
+    LLVMValueRef split = LLVMBuildNSWSub(ir->b, kc, irb_i64(ir, PFD), "");
+    split = LLVMBuildSelect(ir->b, LLVMBuildICmp(ir->b, LLVMIntSLT, split, irb_i64(ir, 0), ""), irb_i64(ir, 0), split,
+                            "split");
+    gen_kloop(g, mr, nv, A, Bp, irb_i64(ir, 0), split, acc, next);
     unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-    LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->mod, pid, &g->ptr, 1);
-    LLVMTypeRef pfty = LLVMIntrinsicGetType(g->cx, pid, &g->ptr, 1);
-    LLVMTypeRef i32 = LLVMInt32TypeInContext(g->cx);
+    LLVMValueRef pf = LLVMGetIntrinsicDeclaration(ir->mod, pid, &ir->ptr, 1);
+    LLVMTypeRef pfty = LLVMIntrinsicGetType(ir->cx, pid, &ir->ptr, 1);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(ir->cx);
     for (int r = 0; r < mr; r++)
       for (int e = 0; e < 2; e++) {
-        LLVMValueRef pa[4] = {gep(g, C, add(g, mul(g, ldc, r), ci64(g, e ? g->NR - 1 : 0))), LLVMConstInt(i32, 1, 0),
-                              LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
-        LLVMBuildCall2(g->b, pfty, pf, pa, 4, "");
+        LLVMValueRef pa[4] = {irb_gep(ir, C, irb_add(ir, irb_mulc(ir, ldc, r), irb_i64(ir, e ? g->NR - 1 : 0))),
+                              LLVMConstInt(i32, 1, 0), LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
+        LLVMBuildCall2(ir->b, pfty, pf, pa, 4, "");
       }
     gen_kloop(g, mr, nv, A, Bp, split, kc, next, next);
   }
   /* C += acc (or C = acc on the first slice) */
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
-      LLVMValueRef p = gep(g, C, add(g, mul(g, ldc, r), ci64(g, (int64_t)v * g->W)));
-      LLVMValueRef old = load(g, g->vty, p);
-      store(g, LLVMBuildSelect(g->b, first, next[r][v], LLVMBuildFAdd(g->b, old, next[r][v], ""), ""), p);
+      LLVMValueRef p = irb_gep(ir, C, irb_add(ir, irb_mulc(ir, ldc, r), irb_i64(ir, (int64_t)v * g->W)));
+      LLVMValueRef old = irb_loadu(ir, g->vty, p);
+      irb_storeu(ir, LLVMBuildSelect(ir->b, first, next[r][v], LLVMBuildFAdd(ir->b, old, next[r][v], ""), ""), p);
     }
-  LLVMBuildRetVoid(g->b);
+  LLVMBuildRetVoid(ir->b);
   return fn;
 }
 
@@ -475,23 +387,24 @@ static LLVMValueRef gen_kernel(G *g, int mr)
 static void gen_call(G *g, LLVMValueRef kern, LLVMValueRef h, int partial, LLVMValueRef Ap, LLVMValueRef Bpan,
                      LLVMValueRef Cp, LLVMValueRef i, LLVMValueRef kc, LLVMValueRef first, LLVMValueRef tile)
 {
-  LLVMValueRef c = gep(g, Cp, mul(g, i, g->ldc));
+  IRB *ir = &g->ir;
+  LLVMValueRef c = irb_gep(ir, Cp, irb_mulc(ir, i, g->ldc));
   if (!partial) {
-    LLVMValueRef args[6] = {Ap, Bpan, c, ci64(g, g->ldc), kc, first};
+    LLVMValueRef args[6] = {Ap, Bpan, c, irb_i64(ir, g->ldc), kc, first};
     call(g, kern, args, 6);
     return;
   }
-  LLVMValueRef args[6] = {Ap, Bpan, tile, ci64(g, g->NR), kc, LLVMConstInt(g->i1, 1, 0)};
+  LLVMValueRef args[6] = {Ap, Bpan, tile, irb_i64(ir, g->NR), kc, LLVMConstInt(ir->i1, 1, 0)};
   call(g, kern, args, 6);
-  Loop lr;
-  LLVMValueRef r = loop_begin(g, &lr, ci64(g, 0), h, 1, "tr");
-  LLVMValueRef src = gep(g, tile, mul(g, r, g->NR)), dst = gep(g, c, mul(g, r, g->ldc));
+  IRLoop lr;
+  LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), h, 1, "tr");
+  LLVMValueRef src = irb_gep(ir, tile, irb_mulc(ir, r, g->NR)), dst = irb_gep(ir, c, irb_mulc(ir, r, g->ldc));
   for (int64_t j = 0; j < g->nt; j++) {
-    LLVMValueRef x = load(g, g->f32, gep(g, src, ci64(g, j))), p = gep(g, dst, ci64(g, j));
-    LLVMValueRef old = load(g, g->f32, p);
-    store(g, LLVMBuildSelect(g->b, first, x, LLVMBuildFAdd(g->b, old, x, ""), ""), p);
+    LLVMValueRef x = irb_loadu(ir, ir->f32, irb_gep(ir, src, irb_i64(ir, j))), p = irb_gep(ir, dst, irb_i64(ir, j));
+    LLVMValueRef old = irb_loadu(ir, ir->f32, p);
+    irb_storeu(ir, LLVMBuildSelect(ir->b, first, x, LLVMBuildFAdd(ir->b, old, x, ""), ""), p);
   }
-  loop_end(g, &lr);
+  irb_loop_end(ir, &lr);
 }
 
 /* One panel against the rows i0 .. i0 + nq·MR + rem of a block, packed at
@@ -500,22 +413,25 @@ static void gen_call(G *g, LLVMValueRef kern, LLVMValueRef h, int partial, LLVMV
 static void gen_rows(G *g, int partial, LLVMValueRef Bpan, LLVMValueRef Cp, LLVMValueRef Ap, LLVMValueRef tile,
                      LLVMValueRef i0, LLVMValueRef nq, LLVMValueRef rem, LLVMValueRef kc, LLVMValueRef first)
 {
-  LLVMValueRef qstride = mul(g, kc, MR);
+  IRB *ir = &g->ir;
+  LLVMValueRef qstride = irb_mulc(ir, kc, MR);
   if (g->M >= MR) {
-    Loop lq;
-    LLVMValueRef q = loop_begin(g, &lq, ci64(g, 0), nq, 1, "q");
-    gen_call(g, g->kern[MR], ci64(g, MR), partial, gep(g, Ap, mulv(g, q, qstride)), Bpan, Cp,
-             add(g, i0, mul(g, q, MR)), kc, first, tile);
-    loop_end(g, &lq);
+    IRLoop lq;
+    LLVMValueRef q = irb_loop_begin(ir, &lq, irb_i64(ir, 0), nq, 1, "q");
+    gen_call(g, g->kern[MR], irb_i64(ir, MR), partial, irb_gep(ir, Ap, mulv(g, q, qstride)), Bpan, Cp,
+             irb_add(ir, i0, irb_mulc(ir, q, MR)), kc, first, tile);
+    irb_loop_end(ir, &lq);
   }
-  LLVMValueRef Aq = gep(g, Ap, mulv(g, nq, qstride)), iq = add(g, i0, mul(g, nq, MR));
+  LLVMValueRef Aq = irb_gep(ir, Ap, mulv(g, nq, qstride)), iq = irb_add(ir, i0, irb_mulc(ir, nq, MR));
   for (int h = 4; h >= 1; h /= 2) {
     if (!g->kern[h])
       continue;
-    LLVMValueRef r0 = LLVMBuildAnd(g->b, rem, ci64(g, 7 & ~(2 * h - 1)), ""); /* rows of the bigger parts */
-    LLVMValueRef has = LLVMBuildICmp(g->b, LLVMIntNE, LLVMBuildAnd(g->b, rem, ci64(g, h), ""), ci64(g, 0), "");
+    LLVMValueRef r0 = LLVMBuildAnd(ir->b, rem, irb_i64(ir, 7 & ~(2 * h - 1)), ""); /* rows of the bigger parts */
+    LLVMValueRef has =
+        LLVMBuildICmp(ir->b, LLVMIntNE, LLVMBuildAnd(ir->b, rem, irb_i64(ir, h), ""), irb_i64(ir, 0), "");
     LLVMBasicBlockRef after = if_begin(g, has, "mtail");
-    gen_call(g, g->kern[h], ci64(g, h), partial, gep(g, Aq, r0), Bpan, Cp, add(g, iq, r0), kc, first, tile);
+    gen_call(g, g->kern[h], irb_i64(ir, h), partial, irb_gep(ir, Aq, r0), Bpan, Cp, irb_add(ir, iq, r0), kc, first,
+             tile);
     if_end(g, after);
   }
 }
@@ -527,50 +443,53 @@ static void gen_rows(G *g, int partial, LLVMValueRef Bpan, LLVMValueRef Cp, LLVM
  * slice's sum, else C += it. */
 static void gen_blk(G *g)
 {
-  LLVMTypeRef pt[12] = {g->ptr, g->ptr, g->ptr, g->ptr, g->i64, g->i64,
-                        g->i64, g->i64, g->i64, g->i64, g->i64, g->i1};
+  IRB *ir = &g->ir;
+  LLVMTypeRef pt[12] = {ir->ptr, ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64,
+                        ir->i64, ir->i64, ir->i64, ir->i64, ir->i64, ir->i1};
   g->blk = newfn(g, ".blk", pt, 12, 1, "A Bp C Ap ps m0 m1 p0 p1 k0 kc first");
   LLVMValueRef P[12];
   LLVMGetParams(g->blk, P);
   LLVMValueRef A = P[0], Bp = P[1], C = P[2], Ap = P[3], ps = P[4], m0 = P[5], m1 = P[6], p0 = P[7], p1 = P[8];
   LLVMValueRef k0 = P[9], kc = P[10], first = P[11];
   int64_t ncp = NC / g->NR;
-  LLVMValueRef tile = gep(g, Ap, ci64(g, up16(ablock(g->M, g->K))));
-  Loop lj, li, lp;
-  LLVMValueRef pb0 = loop_begin(g, &lj, p0, p1, ncp, "jb");
-  LLVMValueRef pb1 = smin(g, add(g, pb0, ci64(g, ncp)), p1);
-  LLVMValueRef i0 = loop_begin(g, &li, m0, m1, MC, "ib");
-  LLVMValueRef rows = sub(g, smin(g, add(g, i0, ci64(g, MC)), m1), i0);
-  LLVMValueRef nq = LLVMBuildSDiv(g->b, rows, ci64(g, MR), "nq");
-  LLVMValueRef rem = sub(g, rows, mul(g, nq, MR));
+  LLVMValueRef tile = irb_gep(ir, Ap, irb_i64(ir, up16(ablock(g->M, g->K))));
+  IRLoop lj, li, lp;
+  LLVMValueRef pb0 = irb_loop_begin(ir, &lj, p0, p1, ncp, "jb");
+  LLVMValueRef pb1 = smin(g, irb_add(ir, pb0, irb_i64(ir, ncp)), p1);
+  LLVMValueRef i0 = irb_loop_begin(ir, &li, m0, m1, MC, "ib");
+  LLVMValueRef rows = sub(g, smin(g, irb_add(ir, i0, irb_i64(ir, MC)), m1), i0);
+  LLVMValueRef nq = LLVMBuildSDiv(ir->b, rows, irb_i64(ir, MR), "nq");
+  LLVMValueRef rem = sub(g, rows, irb_mulc(ir, nq, MR));
   gen_packa(g, A, Ap, i0, rows, nq, rem, k0, kc);
   if (g->npf) {
-    LLVMValueRef p = loop_begin(g, &lp, pb0, smin(g, pb1, ci64(g, g->npf)), 1, "p");
-    gen_rows(g, 0, gep(g, Bp, mulv(g, sub(g, p, p0), ps)), gep(g, C, mul(g, p, g->NR)), Ap, tile, i0, nq, rem, kc,
-             first);
-    loop_end(g, &lp);
+    LLVMValueRef p = irb_loop_begin(ir, &lp, pb0, smin(g, pb1, irb_i64(ir, g->npf)), 1, "p");
+    gen_rows(g, 0, irb_gep(ir, Bp, mulv(g, sub(g, p, p0), ps)), irb_gep(ir, C, irb_mulc(ir, p, g->NR)), Ap, tile, i0,
+             nq, rem, kc, first);
+    irb_loop_end(ir, &lp);
   }
   if (g->nt) { /* the partial panel, with the last column block */
-    LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(g->b, LLVMIntSGT, pb1, ci64(g, g->npf), ""), "ntail");
-    gen_rows(g, 1, gep(g, Bp, mulv(g, sub(g, ci64(g, g->npf), p0), ps)), gep(g, C, ci64(g, g->npf * g->NR)), Ap,
-             tile, i0, nq, rem, kc, first);
+    LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(ir->b, LLVMIntSGT, pb1, irb_i64(ir, g->npf), ""), "ntail");
+    gen_rows(g, 1, irb_gep(ir, Bp, mulv(g, sub(g, irb_i64(ir, g->npf), p0), ps)),
+             irb_gep(ir, C, irb_i64(ir, g->npf * g->NR)), Ap, tile, i0, nq, rem, kc, first);
     if_end(g, after);
   }
-  loop_end(g, &li);
-  loop_end(g, &lj);
-  LLVMBuildRetVoid(g->b);
+  irb_loop_end(ir, &li);
+  irb_loop_end(ir, &lj);
+  LLVMBuildRetVoid(ir->b);
 }
 
 /* ---- the entry points ---------------------------------------------------------- */
 
 /* for kb over the KC slices: *k0, *kc and *first (C = the first slice's
- * sum, unless GEMM_ACC) for the body; close with loop_end(g, l). */
-static void slices_begin(G *g, Loop *l, LLVMValueRef *k0, LLVMValueRef *kc, LLVMValueRef *first)
+ * sum, unless GEMM_ACC) for the body; close with irb_loop_end(&g->ir, l). */
+static void slices_begin(G *g, IRLoop *l, LLVMValueRef *k0, LLVMValueRef *kc, LLVMValueRef *first)
 {
-  LLVMValueRef kb = loop_begin(g, l, ci64(g, 0), ci64(g, (g->K + KC - 1) / KC), 1, "kb");
-  *k0 = mul(g, kb, KC);
-  *kc = smin(g, sub(g, ci64(g, g->K), *k0), ci64(g, KC));
-  *first = g->flags & GEMM_ACC ? LLVMConstInt(g->i1, 0, 0) : LLVMBuildICmp(g->b, LLVMIntEQ, kb, ci64(g, 0), "first");
+  IRB *ir = &g->ir;
+  LLVMValueRef kb = irb_loop_begin(ir, l, irb_i64(ir, 0), irb_i64(ir, (g->K + KC - 1) / KC), 1, "kb");
+  *k0 = irb_mulc(ir, kb, KC);
+  *kc = smin(g, sub(g, irb_i64(ir, g->K), *k0), irb_i64(ir, KC));
+  *first =
+      g->flags & GEMM_ACC ? LLVMConstInt(ir->i1, 0, 0) : LLVMBuildICmp(ir->b, LLVMIntEQ, kb, irb_i64(ir, 0), "first");
 }
 
 /* blk's arguments */
@@ -586,6 +505,7 @@ static void blk(G *g, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef C, LLVMValue
  * _rows, _colsp and _cols (see ir.h). */
 static void gen_all(G *g)
 {
+  IRB *ir = &g->ir;
   for (int h = 1; h <= MR; h *= 2)
     if (h <= g->M)
       g->kern[h] = gen_kernel(g, h);
@@ -593,44 +513,45 @@ static void gen_all(G *g)
     g->kern[MR] = gen_kernel(g, MR);
   gen_packb(g);
   gen_blk(g);
-  LLVMValueRef P[6], ps = ci64(g, g->K * g->NR), k0, kc, first;
-  Loop lk, lc;
+  LLVMValueRef P[6], ps = irb_i64(ir, g->K * g->NR), k0, kc, first;
+  IRLoop lk, lc;
 
-  LLVMTypeRef pt[6] = {g->ptr, g->ptr, g->i64, g->i64};
+  LLVMTypeRef pt[6] = {ir->ptr, ir->ptr, ir->i64, ir->i64};
   LLVMGetParams(newfn(g, "_pack", pt, 4, g->linkage, "B pack p0 p1"), P);
-  LLVMValueRef pargs[7] = {P[0], gep(g, P[1], mulv(g, P[2], ps)), P[2], P[3], ci64(g, 0), ci64(g, g->K), ps};
+  LLVMValueRef pargs[7] = {P[0], irb_gep(ir, P[1], mulv(g, P[2], ps)), P[2], P[3], irb_i64(ir, 0), irb_i64(ir, g->K),
+                           ps};
   call(g, g->packb, pargs, 7);
-  LLVMBuildRetVoid(g->b);
+  LLVMBuildRetVoid(ir->b);
 
-  LLVMTypeRef pt6[6] = {g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->ptr};
+  LLVMTypeRef pt6[6] = {ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64, ir->ptr};
   LLVMGetParams(newfn(g, "_rows", pt6, 6, g->linkage, "A pack C m0 m1 scratch"), P);
   slices_begin(g, &lk, &k0, &kc, &first);
-  blk(g, P[0], gep(g, P[1], mul(g, k0, g->NR)), P[2], P[5], ps, P[3], P[4], ci64(g, 0), ci64(g, g->np), k0, kc,
-      first);
-  loop_end(g, &lk);
-  LLVMBuildRetVoid(g->b);
+  blk(g, P[0], irb_gep(ir, P[1], irb_mulc(ir, k0, g->NR)), P[2], P[5], ps, P[3], P[4], irb_i64(ir, 0),
+      irb_i64(ir, g->np), k0, kc, first);
+  irb_loop_end(ir, &lk);
+  LLVMBuildRetVoid(ir->b);
 
   LLVMGetParams(newfn(g, "_colsp", pt6, 6, g->linkage, "A pack C p0 p1 scratch"), P);
   slices_begin(g, &lk, &k0, &kc, &first);
-  LLVMValueRef Bp = gep(g, P[1], add(g, mulv(g, P[3], ps), mul(g, k0, g->NR)));
-  blk(g, P[0], Bp, P[2], P[5], ps, ci64(g, 0), ci64(g, g->M), P[3], P[4], k0, kc, first);
-  loop_end(g, &lk);
-  LLVMBuildRetVoid(g->b);
+  LLVMValueRef Bp = irb_gep(ir, P[1], irb_add(ir, mulv(g, P[3], ps), irb_mulc(ir, k0, g->NR)));
+  blk(g, P[0], Bp, P[2], P[5], ps, irb_i64(ir, 0), irb_i64(ir, g->M), P[3], P[4], k0, kc, first);
+  irb_loop_end(ir, &lk);
+  LLVMBuildRetVoid(ir->b);
 
   /* _cols: per chunk of NCS columns, per slice: pack, multiply */
   LLVMGetParams(newfn(g, "_cols", pt6, 6, g->linkage, "A B C p0 p1 scratch"), P);
   GemmSpec s = {g->M, g->N, g->K, g->lda, g->ldb, g->ldc, g->flags};
-  LLVMValueRef Ap = gep(g, P[5], ci64(g, bchunk(&s)));
-  LLVMValueRef c0 = loop_begin(g, &lc, P[3], P[4], NCS / g->NR, "chunk");
-  LLVMValueRef c1 = smin(g, add(g, c0, ci64(g, NCS / g->NR)), P[4]);
+  LLVMValueRef Ap = irb_gep(ir, P[5], irb_i64(ir, bchunk(&s)));
+  LLVMValueRef c0 = irb_loop_begin(ir, &lc, P[3], P[4], NCS / g->NR, "chunk");
+  LLVMValueRef c1 = smin(g, irb_add(ir, c0, irb_i64(ir, NCS / g->NR)), P[4]);
   slices_begin(g, &lk, &k0, &kc, &first);
-  LLVMValueRef cps = mul(g, kc, g->NR);
+  LLVMValueRef cps = irb_mulc(ir, kc, g->NR);
   LLVMValueRef cargs[7] = {P[1], P[5], c0, c1, k0, kc, cps};
   call(g, g->packb, cargs, 7);
-  blk(g, P[0], P[5], P[2], Ap, cps, ci64(g, 0), ci64(g, g->M), c0, c1, k0, kc, first);
-  loop_end(g, &lk);
-  loop_end(g, &lc);
-  LLVMBuildRetVoid(g->b);
+  blk(g, P[0], P[5], P[2], Ap, cps, irb_i64(ir, 0), irb_i64(ir, g->M), c0, c1, k0, kc, first);
+  irb_loop_end(ir, &lk);
+  irb_loop_end(ir, &lc);
+  LLVMBuildRetVoid(ir->b);
 }
 
 /* ---- the generators ----------------------------------------------------------- */
@@ -680,7 +601,8 @@ static int check_spec(const char *sym, const GemmSpec *s, char *err, size_t errl
 /* g's types, vector width, panel width and fma for s. */
 static void g_init(G *g, LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int linkage)
 {
-  *g = (G){.cx = cx, .mod = mod, .flags = s->flags, .M = s->M, .N = s->N, .K = s->K, .lda = s->lda,
+  IRB *ir = &g->ir;
+  *g = (G){.flags = s->flags, .M = s->M, .N = s->N, .K = s->K, .lda = s->lda,
            .ldb = s->ldb, .ldc = s->ldc, .sym = sym, .linkage = linkage};
   g->NR = spec_nr(s);
   int fused = g->NR == 16; /* AVX2 + FMA */
@@ -688,13 +610,8 @@ static void g_init(G *g, LLVMContextRef cx, LLVMModuleRef mod, const char *sym, 
   g->np = gemm_npanels(s);
   g->npf = s->N / g->NR;
   g->nt = s->N % g->NR;
-  g->b = LLVMCreateBuilderInContext(cx);
-  g->f32 = LLVMFloatTypeInContext(cx);
-  g->i64 = LLVMInt64TypeInContext(cx);
-  g->i1 = LLVMInt1TypeInContext(cx);
-  g->ptr = LLVMPointerTypeInContext(cx, 0);
-  g->voidty = LLVMVoidTypeInContext(cx);
-  g->vty = LLVMVectorType(g->f32, (unsigned)g->W);
+  irb_init(ir, cx, mod);
+  g->vty = LLVMVectorType(ir->f32, (unsigned)g->W);
   /* llvm.fma where the host fuses in hardware; elsewhere llvm.fmuladd, which
    * the back end fuses or not, fixed per target */
   const char *in = fused ? "llvm.fma" : "llvm.fmuladd";
@@ -711,7 +628,7 @@ int gemm_gen2(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmS
   G g;
   g_init(&g, cx, mod, sym, s, 0);
   gen_all(&g);
-  LLVMDisposeBuilder(g.b);
+  irb_free(&g.ir);
   return RNNC_OK;
 }
 
@@ -737,23 +654,25 @@ int gemm_gen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, i
   g.sym = sym;
   LLVMValueRef P[4];
 
-  LLVMTypeRef pt[4] = {g.ptr, g.ptr, g.ptr, g.ptr};
+  LLVMTypeRef pt[4] = {g.ir.ptr, g.ir.ptr, g.ir.ptr, g.ir.ptr};
   LLVMGetParams(newfn(&g, "_pack", pt, 2, 0, "B pack"), P);
-  LLVMValueRef pargs[4] = {P[0], P[1], ci64(&g, 0), ci64(&g, g.np)};
+  LLVMValueRef pargs[4] = {P[0], P[1], irb_i64(&g.ir, 0), irb_i64(&g.ir, g.np)};
   call(&g, fpack, pargs, 4);
-  LLVMBuildRetVoid(g.b);
+  LLVMBuildRetVoid(g.ir.b);
 
   LLVMGetParams(newfn(&g, "_packed", pt, 3, 0, "A pack C"), P);
-  LLVMValueRef rargs[6] = {P[0], P[1], P[2], ci64(&g, 0), ci64(&g, M), gep(&g, P[1], ci64(&g, bpanels(N, K)))};
+  LLVMValueRef rargs[6] = {
+      P[0], P[1], P[2], irb_i64(&g.ir, 0), irb_i64(&g.ir, M), irb_gep(&g.ir, P[1], irb_i64(&g.ir, bpanels(N, K)))};
   call(&g, frows, rargs, 6);
-  LLVMBuildRetVoid(g.b);
+  LLVMBuildRetVoid(g.ir.b);
 
   LLVMGetParams(newfn(&g, "", pt, 4, 0, "A B C pack"), P);
-  LLVMValueRef a1[4] = {P[1], P[3], ci64(&g, 0), ci64(&g, g.np)};
+  LLVMValueRef a1[4] = {P[1], P[3], irb_i64(&g.ir, 0), irb_i64(&g.ir, g.np)};
   call(&g, fpack, a1, 4);
-  LLVMValueRef a2[6] = {P[0], P[3], P[2], ci64(&g, 0), ci64(&g, M), gep(&g, P[3], ci64(&g, bpanels(N, K)))};
+  LLVMValueRef a2[6] = {
+      P[0], P[3], P[2], irb_i64(&g.ir, 0), irb_i64(&g.ir, M), irb_gep(&g.ir, P[3], irb_i64(&g.ir, bpanels(N, K)))};
   call(&g, frows, a2, 6);
-  LLVMBuildRetVoid(g.b);
-  LLVMDisposeBuilder(g.b);
+  LLVMBuildRetVoid(g.ir.b);
+  irb_free(&g.ir);
   return RNNC_OK;
 }
