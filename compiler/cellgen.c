@@ -12,17 +12,11 @@
 #include <string.h>
 
 #include <llvm-c/Core.h>
-#include <llvm-c/DebugInfo.h> /* LLVMTemporaryMDNode */
 
 #include "ir.h"
 
 typedef struct Gen {
-  LLVMContextRef cx;
-  LLVMModuleRef mod;
-  LLVMBuilderRef b;
-  LLVMValueRef fn;
-  LLVMBasicBlockRef entry;
-  LLVMTypeRef f32, i64, ptr;
+  IRB ir;
   const Cell *c;
   long *numel;        /* per node: elements per row */
   LLVMValueRef *base; /* per node: its buffer (float *) */
@@ -41,103 +35,28 @@ int cellgen_nout(const Cell *c)
   return n;
 }
 
-static void addattr(LLVMContextRef cx, LLVMValueRef fn, unsigned idx, const char *name)
-{
-  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(cx, LLVMGetEnumAttributeKindForName(name, strlen(name)), 0));
-}
-
-static LLVMValueRef ci64(Gen *g, long v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
-static LLVMValueRef cf32(Gen *g, double v) { return LLVMConstReal(g->f32, v); }
-
-/* ---- loops --------------------------------------------------------------- */
-
-/* for (iv = 0; iv < n; iv++) { body }: loop_begin returns iv and leaves the
- * builder in the body; loop_end closes the body and continues after it. */
-typedef struct Loop {
-  LLVMBasicBlockRef head, exit;
-  LLVMValueRef iv;
-} Loop;
-
-static LLVMValueRef loop_begin(Gen *g, Loop *l, LLVMValueRef n, const char *name)
-{
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
-  l->head = LLVMAppendBasicBlockInContext(g->cx, g->fn, name);
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->cx, g->fn, "body");
-  l->exit = LLVMAppendBasicBlockInContext(g->cx, g->fn, "done");
-  LLVMBuildBr(g->b, l->head);
-  LLVMPositionBuilderAtEnd(g->b, l->head);
-  l->iv = LLVMBuildPhi(g->b, g->i64, name);
-  LLVMValueRef zero = ci64(g, 0);
-  LLVMAddIncoming(l->iv, &zero, &pre, 1);
-  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, l->iv, n, ""), body, l->exit);
-  LLVMPositionBuilderAtEnd(g->b, body);
-  return l->iv;
-}
-
-static void loop_end(Gen *g, Loop *l)
-{
-  LLVMValueRef next = LLVMBuildNSWAdd(g->b, l->iv, ci64(g, 1), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  LLVMValueRef br = LLVMBuildBr(g->b, l->head);
-  LLVMAddIncoming(l->iv, &next, &latch, 1);
-  /* !llvm.loop !{self, !{"llvm.loop.unroll.disable"}}: trip counts are
-   * constants, and fully unrolled nests cost compile time for no gain */
-  LLVMMetadataRef self = LLVMTemporaryMDNode(g->cx, NULL, 0);
-  LLVMMetadataRef s = LLVMMDStringInContext2(g->cx, "llvm.loop.unroll.disable", 24);
-  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(g->cx, &s, 1)};
-  LLVMMetadataRef md = LLVMMDNodeInContext2(g->cx, ops, 2);
-  LLVMMetadataReplaceAllUsesWith(self, md);
-  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->cx, "llvm.loop", 9), LLVMMetadataAsValue(g->cx, md));
-  LLVMPositionBuilderAtEnd(g->b, l->exit);
-}
-
 /* ---- addressing ------------------------------------------------------------ */
 
 /* &node[row r][e]: a param is shared by every row. */
 static LLVMValueRef addr(Gen *g, int node, LLVMValueRef r, LLVMValueRef e)
 {
+  IRB *ir = &g->ir;
   LLVMValueRef off = e;
   if (g->c->node[node].op != OP_PARAM)
-    off = LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, r, ci64(g, g->numel[node]), ""), e, "");
-  return LLVMBuildInBoundsGEP2(g->b, g->f32, g->base[node], &off, 1, "");
+    off = LLVMBuildNSWAdd(ir->b, LLVMBuildNSWMul(ir->b, r, irb_i64(ir, g->numel[node]), ""), e, "");
+  return LLVMBuildInBoundsGEP2(ir->b, ir->f32, g->base[node], &off, 1, "");
 }
 
 static LLVMValueRef load(Gen *g, int node, LLVMValueRef r, LLVMValueRef e)
 {
-  return LLVMBuildLoad2(g->b, g->f32, addr(g, node, r, e), "");
+  IRB *ir = &g->ir;
+  return LLVMBuildLoad2(ir->b, ir->f32, addr(g, node, r, e), "");
 }
 
 static void store(Gen *g, LLVMValueRef v, int node, LLVMValueRef r, LLVMValueRef e)
 {
-  LLVMBuildStore(g->b, v, addr(g, node, r, e));
-}
-
-/* float name(float), declared once per module (readnone: SLEEF is pure). */
-static LLVMValueRef call1(Gen *g, const char *name, LLVMValueRef x)
-{
-  LLVMTypeRef ft = LLVMFunctionType(g->f32, &g->f32, 1, 0);
-  LLVMValueRef f = LLVMGetNamedFunction(g->mod, name);
-  if (!f) {
-    f = LLVMAddFunction(g->mod, name, ft);
-    addattr(g->cx, f, LLVMAttributeFunctionIndex, "nounwind");
-    addattr(g->cx, f, LLVMAttributeFunctionIndex, "willreturn");
-    addattr(g->cx, f, LLVMAttributeFunctionIndex, "memory"); /* 0: memory(none) */
-  }
-  return LLVMBuildCall2(g->b, ft, f, &x, 1, "");
-}
-
-/* A float slot in the entry block, where mem2reg/SROA promote it. */
-static LLVMValueRef entry_alloca(Gen *g, const char *name)
-{
-  LLVMBuilderRef eb = LLVMCreateBuilderInContext(g->cx);
-  LLVMValueRef first = LLVMGetFirstInstruction(g->entry);
-  if (first)
-    LLVMPositionBuilderBefore(eb, first);
-  else
-    LLVMPositionBuilderAtEnd(eb, g->entry);
-  LLVMValueRef a = LLVMBuildAlloca(eb, g->f32, name);
-  LLVMDisposeBuilder(eb);
-  return a;
+  IRB *ir = &g->ir;
+  LLVMBuildStore(ir->b, v, addr(g, node, r, e));
 }
 
 /* ---- one emitter per op kind ---------------------------------------------- */
@@ -145,18 +64,20 @@ static LLVMValueRef entry_alloca(Gen *g, const char *name)
 /* const [] and zeros [d]: y[r, e] = value */
 static void gen_fill(Gen *g, int i, double v)
 {
-  Loop lr, le;
-  LLVMValueRef r = loop_begin(g, &lr, g->nrows, "row");
-  LLVMValueRef e = loop_begin(g, &le, ci64(g, g->numel[i]), "e");
-  store(g, cf32(g, v), i, r, e);
-  loop_end(g, &le);
-  loop_end(g, &lr);
+  IRB *ir = &g->ir;
+  IRLoop lr, le;
+  LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), g->nrows, 1, "row");
+  LLVMValueRef e = irb_loop_begin(ir, &le, irb_i64(ir, 0), irb_i64(ir, g->numel[i]), 1, "e");
+  store(g, irb_f32(ir, v), i, r, e);
+  irb_loop_end(ir, &le);
+  irb_loop_end(ir, &lr);
 }
 
 /* The scalar value of elementwise op on a (and b), float32. */
 static LLVMValueRef ew(Gen *g, int op, LLVMValueRef a, LLVMValueRef b)
 {
-  LLVMBuilderRef B = g->b;
+  IRB *ir = &g->ir;
+  LLVMBuilderRef B = ir->b;
   switch (op) {
   case OP_ADD: return LLVMBuildFAdd(B, a, b, "");
   case OP_SUB: return LLVMBuildFSub(B, a, b, "");
@@ -164,16 +85,16 @@ static LLVMValueRef ew(Gen *g, int op, LLVMValueRef a, LLVMValueRef b)
   case OP_DIV: return LLVMBuildFDiv(B, a, b, "");
   case OP_NEG: return LLVMBuildFNeg(B, a, "");
   case OP_SIGMOID: {
-    LLVMValueRef ex = call1(g, "Sleef_expf_u10", LLVMBuildFNeg(B, a, ""));
-    return LLVMBuildFDiv(B, cf32(g, 1), LLVMBuildFAdd(B, cf32(g, 1), ex, ""), "");
+    LLVMValueRef ex = irb_call1(ir, "Sleef_expf_u10", ir->f32, LLVMBuildFNeg(B, a, ""));
+    return LLVMBuildFDiv(B, irb_f32(ir, 1), LLVMBuildFAdd(B, irb_f32(ir, 1), ex, ""), "");
   }
-  case OP_TANH: return call1(g, "Sleef_tanhf_u10", a);
-  case OP_EXP: return call1(g, "Sleef_expf_u10", a);
-  case OP_LOG: return call1(g, "Sleef_logf_u10", a);
+  case OP_TANH: return irb_call1(ir, "Sleef_tanhf_u10", ir->f32, a);
+  case OP_EXP: return irb_call1(ir, "Sleef_expf_u10", ir->f32, a);
+  case OP_LOG: return irb_call1(ir, "Sleef_logf_u10", ir->f32, a);
   case OP_RELU: /* a > 0 ? a : 0, NaN -> 0 as in C */
-    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, cf32(g, 0), ""), a, cf32(g, 0), "");
+    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, irb_f32(ir, 0), ""), a, irb_f32(ir, 0), "");
   case OP_STEP:
-    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, cf32(g, 0), ""), cf32(g, 1), cf32(g, 0), "");
+    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, irb_f32(ir, 0), ""), irb_f32(ir, 1), irb_f32(ir, 0), "");
   }
   die("cellgen: op '%s' is not elementwise", opinfo[op].spelling);
 }
@@ -181,16 +102,17 @@ static LLVMValueRef ew(Gen *g, int op, LLVMValueRef a, LLVMValueRef b)
 /* y[r, e] = op(a[r, e], b[r, e]); an operand of one element is broadcast. */
 static void gen_ew(Gen *g, int i)
 {
+  IRB *ir = &g->ir;
   const Node *nd = &g->c->node[i];
   int a = nd->arg[0], b = nd->narg == 2 ? nd->arg[1] : a;
-  Loop lr, le;
-  LLVMValueRef r = loop_begin(g, &lr, g->nrows, "row");
-  LLVMValueRef e = loop_begin(g, &le, ci64(g, g->numel[i]), "e");
-  LLVMValueRef va = load(g, a, r, g->numel[a] == 1 ? ci64(g, 0) : e);
-  LLVMValueRef vb = nd->narg == 2 ? load(g, b, r, g->numel[b] == 1 ? ci64(g, 0) : e) : NULL;
+  IRLoop lr, le;
+  LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), g->nrows, 1, "row");
+  LLVMValueRef e = irb_loop_begin(ir, &le, irb_i64(ir, 0), irb_i64(ir, g->numel[i]), 1, "e");
+  LLVMValueRef va = load(g, a, r, g->numel[a] == 1 ? irb_i64(ir, 0) : e);
+  LLVMValueRef vb = nd->narg == 2 ? load(g, b, r, g->numel[b] == 1 ? irb_i64(ir, 0) : e) : NULL;
   store(g, ew(g, nd->op, va, vb), i, r, e);
-  loop_end(g, &le);
-  loop_end(g, &lr);
+  irb_loop_end(ir, &le);
+  irb_loop_end(ir, &lr);
 }
 
 /* A [m, n] @ v [n] -> y [m]:      y[i] = Σ_j A[i, j] v[j]   (transposed: 0)
@@ -198,53 +120,56 @@ static void gen_ew(Gen *g, int i)
  * The sum runs over the inner index in increasing order. */
 static void gen_matvec(Gen *g, int i, int transposed)
 {
+  IRB *ir = &g->ir;
   const Node *nd = &g->c->node[i];
   int A = nd->arg[0], v = nd->arg[1];
   long ncol = g->numel[A] / (transposed ? g->numel[v] : g->numel[i]); /* n */
   long nout = g->numel[i], nin = g->numel[v];
-  LLVMValueRef acc = entry_alloca(g, "acc"); /* promoted to a register by O3 */
-  Loop lr, lo, lk;
-  LLVMValueRef r = loop_begin(g, &lr, g->nrows, "row");
-  LLVMValueRef o = loop_begin(g, &lo, ci64(g, nout), "o");
-  LLVMBuildStore(g->b, cf32(g, 0), acc);
-  LLVMValueRef k = loop_begin(g, &lk, ci64(g, nin), "k");
+  LLVMValueRef acc = irb_alloca(ir, ir->f32, "acc"); /* promoted to a register by O3 */
+  IRLoop lr, lo, lk;
+  LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), g->nrows, 1, "row");
+  LLVMValueRef o = irb_loop_begin(ir, &lo, irb_i64(ir, 0), irb_i64(ir, nout), 1, "o");
+  LLVMBuildStore(ir->b, irb_f32(ir, 0), acc);
+  LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, nin), 1, "k");
   /* element A[i, j]: row-major, n columns */
-  LLVMValueRef ij = transposed ? LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, k, ci64(g, ncol), ""), o, "")
-                               : LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, o, ci64(g, ncol), ""), k, "");
-  LLVMValueRef prod = LLVMBuildFMul(g->b, load(g, A, r, ij), load(g, v, r, k), "");
-  LLVMBuildStore(g->b, LLVMBuildFAdd(g->b, LLVMBuildLoad2(g->b, g->f32, acc, ""), prod, ""), acc);
-  loop_end(g, &lk);
-  store(g, LLVMBuildLoad2(g->b, g->f32, acc, ""), i, r, o);
-  loop_end(g, &lo);
-  loop_end(g, &lr);
+  LLVMValueRef ij = transposed ? LLVMBuildNSWAdd(ir->b, LLVMBuildNSWMul(ir->b, k, irb_i64(ir, ncol), ""), o, "")
+                               : LLVMBuildNSWAdd(ir->b, LLVMBuildNSWMul(ir->b, o, irb_i64(ir, ncol), ""), k, "");
+  LLVMValueRef prod = LLVMBuildFMul(ir->b, load(g, A, r, ij), load(g, v, r, k), "");
+  LLVMBuildStore(ir->b, LLVMBuildFAdd(ir->b, LLVMBuildLoad2(ir->b, ir->f32, acc, ""), prod, ""), acc);
+  irb_loop_end(ir, &lk);
+  store(g, LLVMBuildLoad2(ir->b, ir->f32, acc, ""), i, r, o);
+  irb_loop_end(ir, &lo);
+  irb_loop_end(ir, &lr);
 }
 
 /* outer(a [m], b [n]) -> Y [m, n]: Y[i, j] = a[i] b[j] */
 static void gen_outer(Gen *g, int i)
 {
+  IRB *ir = &g->ir;
   const Node *nd = &g->c->node[i];
   int a = nd->arg[0], b = nd->arg[1];
-  Loop lr, li, lj;
-  LLVMValueRef r = loop_begin(g, &lr, g->nrows, "row");
-  LLVMValueRef x = loop_begin(g, &li, ci64(g, g->numel[a]), "i");
-  LLVMValueRef y = loop_begin(g, &lj, ci64(g, g->numel[b]), "j");
-  LLVMValueRef e = LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, x, ci64(g, g->numel[b]), ""), y, "");
-  store(g, LLVMBuildFMul(g->b, load(g, a, r, x), load(g, b, r, y), ""), i, r, e);
-  loop_end(g, &lj);
-  loop_end(g, &li);
-  loop_end(g, &lr);
+  IRLoop lr, li, lj;
+  LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), g->nrows, 1, "row");
+  LLVMValueRef x = irb_loop_begin(ir, &li, irb_i64(ir, 0), irb_i64(ir, g->numel[a]), 1, "i");
+  LLVMValueRef y = irb_loop_begin(ir, &lj, irb_i64(ir, 0), irb_i64(ir, g->numel[b]), 1, "j");
+  LLVMValueRef e = LLVMBuildNSWAdd(ir->b, LLVMBuildNSWMul(ir->b, x, irb_i64(ir, g->numel[b]), ""), y, "");
+  store(g, LLVMBuildFMul(ir->b, load(g, a, r, x), load(g, b, r, y), ""), i, r, e);
+  irb_loop_end(ir, &lj);
+  irb_loop_end(ir, &li);
+  irb_loop_end(ir, &lr);
 }
 
 /* y[r, dst + e] = a[r, src + e] for e < n: split, slice and concat. */
 static void gen_copy(Gen *g, int y, long dst, int a, long src, long n)
 {
-  Loop lr, le;
-  LLVMValueRef r = loop_begin(g, &lr, g->nrows, "row");
-  LLVMValueRef e = loop_begin(g, &le, ci64(g, n), "e");
-  LLVMValueRef v = load(g, a, r, LLVMBuildNSWAdd(g->b, e, ci64(g, src), ""));
-  store(g, v, y, r, LLVMBuildNSWAdd(g->b, e, ci64(g, dst), ""));
-  loop_end(g, &le);
-  loop_end(g, &lr);
+  IRB *ir = &g->ir;
+  IRLoop lr, le;
+  LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), g->nrows, 1, "row");
+  LLVMValueRef e = irb_loop_begin(ir, &le, irb_i64(ir, 0), irb_i64(ir, n), 1, "e");
+  LLVMValueRef v = load(g, a, r, LLVMBuildNSWAdd(ir->b, e, irb_i64(ir, src), ""));
+  store(g, v, y, r, LLVMBuildNSWAdd(ir->b, e, irb_i64(ir, dst), ""));
+  irb_loop_end(ir, &le);
+  irb_loop_end(ir, &lr);
 }
 
 static void gen_node(Gen *g, int i, long slicestart)
@@ -344,13 +269,9 @@ int cellgen(LLVMContextRef cx, const Cell *c, const Env *env, const char *sym, L
     arena_free(ar);
     return rc;
   }
-  Gen g = {.cx = cx, .c = c, .numel = numel};
+  Gen g = {.c = c, .numel = numel};
   g.base = aalloc(ar, sizeof *g.base * (size_t)(c->nnode + 1));
-  g.mod = LLVMModuleCreateWithNameInContext(sym, cx);
-  g.b = LLVMCreateBuilderInContext(cx);
-  g.f32 = LLVMFloatTypeInContext(cx);
-  g.i64 = LLVMInt64TypeInContext(cx);
-  g.ptr = LLVMPointerTypeInContext(cx, 0);
+  irb_init(&g.ir, cx, LLVMModuleCreateWithNameInContext(sym, cx));
 
   /* The body: void sym.body(i64 nrows, ptr noalias buf...), one buffer per
    * leaf (ABI order) then per computed node, always inlined into the entry
@@ -367,49 +288,49 @@ int cellgen(LLVMContextRef cx, const Cell *c, const Env *env, const char *sym, L
     if (!isleaf(c->node[i].op))
       slot[i] = k++;
   LLVMTypeRef *bt = aalloc(ar, sizeof *bt * (size_t)(nbuf + 1));
-  bt[0] = g.i64;
+  bt[0] = g.ir.i64;
   for (int k = 0; k < nbuf; k++)
-    bt[1 + k] = g.ptr;
+    bt[1 + k] = g.ir.ptr;
   LLVMTypeRef bodyty = LLVMFunctionType(LLVMVoidTypeInContext(cx), bt, (unsigned)nbuf + 1, 0);
-  g.fn = LLVMAddFunction(g.mod, aprintf(ar, "%s.body", sym), bodyty);
-  LLVMSetLinkage(g.fn, LLVMInternalLinkage);
-  addattr(cx, g.fn, LLVMAttributeFunctionIndex, "nounwind");
-  addattr(cx, g.fn, LLVMAttributeFunctionIndex, "alwaysinline");
+  g.ir.fn = LLVMAddFunction(g.ir.mod, aprintf(ar, "%s.body", sym), bodyty);
+  LLVMSetLinkage(g.ir.fn, LLVMInternalLinkage);
+  irb_attr(&g.ir, g.ir.fn, LLVMAttributeFunctionIndex, "nounwind");
+  irb_attr(&g.ir, g.ir.fn, LLVMAttributeFunctionIndex, "alwaysinline");
   for (int k = 0; k < nbuf; k++)
-    addattr(cx, g.fn, (unsigned)k + 2, "noalias");
-  g.nrows = LLVMGetParam(g.fn, 0);
+    irb_attr(&g.ir, g.ir.fn, (unsigned)k + 2, "noalias");
+  g.nrows = LLVMGetParam(g.ir.fn, 0);
   LLVMSetValueName2(g.nrows, "nrows", 5);
   for (int i = 0; i < c->nnode; i++) {
-    g.base[i] = LLVMGetParam(g.fn, (unsigned)slot[i] + 1);
+    g.base[i] = LLVMGetParam(g.ir.fn, (unsigned)slot[i] + 1);
     if (c->node[i].name)
       LLVMSetValueName2(g.base[i], c->node[i].name, strlen(c->node[i].name));
   }
-  g.entry = LLVMAppendBasicBlockInContext(cx, g.fn, "entry");
-  LLVMPositionBuilderAtEnd(g.b, g.entry);
+  g.ir.entry = LLVMAppendBasicBlockInContext(cx, g.ir.fn, "entry");
+  LLVMPositionBuilderAtEnd(g.ir.b, g.ir.entry);
   for (int i = 0; i < c->nnode; i++)
     gen_node(&g, i, start[i]);
-  LLVMBuildRetVoid(g.b);
+  LLVMBuildRetVoid(g.ir.b);
 
   /* The entry point: void sym(ptr in, ptr out, i64 nrows) */
-  LLVMTypeRef params[3] = {g.ptr, g.ptr, g.i64};
-  LLVMValueRef fn = LLVMAddFunction(g.mod, sym, LLVMFunctionType(LLVMVoidTypeInContext(cx), params, 3, 0));
-  addattr(cx, fn, LLVMAttributeFunctionIndex, "nounwind");
+  LLVMTypeRef params[3] = {g.ir.ptr, g.ir.ptr, g.ir.i64};
+  LLVMValueRef fn = LLVMAddFunction(g.ir.mod, sym, LLVMFunctionType(LLVMVoidTypeInContext(cx), params, 3, 0));
+  irb_attr(&g.ir, fn, LLVMAttributeFunctionIndex, "nounwind");
   LLVMValueRef in = LLVMGetParam(fn, 0), outv = LLVMGetParam(fn, 1);
   LLVMSetValueName2(in, "in", 2);
   LLVMSetValueName2(outv, "out", 3);
   LLVMSetValueName2(LLVMGetParam(fn, 2), "nrows", 5);
-  LLVMPositionBuilderAtEnd(g.b, LLVMAppendBasicBlockInContext(cx, fn, "entry"));
+  LLVMPositionBuilderAtEnd(g.ir.b, LLVMAppendBasicBlockInContext(cx, fn, "entry"));
   LLVMValueRef *args = aalloc(ar, sizeof *args * (size_t)(nbuf + 1));
   args[0] = LLVMGetParam(fn, 2);
   for (int k = 0; k < nbuf; k++) {
-    LLVMValueRef idx = ci64(&g, k < nin ? k : k - nin);
-    LLVMValueRef p = LLVMBuildInBoundsGEP2(g.b, g.ptr, k < nin ? in : outv, &idx, 1, "");
-    args[1 + k] = LLVMBuildLoad2(g.b, g.ptr, p, "");
+    LLVMValueRef idx = irb_i64(&g.ir, k < nin ? k : k - nin);
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(g.ir.b, g.ir.ptr, k < nin ? in : outv, &idx, 1, "");
+    args[1 + k] = LLVMBuildLoad2(g.ir.b, g.ir.ptr, p, "");
   }
-  LLVMBuildCall2(g.b, bodyty, g.fn, args, (unsigned)nbuf + 1, "");
-  LLVMBuildRetVoid(g.b);
-  LLVMDisposeBuilder(g.b);
+  LLVMBuildCall2(g.ir.b, bodyty, g.ir.fn, args, (unsigned)nbuf + 1, "");
+  LLVMBuildRetVoid(g.ir.b);
+  irb_free(&g.ir);
   arena_free(ar);
-  *out = g.mod;
+  *out = g.ir.mod;
   return RNNC_OK;
 }
