@@ -1204,6 +1204,10 @@ typedef struct Classes {
  * a malformed line or no example. */
 int labeled_text(int lab, const char *name, const char *text, size_t len, char **out, size_t *outlen, char *err,
                  size_t errlen);
+/* vocab_build (kind, mincount) over labeled_text's column; invalid UTF-8 is
+ * reported at its line: "t.txt: line 3: invalid UTF-8 at byte 5 (...)". */
+int labeled_vocab(Vocab *v, int lab, int kind, const char *name, const char *text, size_t len, int mincount,
+                  char *err, size_t errlen);
 int classes_build(Classes *c, int lab, const char *name, const char *text, size_t len, char *err, size_t errlen);
 char *classes_to_json(const Classes *c); /* ["neg","pos"], malloc'ed */
 int classes_from_json(Classes *c, const char *json, char *err, size_t errlen); /* RNNC_EFORMAT "classes: ..." */

@@ -371,3 +371,42 @@ int dataset_labeled(Dataset *d, int lab, const Vocab *v, const Classes *c, const
     dataset_free(d);
   return st;
 }
+
+/* The vocabulary of the text column; invalid UTF-8 is reported at its line
+ * (the column's byte offsets mean nothing to the user): on that error each
+ * text is tried alone, "t.txt: line 3: invalid UTF-8 at byte 5 (...)". */
+int labeled_vocab(Vocab *v, int lab, int kind, const char *name, const char *text, size_t len, int mincount,
+                  char *err, size_t errlen)
+{
+  char *col;
+  size_t ncol;
+  memset(v, 0, sizeof *v);
+  int st = labeled_text(lab, name, text, len, &col, &ncol, err, errlen);
+  if (st)
+    return st;
+  st = vocab_build(v, kind, name, col, ncol, mincount, err, errlen);
+  free(col);
+  if (st != RNNC_EINPUT || !strstr(err, "invalid UTF-8"))
+    return st;
+  Item *it;
+  size_t n;
+  if (parse_lines(lab, name, text, len, &it, &n, NULL, 0))
+    die("labeled_vocab: the text parsed once and not twice");
+  char where[300], msg[512];
+  for (size_t i = 0; i < n; i++) {
+    if (!it[i].a)
+      continue;
+    Vocab one;
+    snprintf(where, sizeof where, "%s: line %zu", name, it[i].line);
+    const char *s = lab == LAB_CLASS ? it[i].b : it[i].a;
+    size_t m = lab == LAB_CLASS ? it[i].blen : it[i].alen;
+    int bad = vocab_build(&one, kind, where, s, m, 1, msg, sizeof msg) == RNNC_EINPUT && strstr(msg, "invalid UTF-8");
+    vocab_free(&one);
+    if (bad) {
+      snprintf(err, errlen, "%s", msg);
+      break;
+    }
+  }
+  free(it);
+  return st;
+}

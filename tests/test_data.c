@@ -1198,3 +1198,28 @@ Test(data, labeled_resume_and_shuffle)
   classes_free(&c);
   vocab_free(&v);
 }
+
+Test(data, labeled_vocab_names_the_line)
+{
+  Vocab v;
+  char err[256] = "";
+  const char *text = "a\tok\nb\tfine\n\nc\tba\xff" "d\n";
+  cr_assert_eq(labeled_vocab(&v, LAB_CLASS, VOCAB_CHAR, "t.txt", text, strlen(text), 1, err, sizeof err),
+               RNNC_EINPUT);
+  cr_assert_str_eq(err, "t.txt: line 4: invalid UTF-8 at byte 2 (invalid byte 0xff)");
+  cr_assert_eq(labeled_vocab(&v, LAB_TAG, VOCAB_WORD, "t.txt", "x\ta\n\xc3\tb\n", 8, 1, err, sizeof err),
+               RNNC_EINPUT);
+  cr_assert_str_eq(err, "t.txt: line 2: invalid UTF-8 at byte 0 (truncated 2-byte sequence)");
+  /* the texts only: labels are not tokens */
+  cr_assert_eq(labeled_vocab(&v, LAB_CLASS, VOCAB_CHAR, "t.txt", "zz\tab\nyy\tba\n", 12, 1, err, sizeof err),
+               RNNC_OK, "%s", err);
+  cr_assert_eq(v.n, 3); /* \n a b */
+  cr_assert_eq(vocab_lookup(&v, "z", 1), -1);
+  vocab_free(&v);
+  cr_assert_eq(labeled_vocab(&v, LAB_TAG, VOCAB_WORD, "t.txt", "the\tDT\ncat\tNN\n\nthe\tDT\n", 22, 2, err,
+                             sizeof err),
+               RNNC_OK, "%s", err);
+  cr_assert_eq(v.n, 2); /* <unk> the */
+  cr_assert_eq(vocab_lookup(&v, "the", 3), 1);
+  vocab_free(&v);
+}

@@ -242,16 +242,16 @@ int labeldata_load(const Opts *o, const char *vocabjson, const char *classesjson
     return EXIT_USAGE;
   const char *path = opt_str(o, "--data"), *vpath = opt_given(o, "--valid") ? opt_str(o, "--valid") : NULL;
   const char *from = classesjson ? "the checkpoint's" : "the training data's";
-  char *text = NULL, *vtext = NULL, *col = NULL;
-  size_t len = 0, vlen = 0, collen = 0;
+  char *text = NULL, *vtext = NULL;
+  size_t len = 0, vlen = 0;
   d->lab = lab;
   int st = data_read_file(path, &text, &len, err, sizeof err);
   if (st == RNNC_OK && vpath)
     st = data_read_file(vpath, &vtext, &vlen, err, sizeof err);
   if (st == RNNC_OK && vocabjson)
     st = vocab_from_json(&d->vocab, vocabjson, err, sizeof err);
-  else if (st == RNNC_OK && (st = labeled_text(lab, path, text, len, &col, &collen, err, sizeof err)) == RNNC_OK)
-    st = vocab_build(&d->vocab, kind, path, col, collen, (int)mincount, err, sizeof err);
+  else if (st == RNNC_OK)
+    st = labeled_vocab(&d->vocab, lab, kind, path, text, len, (int)mincount, err, sizeof err);
   if (st == RNNC_OK && classesjson)
     st = classes_from_json(&d->classes, classesjson, err, sizeof err);
   else if (st == RNNC_OK)
@@ -270,7 +270,6 @@ int labeldata_load(const Opts *o, const char *vocabjson, const char *classesjson
   }
   d->hasvalid = st == RNNC_OK && (vpath || frac > 0);
   dataset_free(&all);
-  free(col);
   free(text);
   free(vtext);
   return st == RNNC_OK ? EXIT_OK : user_error("%s", err);
