@@ -100,10 +100,10 @@ t0, t1, t2, t3 = map(float, sys.argv[6:10])
 lines = [json.loads(l) for l in open(f"{work}/rnnc.jsonl")]
 logs = [l for l in lines if "loss" in l and "time_s" in l]
 val = [l for l in lines if "valid_loss" in l][-1]
-last = logs[-1]
+last = logs[-1] if logs else dict(step=0, time_s=float("nan"))
 import re
 m = re.search(r"last training loss ([0-9.naif]+)", open(f"{work}/rnnc.out").read())
-r = dict(steps=val["step"], last_loss=float(m.group(1)) if m else float("nan"), tokens_per_s=last["step"] * B * T / last["time_s"],
+r = dict(steps=val["step"], last_loss=float(m.group(1)) if m else float("nan"), tokens_per_s=last["step"] * B * T / last["time_s"] if logs else float("nan"),
          valid_loss=val["valid_loss"], valid_bpc=val["valid_bpc"], wall=t1 - t0,
          curve=[(l["time_s"], l["loss"]) for l in logs])
 p = json.loads(open(f"{work}/torch.json").read())
