@@ -272,6 +272,7 @@ int cellgen(LLVMContextRef cx, const Cell *c, const Env *env, const char *sym, L
   Gen g = {.c = c, .numel = numel};
   g.base = aalloc(ar, sizeof *g.base * (size_t)(c->nnode + 1));
   irb_init(&g.ir, cx, LLVMModuleCreateWithNameInContext(sym, cx));
+  IRB *ir = &g.ir;
 
   /* The body: void sym.body(i64 nrows, ptr noalias buf...), one buffer per
    * leaf (ABI order) then per computed node, always inlined into the entry
@@ -288,49 +289,49 @@ int cellgen(LLVMContextRef cx, const Cell *c, const Env *env, const char *sym, L
     if (!isleaf(c->node[i].op))
       slot[i] = k++;
   LLVMTypeRef *bt = aalloc(ar, sizeof *bt * (size_t)(nbuf + 1));
-  bt[0] = g.ir.i64;
+  bt[0] = ir->i64;
   for (int k = 0; k < nbuf; k++)
-    bt[1 + k] = g.ir.ptr;
+    bt[1 + k] = ir->ptr;
   LLVMTypeRef bodyty = LLVMFunctionType(LLVMVoidTypeInContext(cx), bt, (unsigned)nbuf + 1, 0);
-  g.ir.fn = LLVMAddFunction(g.ir.mod, aprintf(ar, "%s.body", sym), bodyty);
-  LLVMSetLinkage(g.ir.fn, LLVMInternalLinkage);
-  irb_attr(&g.ir, g.ir.fn, LLVMAttributeFunctionIndex, "nounwind");
-  irb_attr(&g.ir, g.ir.fn, LLVMAttributeFunctionIndex, "alwaysinline");
+  ir->fn = LLVMAddFunction(ir->mod, aprintf(ar, "%s.body", sym), bodyty);
+  LLVMSetLinkage(ir->fn, LLVMInternalLinkage);
+  irb_attr(ir, ir->fn, LLVMAttributeFunctionIndex, "nounwind");
+  irb_attr(ir, ir->fn, LLVMAttributeFunctionIndex, "alwaysinline");
   for (int k = 0; k < nbuf; k++)
-    irb_attr(&g.ir, g.ir.fn, (unsigned)k + 2, "noalias");
-  g.nrows = LLVMGetParam(g.ir.fn, 0);
+    irb_attr(ir, ir->fn, (unsigned)k + 2, "noalias");
+  g.nrows = LLVMGetParam(ir->fn, 0);
   LLVMSetValueName2(g.nrows, "nrows", 5);
   for (int i = 0; i < c->nnode; i++) {
-    g.base[i] = LLVMGetParam(g.ir.fn, (unsigned)slot[i] + 1);
+    g.base[i] = LLVMGetParam(ir->fn, (unsigned)slot[i] + 1);
     if (c->node[i].name)
       LLVMSetValueName2(g.base[i], c->node[i].name, strlen(c->node[i].name));
   }
-  g.ir.entry = LLVMAppendBasicBlockInContext(cx, g.ir.fn, "entry");
-  LLVMPositionBuilderAtEnd(g.ir.b, g.ir.entry);
+  ir->entry = LLVMAppendBasicBlockInContext(cx, ir->fn, "entry");
+  LLVMPositionBuilderAtEnd(ir->b, ir->entry);
   for (int i = 0; i < c->nnode; i++)
     gen_node(&g, i, start[i]);
-  LLVMBuildRetVoid(g.ir.b);
+  LLVMBuildRetVoid(ir->b);
 
   /* The entry point: void sym(ptr in, ptr out, i64 nrows) */
-  LLVMTypeRef params[3] = {g.ir.ptr, g.ir.ptr, g.ir.i64};
-  LLVMValueRef fn = LLVMAddFunction(g.ir.mod, sym, LLVMFunctionType(LLVMVoidTypeInContext(cx), params, 3, 0));
-  irb_attr(&g.ir, fn, LLVMAttributeFunctionIndex, "nounwind");
+  LLVMTypeRef params[3] = {ir->ptr, ir->ptr, ir->i64};
+  LLVMValueRef fn = LLVMAddFunction(ir->mod, sym, LLVMFunctionType(LLVMVoidTypeInContext(cx), params, 3, 0));
+  irb_attr(ir, fn, LLVMAttributeFunctionIndex, "nounwind");
   LLVMValueRef in = LLVMGetParam(fn, 0), outv = LLVMGetParam(fn, 1);
   LLVMSetValueName2(in, "in", 2);
   LLVMSetValueName2(outv, "out", 3);
   LLVMSetValueName2(LLVMGetParam(fn, 2), "nrows", 5);
-  LLVMPositionBuilderAtEnd(g.ir.b, LLVMAppendBasicBlockInContext(cx, fn, "entry"));
+  LLVMPositionBuilderAtEnd(ir->b, LLVMAppendBasicBlockInContext(cx, fn, "entry"));
   LLVMValueRef *args = aalloc(ar, sizeof *args * (size_t)(nbuf + 1));
   args[0] = LLVMGetParam(fn, 2);
   for (int k = 0; k < nbuf; k++) {
-    LLVMValueRef idx = irb_i64(&g.ir, k < nin ? k : k - nin);
-    LLVMValueRef p = LLVMBuildInBoundsGEP2(g.ir.b, g.ir.ptr, k < nin ? in : outv, &idx, 1, "");
-    args[1 + k] = LLVMBuildLoad2(g.ir.b, g.ir.ptr, p, "");
+    LLVMValueRef idx = irb_i64(ir, k < nin ? k : k - nin);
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(ir->b, ir->ptr, k < nin ? in : outv, &idx, 1, "");
+    args[1 + k] = LLVMBuildLoad2(ir->b, ir->ptr, p, "");
   }
-  LLVMBuildCall2(g.ir.b, bodyty, g.ir.fn, args, (unsigned)nbuf + 1, "");
-  LLVMBuildRetVoid(g.ir.b);
-  irb_free(&g.ir);
+  LLVMBuildCall2(ir->b, bodyty, ir->fn, args, (unsigned)nbuf + 1, "");
+  LLVMBuildRetVoid(ir->b);
+  irb_free(ir);
   arena_free(ar);
-  *out = g.ir.mod;
+  *out = ir->mod;
   return RNNC_OK;
 }

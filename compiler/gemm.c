@@ -645,6 +645,7 @@ int gemm_gen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, i
   snprintf(inner, sizeof inner, "%s.g", sym);
   G g;
   g_init(&g, cx, mod, inner, &s, 1);
+  IRB *ir = &g.ir;
   gen_all(&g);
   char name[256];
   snprintf(name, sizeof name, "%s.g_pack", sym);
@@ -654,25 +655,25 @@ int gemm_gen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, i
   g.sym = sym;
   LLVMValueRef P[4];
 
-  LLVMTypeRef pt[4] = {g.ir.ptr, g.ir.ptr, g.ir.ptr, g.ir.ptr};
+  LLVMTypeRef pt[4] = {ir->ptr, ir->ptr, ir->ptr, ir->ptr};
   LLVMGetParams(newfn(&g, "_pack", pt, 2, 0, "B pack"), P);
-  LLVMValueRef pargs[4] = {P[0], P[1], irb_i64(&g.ir, 0), irb_i64(&g.ir, g.np)};
+  LLVMValueRef pargs[4] = {P[0], P[1], irb_i64(ir, 0), irb_i64(ir, g.np)};
   call(&g, fpack, pargs, 4);
-  LLVMBuildRetVoid(g.ir.b);
+  LLVMBuildRetVoid(ir->b);
 
   LLVMGetParams(newfn(&g, "_packed", pt, 3, 0, "A pack C"), P);
   LLVMValueRef rargs[6] = {
-      P[0], P[1], P[2], irb_i64(&g.ir, 0), irb_i64(&g.ir, M), irb_gep(&g.ir, P[1], irb_i64(&g.ir, bpanels(N, K)))};
+      P[0], P[1], P[2], irb_i64(ir, 0), irb_i64(ir, M), irb_gep(ir, P[1], irb_i64(ir, bpanels(N, K)))};
   call(&g, frows, rargs, 6);
-  LLVMBuildRetVoid(g.ir.b);
+  LLVMBuildRetVoid(ir->b);
 
   LLVMGetParams(newfn(&g, "", pt, 4, 0, "A B C pack"), P);
-  LLVMValueRef a1[4] = {P[1], P[3], irb_i64(&g.ir, 0), irb_i64(&g.ir, g.np)};
+  LLVMValueRef a1[4] = {P[1], P[3], irb_i64(ir, 0), irb_i64(ir, g.np)};
   call(&g, fpack, a1, 4);
   LLVMValueRef a2[6] = {
-      P[0], P[3], P[2], irb_i64(&g.ir, 0), irb_i64(&g.ir, M), irb_gep(&g.ir, P[3], irb_i64(&g.ir, bpanels(N, K)))};
+      P[0], P[3], P[2], irb_i64(ir, 0), irb_i64(ir, M), irb_gep(ir, P[3], irb_i64(ir, bpanels(N, K)))};
   call(&g, frows, a2, 6);
-  LLVMBuildRetVoid(g.ir.b);
-  irb_free(&g.ir);
+  LLVMBuildRetVoid(ir->b);
+  irb_free(ir);
   return RNNC_OK;
 }

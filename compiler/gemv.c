@@ -83,8 +83,8 @@ int mk_gemv(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, in
       LLVMPositionBuilderAtEnd(ir->b, LLVMGetPreviousBasicBlock(lk.exit)); /* the body */
       for (int q = 0; q < 4; q++) {
         LLVMValueRef kq = LLVMBuildNSWAdd(ir->b, k, irb_i64(ir, q * (int64_t)v.W), "");
-        LLVMValueRef args[3] = {irb_loadu(ir, v.vty, irb_gep(ir, arow, kq)), irb_loadu(ir, v.vty, irb_gep(ir, wrow, kq)),
-                                phi[q]};
+        LLVMValueRef args[3] = {irb_loadu(ir, v.vty, irb_gep(ir, arow, kq)),
+                                irb_loadu(ir, v.vty, irb_gep(ir, wrow, kq)), phi[q]};
         s[q] = LLVMBuildCall2(ir->b, v.fmaty, v.fma, args, 3, "");
       }
       LLVMBasicBlockRef latch = LLVMGetInsertBlock(ir->b);

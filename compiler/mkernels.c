@@ -52,21 +52,23 @@ int mk_portable(int on)
 /* Start the kernel sym (KernFn) in k->ir.mod: the builder is left in its entry. */
 static void kern_begin(MK *k, LLVMContextRef cx, LLVMModuleRef mod, const char *sym)
 {
-  irb_init(&k->ir, cx, mod);
+  IRB *ir = &k->ir;
+  irb_init(ir, cx, mod);
   k->W = !portable && irb_host_avx2_fma() ? 8 : 4;
-  k->vf = LLVMVectorType(k->ir.f32, (unsigned)k->W);
-  k->vd = LLVMVectorType(k->ir.f64, (unsigned)k->W);
-  k->vi = LLVMVectorType(k->ir.i64, (unsigned)k->W);
-  irb_kernfn(&k->ir, sym);
+  k->vf = LLVMVectorType(ir->f32, (unsigned)k->W);
+  k->vd = LLVMVectorType(ir->f64, (unsigned)k->W);
+  k->vi = LLVMVectorType(ir->i64, (unsigned)k->W);
+  irb_kernfn(ir, sym);
   LLVMValueRef *slot[5] = {&k->buf, &k->t, &k->lo, &k->hi, &k->scratch};
   for (unsigned i = 0; i < 5; i++)
-    *slot[i] = LLVMGetParam(k->ir.fn, i);
+    *slot[i] = LLVMGetParam(ir->fn, i);
 }
 
 static int kern_end(MK *k)
 {
-  LLVMBuildRetVoid(k->ir.b);
-  irb_free(&k->ir);
+  IRB *ir = &k->ir;
+  LLVMBuildRetVoid(ir->b);
+  irb_free(ir);
   return RNNC_OK;
 }
 
@@ -87,42 +89,47 @@ static int checksizes(const char *sym, int n, const int64_t *v, const char *cons
  * offsets for int32); NULL when a.slot < 0. */
 static LLVMValueRef base(MK *k, Addr a, const char *name)
 {
+  IRB *ir = &k->ir;
   if (a.slot < 0)
     return NULL;
-  LLVMValueRef idx = irb_i64(&k->ir, a.slot);
-  LLVMValueRef slot = LLVMBuildInBoundsGEP2(k->ir.b, k->ir.ptr, k->buf, &idx, 1, "");
-  LLVMValueRef p = LLVMBuildLoad2(k->ir.b, k->ir.ptr, slot, name);
-  LLVMValueRef off = irb_i64(&k->ir, a.off);
+  LLVMValueRef idx = irb_i64(ir, a.slot);
+  LLVMValueRef slot = LLVMBuildInBoundsGEP2(ir->b, ir->ptr, k->buf, &idx, 1, "");
+  LLVMValueRef p = LLVMBuildLoad2(ir->b, ir->ptr, slot, name);
+  LLVMValueRef off = irb_i64(ir, a.off);
   if (a.tstride)
-    off = irb_add(&k->ir, off, irb_mulc(&k->ir, k->t, a.tstride));
-  return LLVMBuildGEP2(k->ir.b, k->ir.f32, p, &off, 1, name);
+    off = irb_add(ir, off, irb_mulc(ir, k->t, a.tstride));
+  return LLVMBuildGEP2(ir->b, ir->f32, p, &off, 1, name);
 }
 
 /* Row r of a value at base (r NULL or ld 0: row 0). */
 static LLVMValueRef row(MK *k, LLVMValueRef base, int64_t ld, LLVMValueRef r)
 {
+  IRB *ir = &k->ir;
   if (!r || !ld)
     return base;
-  LLVMValueRef off = irb_mulc(&k->ir, r, ld);
-  return LLVMBuildGEP2(k->ir.b, k->ir.f32, base, &off, 1, "");
+  LLVMValueRef off = irb_mulc(ir, r, ld);
+  return LLVMBuildGEP2(ir->b, ir->f32, base, &off, 1, "");
 }
 
 /* &p[e] for a float (or int32) p; e an i64 value. */
 static LLVMValueRef at(MK *k, LLVMValueRef p, LLVMValueRef e)
 {
-  return LLVMBuildGEP2(k->ir.b, k->ir.f32, p, &e, 1, "");
+  IRB *ir = &k->ir;
+  return LLVMBuildGEP2(ir->b, ir->f32, p, &e, 1, "");
 }
 
 static LLVMValueRef ld32(MK *k, LLVMValueRef p, LLVMValueRef e)
 {
-  return LLVMBuildLoad2(k->ir.b, k->ir.f32, at(k, p, e), "");
+  IRB *ir = &k->ir;
+  return LLVMBuildLoad2(ir->b, ir->f32, at(k, p, e), "");
 }
 static void st32(MK *k, LLVMValueRef v, LLVMValueRef p, LLVMValueRef e) { LLVMBuildStore(k->ir.b, v, at(k, p, e)); }
 /* int32 element e of p, sign-extended to i64 (token ids and targets). */
 static LLVMValueRef ldid(MK *k, LLVMValueRef p, LLVMValueRef e)
 {
-  LLVMValueRef q = LLVMBuildGEP2(k->ir.b, k->ir.i32, p, &e, 1, "");
-  return LLVMBuildSExt(k->ir.b, LLVMBuildLoad2(k->ir.b, k->ir.i32, q, ""), k->ir.i64, "id");
+  IRB *ir = &k->ir;
+  LLVMValueRef q = LLVMBuildGEP2(ir->b, ir->i32, p, &e, 1, "");
+  return LLVMBuildSExt(ir->b, LLVMBuildLoad2(ir->b, ir->i32, q, ""), ir->i64, "id");
 }
 
 /* W floats at p[e] (a float's alignment). */
@@ -132,27 +139,30 @@ static void vstore(MK *k, LLVMValueRef v, LLVMValueRef p, LLVMValueRef e) { irb_
 /* The largest lane of a float vector, as select(x > m, x, m) in lane order. */
 static LLVMValueRef hmax(MK *k, LLVMValueRef v, LLVMValueRef m)
 {
+  IRB *ir = &k->ir;
   for (int i = 0; i < k->W; i++) {
-    LLVMValueRef x = LLVMBuildExtractElement(k->ir.b, v, LLVMConstInt(k->ir.i32, (unsigned)i, 0), "");
-    m = LLVMBuildSelect(k->ir.b, LLVMBuildFCmp(k->ir.b, LLVMRealOGT, x, m, ""), x, m, "");
+    LLVMValueRef x = LLVMBuildExtractElement(ir->b, v, LLVMConstInt(ir->i32, (unsigned)i, 0), "");
+    m = LLVMBuildSelect(ir->b, LLVMBuildFCmp(ir->b, LLVMRealOGT, x, m, ""), x, m, "");
   }
   return m;
 }
 
 static LLVMValueRef vexp(MK *k, LLVMValueRef v)
 {
-  return irb_call1(&k->ir, k->W == 8 ? "Sleef_expf8_u10avx2" : "Sleef_expf4_u10sse2", k->vf, v);
+  IRB *ir = &k->ir;
+  return irb_call1(ir, k->W == 8 ? "Sleef_expf8_u10avx2" : "Sleef_expf4_u10sse2", k->vf, v);
 }
 
 /* Return early unless lo == 0: a kernel whose range is [0, 1) (one thread). */
 static void only_first(MK *k)
 {
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(k->ir.cx, k->ir.fn, "first");
-  LLVMBasicBlockRef skip = LLVMAppendBasicBlockInContext(k->ir.cx, k->ir.fn, "skip");
-  LLVMBuildCondBr(k->ir.b, LLVMBuildICmp(k->ir.b, LLVMIntEQ, k->lo, irb_i64(&k->ir, 0), ""), body, skip);
-  LLVMPositionBuilderAtEnd(k->ir.b, skip);
-  LLVMBuildRetVoid(k->ir.b);
-  LLVMPositionBuilderAtEnd(k->ir.b, body);
+  IRB *ir = &k->ir;
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "first");
+  LLVMBasicBlockRef skip = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "skip");
+  LLVMBuildCondBr(ir->b, LLVMBuildICmp(ir->b, LLVMIntEQ, k->lo, irb_i64(ir, 0), ""), body, skip);
+  LLVMPositionBuilderAtEnd(ir->b, skip);
+  LLVMBuildRetVoid(ir->b);
+  LLVMPositionBuilderAtEnd(ir->b, body);
 }
 
 /* ---- GEMM ------------------------------------------------------------------ */
@@ -177,7 +187,8 @@ int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpe
     die("mk_gemm '%s': gemm_gen2 made no %s", sym, fname);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
-  LLVMValueRef null = LLVMConstNull(k.ir.ptr);
+  IRB *ir = &k.ir;
+  LLVMValueRef null = LLVMConstNull(ir->ptr);
   LLVMValueRef A = base(&k, a, "A"), B = base(&k, b, "B"), C = base(&k, c, "C"), P = base(&k, pack, "pack");
   A = A ? A : null;
   B = B ? B : null;
@@ -200,7 +211,7 @@ int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpe
   LLVMTypeRef ft = LLVMGlobalGetValueType(g);
   if (LLVMCountParamTypes(ft) != n)
     die("mk_gemm '%s': %s takes %u arguments, not %u", sym, fname, LLVMCountParamTypes(ft), n);
-  LLVMBuildCall2(k.ir.b, ft, g, args, n, "");
+  LLVMBuildCall2(ir->b, ft, g, args, n, "");
   /* sym.g's functions are this kernel's own: internal, the three it does
    * not call are dropped by the optimizer (a quarter of the compile time) */
   for (int i = 0; i < 4; i++) {
@@ -224,15 +235,16 @@ int mk_embed(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t npos
     return rc;
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
+  IRB *ir = &k.ir;
   LLVMValueRef I = base(&k, ids, "ids"), Wt = base(&k, weight, "weight"), O = base(&k, out, "out");
   if (!I || !Wt || !O)
     die("mk_embed '%s': ids, weight and out need slots", sym);
   IRLoop lp;
-  LLVMValueRef p = irb_loop_begin(&k.ir, &lp, k.lo, k.hi, 1, "pos");
-  LLVMValueRef id = ldid(&k, I, irb_mulc(&k.ir, p, ids.ld));
+  LLVMValueRef p = irb_loop_begin(ir, &lp, k.lo, k.hi, 1, "pos");
+  LLVMValueRef id = ldid(&k, I, irb_mulc(ir, p, ids.ld));
   LLVMValueRef src = row(&k, Wt, weight.ld, id), dst = row(&k, O, out.ld, p);
-  LLVMBuildMemCpy(k.ir.b, dst, 4, src, 4, irb_i64(&k.ir, E * 4));
-  irb_loop_end(&k.ir, &lp);
+  LLVMBuildMemCpy(ir->b, dst, 4, src, 4, irb_i64(ir, E * 4));
+  irb_loop_end(ir, &lp);
   return kern_end(&k);
 }
 
@@ -246,17 +258,18 @@ int mk_embed_grad(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t
     return rc;
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
+  IRB *ir = &k.ir;
   LLVMValueRef I = base(&k, ids, "ids"), D = base(&k, dout, "dout"), G = base(&k, dweight, "dweight");
   if (!I || !D || !G)
     die("mk_embed_grad '%s': ids, dout and dweight need slots", sym);
   IRLoop lp, le;
-  LLVMValueRef p = irb_loop_begin(&k.ir, &lp, irb_i64(&k.ir, 0), irb_i64(&k.ir, npos), 1, "pos");
-  LLVMValueRef id = ldid(&k, I, irb_mulc(&k.ir, p, ids.ld));
+  LLVMValueRef p = irb_loop_begin(ir, &lp, irb_i64(ir, 0), irb_i64(ir, npos), 1, "pos");
+  LLVMValueRef id = ldid(&k, I, irb_mulc(ir, p, ids.ld));
   LLVMValueRef g = row(&k, G, dweight.ld, id), d = row(&k, D, dout.ld, p);
-  LLVMValueRef e = irb_loop_begin(&k.ir, &le, k.lo, k.hi, 1, "e");
-  st32(&k, LLVMBuildFAdd(k.ir.b, ld32(&k, g, e), ld32(&k, d, e), ""), g, e);
-  irb_loop_end(&k.ir, &le);
-  irb_loop_end(&k.ir, &lp);
+  LLVMValueRef e = irb_loop_begin(ir, &le, k.lo, k.hi, 1, "e");
+  st32(&k, LLVMBuildFAdd(ir->b, ld32(&k, g, e), ld32(&k, d, e), ""), g, e);
+  irb_loop_end(ir, &le);
+  irb_loop_end(ir, &lp);
   return kern_end(&k);
 }
 
@@ -270,16 +283,17 @@ int mk_onehot(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t npo
     return rc;
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
+  IRB *ir = &k.ir;
   LLVMValueRef I = base(&k, ids, "ids"), O = base(&k, out, "out");
   if (!I || !O)
     die("mk_onehot '%s': ids and out need slots", sym);
   IRLoop lp;
-  LLVMValueRef p = irb_loop_begin(&k.ir, &lp, k.lo, k.hi, 1, "pos");
-  LLVMValueRef id = ldid(&k, I, irb_mulc(&k.ir, p, ids.ld));
+  LLVMValueRef p = irb_loop_begin(ir, &lp, k.lo, k.hi, 1, "pos");
+  LLVMValueRef id = ldid(&k, I, irb_mulc(ir, p, ids.ld));
   LLVMValueRef dst = row(&k, O, out.ld, p);
-  LLVMBuildMemSet(k.ir.b, dst, LLVMConstInt(LLVMInt8TypeInContext(cx), 0, 0), irb_i64(&k.ir, V * 4), 4);
+  LLVMBuildMemSet(ir->b, dst, LLVMConstInt(LLVMInt8TypeInContext(cx), 0, 0), irb_i64(ir, V * 4), 4);
   st32(&k, LLVMConstReal(LLVMFloatTypeInContext(cx), 1.0), dst, id);
-  irb_loop_end(&k.ir, &lp);
+  irb_loop_end(ir, &lp);
   return kern_end(&k);
 }
 
@@ -308,30 +322,31 @@ int mk_softmax(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t np
     die("mk_softmax '%s': dz without scale", sym);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
-  LLVMBuilderRef b = k.ir.b;
+  IRB *ir = &k.ir;
+  LLVMBuilderRef b = ir->b;
   int W = k.W;
   int64_t nv = K / W * W; /* classes done by vectors */
   LLVMValueRef Z = base(&k, z, "z"), Bi = base(&k, bias, "bias"), L = base(&k, lse, "lse");
   LLVMValueRef P = base(&k, probs, "probs"), Y = base(&k, tgt, "tgt"), N = base(&k, nll, "nll");
   LLVMValueRef D = base(&k, dz, "dz"), S = base(&k, scale, "scale");
-  LLVMValueRef sc = S ? LLVMBuildLoad2(b, k.ir.f32, S, "scale") : NULL;
-  LLVMValueRef vmax = irb_alloca(&k.ir, k.vf, "vmax"), vsum = irb_alloca(&k.ir, k.vd, "vsum");
+  LLVMValueRef sc = S ? LLVMBuildLoad2(b, ir->f32, S, "scale") : NULL;
+  LLVMValueRef vmax = irb_alloca(ir, k.vf, "vmax"), vsum = irb_alloca(ir, k.vd, "vsum");
   LLVMValueRef lane[MAXW];
   for (int i = 0; i < W; i++)
-    lane[i] = irb_i64(&k.ir, i);
+    lane[i] = irb_i64(ir, i);
   LLVMValueRef iota = LLVMConstVector(lane, (unsigned)W);
 
   IRLoop lp, lk;
-  LLVMValueRef p = irb_loop_begin(&k.ir, &lp, k.lo, k.hi, 1, "pos");
+  LLVMValueRef p = irb_loop_begin(ir, &lp, k.lo, k.hi, 1, "pos");
   LLVMValueRef zr = row(&k, Z, z.ld, p);
   LLVMValueRef pr = P ? row(&k, P, probs.ld, p) : NULL, dr = D ? row(&k, D, dz.ld, p) : NULL;
   LLVMValueRef er = pr ? pr : dr; /* where pass 2 keeps exp(z - mx) */
 
   /* pass 1: bias, max */
-  LLVMValueRef mx = irb_f32(&k.ir, -INFINITY);
+  LLVMValueRef mx = irb_f32(ir, -INFINITY);
   if (nv) {
-    LLVMBuildStore(b, irb_splat(&k.ir, k.vf, mx), vmax);
-    LLVMValueRef c = irb_loop_begin(&k.ir, &lk, irb_i64(&k.ir, 0), irb_i64(&k.ir, nv), W, "k");
+    LLVMBuildStore(b, irb_splat(ir, k.vf, mx), vmax);
+    LLVMValueRef c = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, nv), W, "k");
     LLVMValueRef v = vload(&k, zr, c);
     if (Bi) {
       v = LLVMBuildFAdd(b, v, vload(&k, Bi, c), "");
@@ -339,88 +354,88 @@ int mk_softmax(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t np
     }
     LLVMValueRef m = LLVMBuildLoad2(b, k.vf, vmax, "");
     LLVMBuildStore(b, LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, v, m, ""), v, m, ""), vmax);
-    irb_loop_end(&k.ir, &lk);
+    irb_loop_end(ir, &lk);
     mx = hmax(&k, LLVMBuildLoad2(b, k.vf, vmax, ""), mx);
   }
   for (int64_t c = nv; c < K; c++) {
-    LLVMValueRef v = ld32(&k, zr, irb_i64(&k.ir, c));
+    LLVMValueRef v = ld32(&k, zr, irb_i64(ir, c));
     if (Bi) {
-      v = LLVMBuildFAdd(b, v, ld32(&k, Bi, irb_i64(&k.ir, c)), "");
-      st32(&k, v, zr, irb_i64(&k.ir, c));
+      v = LLVMBuildFAdd(b, v, ld32(&k, Bi, irb_i64(ir, c)), "");
+      st32(&k, v, zr, irb_i64(ir, c));
     }
     mx = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, v, mx, ""), v, mx, "");
   }
 
   /* the target and its logit, before pass 2 may overwrite z */
-  LLVMValueRef y = NULL, ign = LLVMConstInt(k.ir.i1, 0, 0), zy = NULL;
+  LLVMValueRef y = NULL, ign = LLVMConstInt(ir->i1, 0, 0), zy = NULL;
   if (Y) {
-    y = ldid(&k, Y, irb_mulc(&k.ir, p, tgt.ld));
+    y = ldid(&k, Y, irb_mulc(ir, p, tgt.ld));
     if (hasignore)
-      ign = LLVMBuildICmp(b, LLVMIntEQ, y, irb_i64(&k.ir, (int64_t)ignore), "ignored");
-    zy = ld32(&k, zr, LLVMBuildSelect(b, ign, irb_i64(&k.ir, 0), y, ""));
+      ign = LLVMBuildICmp(b, LLVMIntEQ, y, irb_i64(ir, (int64_t)ignore), "ignored");
+    zy = ld32(&k, zr, LLVMBuildSelect(b, ign, irb_i64(ir, 0), y, ""));
   }
 
   /* pass 2: exp(z - mx) and its sum */
-  LLVMValueRef sum = irb_f64(&k.ir, 0);
+  LLVMValueRef sum = irb_f64(ir, 0);
   if (nv) {
     LLVMBuildStore(b, LLVMConstNull(k.vd), vsum);
-    LLVMValueRef vmx = irb_splat(&k.ir, k.vf, mx);
-    LLVMValueRef c = irb_loop_begin(&k.ir, &lk, irb_i64(&k.ir, 0), irb_i64(&k.ir, nv), W, "k");
+    LLVMValueRef vmx = irb_splat(ir, k.vf, mx);
+    LLVMValueRef c = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, nv), W, "k");
     LLVMValueRef e = vexp(&k, LLVMBuildFSub(b, vload(&k, zr, c), vmx, ""));
     if (er)
       vstore(&k, e, er, c);
     LLVMValueRef s = LLVMBuildLoad2(b, k.vd, vsum, "");
     LLVMBuildStore(b, LLVMBuildFAdd(b, s, LLVMBuildFPExt(b, e, k.vd, ""), ""), vsum);
-    irb_loop_end(&k.ir, &lk);
-    sum = irb_hsum(&k.ir, LLVMBuildLoad2(b, k.vd, vsum, ""));
+    irb_loop_end(ir, &lk);
+    sum = irb_hsum(ir, LLVMBuildLoad2(b, k.vd, vsum, ""));
   }
   for (int64_t c = nv; c < K; c++) {
     LLVMValueRef e =
-        irb_call1(&k.ir, "Sleef_expf_u10", k.ir.f32, LLVMBuildFSub(b, ld32(&k, zr, irb_i64(&k.ir, c)), mx, ""));
+        irb_call1(ir, "Sleef_expf_u10", ir->f32, LLVMBuildFSub(b, ld32(&k, zr, irb_i64(ir, c)), mx, ""));
     if (er)
-      st32(&k, e, er, irb_i64(&k.ir, c));
-    sum = LLVMBuildFAdd(b, sum, LLVMBuildFPExt(b, e, k.ir.f64, ""), "");
+      st32(&k, e, er, irb_i64(ir, c));
+    sum = LLVMBuildFAdd(b, sum, LLVMBuildFPExt(b, e, ir->f64, ""), "");
   }
-  LLVMValueRef logsum = irb_call1(&k.ir, "Sleef_logf_u10", k.ir.f32, LLVMBuildFPTrunc(b, sum, k.ir.f32, ""));
+  LLVMValueRef logsum = irb_call1(ir, "Sleef_logf_u10", ir->f32, LLVMBuildFPTrunc(b, sum, ir->f32, ""));
   if (L)
-    st32(&k, LLVMBuildFAdd(b, mx, logsum, "lse"), row(&k, L, lse.ld, p), irb_i64(&k.ir, 0));
+    st32(&k, LLVMBuildFAdd(b, mx, logsum, "lse"), row(&k, L, lse.ld, p), irb_i64(ir, 0));
   if (N) {
     LLVMValueRef v = LLVMBuildFAdd(b, logsum, LLVMBuildFSub(b, mx, zy, ""), "");
-    st32(&k, LLVMBuildSelect(b, ign, irb_f32(&k.ir, 0), v, "nll"), row(&k, N, nll.ld, p), irb_i64(&k.ir, 0));
+    st32(&k, LLVMBuildSelect(b, ign, irb_f32(ir, 0), v, "nll"), row(&k, N, nll.ld, p), irb_i64(ir, 0));
   }
 
   /* pass 3: probabilities and the loss gradient */
   if (er) {
-    LLVMValueRef inv = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, irb_f64(&k.ir, 1), sum, ""), k.ir.f32, "inv");
-    LLVMValueRef zero = LLVMConstNull(k.vf), one = irb_splat(&k.ir, k.vf, irb_f32(&k.ir, 1));
-    LLVMValueRef vinv = irb_splat(&k.ir, k.vf, inv), vsc = sc ? irb_splat(&k.ir, k.vf, sc) : NULL;
-    LLVMValueRef vy = y ? irb_splat(&k.ir, k.vi, y) : NULL;
+    LLVMValueRef inv = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, irb_f64(ir, 1), sum, ""), ir->f32, "inv");
+    LLVMValueRef zero = LLVMConstNull(k.vf), one = irb_splat(ir, k.vf, irb_f32(ir, 1));
+    LLVMValueRef vinv = irb_splat(ir, k.vf, inv), vsc = sc ? irb_splat(ir, k.vf, sc) : NULL;
+    LLVMValueRef vy = y ? irb_splat(ir, k.vi, y) : NULL;
     if (nv) {
-      LLVMValueRef c = irb_loop_begin(&k.ir, &lk, irb_i64(&k.ir, 0), irb_i64(&k.ir, nv), W, "k");
+      LLVMValueRef c = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, nv), W, "k");
       LLVMValueRef q = LLVMBuildFMul(b, vload(&k, er, c), vinv, "");
       if (pr)
         vstore(&k, q, pr, c);
       if (dr) {
-        LLVMValueRef kv = LLVMBuildAdd(b, irb_splat(&k.ir, k.vi, c), iota, "");
+        LLVMValueRef kv = LLVMBuildAdd(b, irb_splat(ir, k.vi, c), iota, "");
         LLVMValueRef oh = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, kv, vy, ""), one, zero, "");
         LLVMValueRef d = LLVMBuildFMul(b, LLVMBuildFSub(b, q, oh, ""), vsc, "");
         vstore(&k, LLVMBuildSelect(b, ign, zero, d, ""), dr, c);
       }
-      irb_loop_end(&k.ir, &lk);
+      irb_loop_end(ir, &lk);
     }
     for (int64_t c = nv; c < K; c++) {
-      LLVMValueRef q = LLVMBuildFMul(b, ld32(&k, er, irb_i64(&k.ir, c)), inv, "");
+      LLVMValueRef q = LLVMBuildFMul(b, ld32(&k, er, irb_i64(ir, c)), inv, "");
       if (pr)
-        st32(&k, q, pr, irb_i64(&k.ir, c));
+        st32(&k, q, pr, irb_i64(ir, c));
       if (dr) {
-        LLVMValueRef oh = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, y, irb_i64(&k.ir, c), ""), irb_f32(&k.ir, 1),
-                                          irb_f32(&k.ir, 0), "");
+        LLVMValueRef oh = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, y, irb_i64(ir, c), ""), irb_f32(ir, 1),
+                                          irb_f32(ir, 0), "");
         LLVMValueRef d = LLVMBuildFMul(b, LLVMBuildFSub(b, q, oh, ""), sc, "");
-        st32(&k, LLVMBuildSelect(b, ign, irb_f32(&k.ir, 0), d, ""), dr, irb_i64(&k.ir, c));
+        st32(&k, LLVMBuildSelect(b, ign, irb_f32(ir, 0), d, ""), dr, irb_i64(ir, c));
       }
     }
   }
-  irb_loop_end(&k.ir, &lp);
+  irb_loop_end(ir, &lp);
   return kern_end(&k);
 }
 
@@ -436,36 +451,37 @@ int mk_xent_loss(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t 
     die("mk_xent_loss '%s': needs targets, and nll with loss", sym);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
-  LLVMBuilderRef b = k.ir.b;
+  IRB *ir = &k.ir;
+  LLVMBuilderRef b = ir->b;
   only_first(&k);
   LLVMValueRef Y = base(&k, tgt, "tgt"), N = base(&k, nll, "nll"), Lo = base(&k, loss, "loss");
   LLVMValueRef DL = base(&k, dloss, "dloss"), S = base(&k, scale, "scale");
-  LLVMValueRef cnt = irb_alloca(&k.ir, k.ir.i64, "count"), tot = irb_alloca(&k.ir, k.ir.f64, "total");
-  LLVMBuildStore(b, irb_i64(&k.ir, 0), cnt);
-  LLVMBuildStore(b, irb_f64(&k.ir, 0), tot);
+  LLVMValueRef cnt = irb_alloca(ir, ir->i64, "count"), tot = irb_alloca(ir, ir->f64, "total");
+  LLVMBuildStore(b, irb_i64(ir, 0), cnt);
+  LLVMBuildStore(b, irb_f64(ir, 0), tot);
   IRLoop lp;
-  LLVMValueRef p = irb_loop_begin(&k.ir, &lp, irb_i64(&k.ir, 0), irb_i64(&k.ir, npos), 1, "pos");
-  LLVMValueRef counted = LLVMConstInt(k.ir.i1, 1, 0);
+  LLVMValueRef p = irb_loop_begin(ir, &lp, irb_i64(ir, 0), irb_i64(ir, npos), 1, "pos");
+  LLVMValueRef counted = LLVMConstInt(ir->i1, 1, 0);
   if (hasignore)
-    counted = LLVMBuildICmp(b, LLVMIntNE, ldid(&k, Y, irb_mulc(&k.ir, p, tgt.ld)), irb_i64(&k.ir, (int64_t)ignore), "");
-  LLVMValueRef c = LLVMBuildLoad2(b, k.ir.i64, cnt, "");
-  LLVMBuildStore(b, irb_add(&k.ir, c, LLVMBuildZExt(b, counted, k.ir.i64, "")), cnt);
+    counted = LLVMBuildICmp(b, LLVMIntNE, ldid(&k, Y, irb_mulc(ir, p, tgt.ld)), irb_i64(ir, (int64_t)ignore), "");
+  LLVMValueRef c = LLVMBuildLoad2(b, ir->i64, cnt, "");
+  LLVMBuildStore(b, irb_add(ir, c, LLVMBuildZExt(b, counted, ir->i64, "")), cnt);
   if (N) {
-    LLVMValueRef v = LLVMBuildFPExt(b, ld32(&k, row(&k, N, nll.ld, p), irb_i64(&k.ir, 0)), k.ir.f64, "");
-    LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, k.ir.f64, tot, ""), v, ""), tot);
+    LLVMValueRef v = LLVMBuildFPExt(b, ld32(&k, row(&k, N, nll.ld, p), irb_i64(ir, 0)), ir->f64, "");
+    LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, ir->f64, tot, ""), v, ""), tot);
   }
-  irb_loop_end(&k.ir, &lp);
-  c = LLVMBuildLoad2(b, k.ir.i64, cnt, "count");
-  LLVMValueRef none = LLVMBuildICmp(b, LLVMIntEQ, c, irb_i64(&k.ir, 0), "");
-  LLVMValueRef dc = LLVMBuildSIToFP(b, c, k.ir.f64, "");
+  irb_loop_end(ir, &lp);
+  c = LLVMBuildLoad2(b, ir->i64, cnt, "count");
+  LLVMValueRef none = LLVMBuildICmp(b, LLVMIntEQ, c, irb_i64(ir, 0), "");
+  LLVMValueRef dc = LLVMBuildSIToFP(b, c, ir->f64, "");
   if (Lo) {
-    LLVMValueRef l = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, LLVMBuildLoad2(b, k.ir.f64, tot, ""), dc, ""), k.ir.f32, "");
-    st32(&k, LLVMBuildSelect(b, none, irb_f32(&k.ir, 0), l, "loss"), Lo, irb_i64(&k.ir, 0));
+    LLVMValueRef l = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, LLVMBuildLoad2(b, ir->f64, tot, ""), dc, ""), ir->f32, "");
+    st32(&k, LLVMBuildSelect(b, none, irb_f32(ir, 0), l, "loss"), Lo, irb_i64(ir, 0));
   }
   if (S) {
-    LLVMValueRef g = DL ? LLVMBuildFPExt(b, ld32(&k, DL, irb_i64(&k.ir, 0)), k.ir.f64, "") : irb_f64(&k.ir, 1);
-    LLVMValueRef s = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, g, dc, ""), k.ir.f32, "");
-    st32(&k, LLVMBuildSelect(b, none, irb_f32(&k.ir, 0), s, "scale"), S, irb_i64(&k.ir, 0));
+    LLVMValueRef g = DL ? LLVMBuildFPExt(b, ld32(&k, DL, irb_i64(ir, 0)), ir->f64, "") : irb_f64(ir, 1);
+    LLVMValueRef s = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, g, dc, ""), ir->f32, "");
+    st32(&k, LLVMBuildSelect(b, none, irb_f32(ir, 0), s, "scale"), S, irb_i64(ir, 0));
   }
   return kern_end(&k);
 }
@@ -483,43 +499,44 @@ int mk_softmax_jvp(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_
     die("mk_softmax_jvp '%s': probs, dp and dz need slots", sym);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
-  LLVMBuilderRef b = k.ir.b;
+  IRB *ir = &k.ir;
+  LLVMBuilderRef b = ir->b;
   int W = k.W;
   int64_t nv = K / W * W;
   LLVMValueRef P = base(&k, probs, "probs"), G = base(&k, dp, "dp"), D = base(&k, dz, "dz");
-  LLVMValueRef vdot = irb_alloca(&k.ir, k.vd, "vdot");
+  LLVMValueRef vdot = irb_alloca(ir, k.vd, "vdot");
   IRLoop lp, lk;
-  LLVMValueRef p = irb_loop_begin(&k.ir, &lp, k.lo, k.hi, 1, "pos");
+  LLVMValueRef p = irb_loop_begin(ir, &lp, k.lo, k.hi, 1, "pos");
   LLVMValueRef pr = row(&k, P, probs.ld, p), gr = row(&k, G, dp.ld, p), dr = row(&k, D, dz.ld, p);
-  LLVMValueRef dot = irb_f64(&k.ir, 0);
+  LLVMValueRef dot = irb_f64(ir, 0);
   if (nv) {
     LLVMBuildStore(b, LLVMConstNull(k.vd), vdot);
-    LLVMValueRef c = irb_loop_begin(&k.ir, &lk, irb_i64(&k.ir, 0), irb_i64(&k.ir, nv), W, "k");
+    LLVMValueRef c = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, nv), W, "k");
     LLVMValueRef x = LLVMBuildFMul(b, LLVMBuildFPExt(b, vload(&k, pr, c), k.vd, ""),
                                    LLVMBuildFPExt(b, vload(&k, gr, c), k.vd, ""), "");
     LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, k.vd, vdot, ""), x, ""), vdot);
-    irb_loop_end(&k.ir, &lk);
-    dot = irb_hsum(&k.ir, LLVMBuildLoad2(b, k.vd, vdot, ""));
+    irb_loop_end(ir, &lk);
+    dot = irb_hsum(ir, LLVMBuildLoad2(b, k.vd, vdot, ""));
   }
   for (int64_t c = nv; c < K; c++) {
-    LLVMValueRef x = LLVMBuildFMul(b, LLVMBuildFPExt(b, ld32(&k, pr, irb_i64(&k.ir, c)), k.ir.f64, ""),
-                                   LLVMBuildFPExt(b, ld32(&k, gr, irb_i64(&k.ir, c)), k.ir.f64, ""), "");
+    LLVMValueRef x = LLVMBuildFMul(b, LLVMBuildFPExt(b, ld32(&k, pr, irb_i64(ir, c)), ir->f64, ""),
+                                   LLVMBuildFPExt(b, ld32(&k, gr, irb_i64(ir, c)), ir->f64, ""), "");
     dot = LLVMBuildFAdd(b, dot, x, "");
   }
-  LLVMValueRef s = LLVMBuildFPTrunc(b, dot, k.ir.f32, "dot");
+  LLVMValueRef s = LLVMBuildFPTrunc(b, dot, ir->f32, "dot");
   if (nv) {
-    LLVMValueRef vs = irb_splat(&k.ir, k.vf, s);
-    LLVMValueRef c = irb_loop_begin(&k.ir, &lk, irb_i64(&k.ir, 0), irb_i64(&k.ir, nv), W, "k");
+    LLVMValueRef vs = irb_splat(ir, k.vf, s);
+    LLVMValueRef c = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, nv), W, "k");
     LLVMValueRef x = LLVMBuildFMul(b, vload(&k, pr, c), LLVMBuildFSub(b, vload(&k, gr, c), vs, ""), "");
     vstore(&k, LLVMBuildFAdd(b, vload(&k, dr, c), x, ""), dr, c);
-    irb_loop_end(&k.ir, &lk);
+    irb_loop_end(ir, &lk);
   }
   for (int64_t c = nv; c < K; c++) {
-    LLVMValueRef e = irb_i64(&k.ir, c);
+    LLVMValueRef e = irb_i64(ir, c);
     LLVMValueRef x = LLVMBuildFMul(b, ld32(&k, pr, e), LLVMBuildFSub(b, ld32(&k, gr, e), s, ""), "");
     st32(&k, LLVMBuildFAdd(b, ld32(&k, dr, e), x, ""), dr, e);
   }
-  irb_loop_end(&k.ir, &lp);
+  irb_loop_end(ir, &lp);
   return kern_end(&k);
 }
 
@@ -538,34 +555,35 @@ int mk_colsum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t nro
     die("mk_colsum '%s': x and out need slots", sym);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
-  LLVMBuilderRef b = k.ir.b;
+  IRB *ir = &k.ir;
+  LLVMBuilderRef b = ir->b;
   LLVMValueRef X = base(&k, x, "x"), O = base(&k, out, "out");
-  LLVMTypeRef at = LLVMArrayType2(k.ir.f64, CB);
-  LLVMValueRef s = irb_alloca(&k.ir, at, "colsum");
+  LLVMTypeRef at = LLVMArrayType2(ir->f64, CB);
+  LLVMValueRef s = irb_alloca(ir, at, "colsum");
   IRLoop lb, lr, lj;
-  LLVMValueRef e0 = irb_loop_begin(&k.ir, &lb, k.lo, k.hi, CB, "block");
+  LLVMValueRef e0 = irb_loop_begin(ir, &lb, k.lo, k.hi, CB, "block");
   LLVMValueRef left = LLVMBuildNSWSub(b, k.hi, e0, "");
-  LLVMValueRef cb = irb_i64(&k.ir, CB);
+  LLVMValueRef cb = irb_i64(ir, CB);
   LLVMValueRef nb = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, cb, ""), left, cb, "nb");
-  LLVMValueRef j = irb_loop_begin(&k.ir, &lj, irb_i64(&k.ir, 0), nb, 1, "j");
-  LLVMBuildStore(b, irb_f64(&k.ir, 0), LLVMBuildGEP2(b, k.ir.f64, s, &j, 1, ""));
-  irb_loop_end(&k.ir, &lj);
-  LLVMValueRef r = irb_loop_begin(&k.ir, &lr, irb_i64(&k.ir, 0), irb_i64(&k.ir, nrows), 1, "row");
+  LLVMValueRef j = irb_loop_begin(ir, &lj, irb_i64(ir, 0), nb, 1, "j");
+  LLVMBuildStore(b, irb_f64(ir, 0), LLVMBuildGEP2(b, ir->f64, s, &j, 1, ""));
+  irb_loop_end(ir, &lj);
+  LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), irb_i64(ir, nrows), 1, "row");
   LLVMValueRef xr = row(&k, X, x.ld, r);
-  j = irb_loop_begin(&k.ir, &lj, irb_i64(&k.ir, 0), nb, 1, "j");
-  LLVMValueRef sp = LLVMBuildGEP2(b, k.ir.f64, s, &j, 1, "");
-  LLVMValueRef v = LLVMBuildFPExt(b, ld32(&k, xr, irb_add(&k.ir, e0, j)), k.ir.f64, "");
-  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, k.ir.f64, sp, ""), v, ""), sp);
-  irb_loop_end(&k.ir, &lj);
-  irb_loop_end(&k.ir, &lr);
-  j = irb_loop_begin(&k.ir, &lj, irb_i64(&k.ir, 0), nb, 1, "j");
-  LLVMValueRef e = irb_add(&k.ir, e0, j);
-  LLVMValueRef sum = LLVMBuildLoad2(b, k.ir.f64, LLVMBuildGEP2(b, k.ir.f64, s, &j, 1, ""), "");
+  j = irb_loop_begin(ir, &lj, irb_i64(ir, 0), nb, 1, "j");
+  LLVMValueRef sp = LLVMBuildGEP2(b, ir->f64, s, &j, 1, "");
+  LLVMValueRef v = LLVMBuildFPExt(b, ld32(&k, xr, irb_add(ir, e0, j)), ir->f64, "");
+  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, ir->f64, sp, ""), v, ""), sp);
+  irb_loop_end(ir, &lj);
+  irb_loop_end(ir, &lr);
+  j = irb_loop_begin(ir, &lj, irb_i64(ir, 0), nb, 1, "j");
+  LLVMValueRef e = irb_add(ir, e0, j);
+  LLVMValueRef sum = LLVMBuildLoad2(b, ir->f64, LLVMBuildGEP2(b, ir->f64, s, &j, 1, ""), "");
   if (acc)
-    sum = LLVMBuildFAdd(b, LLVMBuildFPExt(b, ld32(&k, O, e), k.ir.f64, ""), sum, "");
-  st32(&k, LLVMBuildFPTrunc(b, sum, k.ir.f32, ""), O, e);
-  irb_loop_end(&k.ir, &lj);
-  irb_loop_end(&k.ir, &lb);
+    sum = LLVMBuildFAdd(b, LLVMBuildFPExt(b, ld32(&k, O, e), ir->f64, ""), sum, "");
+  st32(&k, LLVMBuildFPTrunc(b, sum, ir->f32, ""), O, e);
+  irb_loop_end(ir, &lj);
+  irb_loop_end(ir, &lb);
   return kern_end(&k);
 }
 
@@ -581,14 +599,15 @@ int mk_axpy(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t nrows
     die("mk_axpy '%s': y needs a slot", sym);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
-  LLVMBuilderRef b = k.ir.b;
+  IRB *ir = &k.ir;
+  LLVMBuilderRef b = ir->b;
   LLVMValueRef X = base(&k, x, "x"), X2 = base(&k, x2, "x2"), Yb = base(&k, y, "y");
-  LLVMValueRef a = irb_f32(&k.ir, alpha);
+  LLVMValueRef a = irb_f32(ir, alpha);
   IRLoop lr, le;
-  LLVMValueRef r = irb_loop_begin(&k.ir, &lr, k.lo, k.hi, 1, "row");
+  LLVMValueRef r = irb_loop_begin(ir, &lr, k.lo, k.hi, 1, "row");
   LLVMValueRef xr = X ? row(&k, X, x.ld, r) : NULL, x2r = X2 ? row(&k, X2, x2.ld, r) : NULL;
   LLVMValueRef yr = row(&k, Yb, y.ld, r);
-  LLVMValueRef e = irb_loop_begin(&k.ir, &le, irb_i64(&k.ir, 0), irb_i64(&k.ir, n), 1, "e");
+  LLVMValueRef e = irb_loop_begin(ir, &le, irb_i64(ir, 0), irb_i64(ir, n), 1, "e");
   LLVMValueRef v = a;
   if (xr)
     v = alpha == 1.0f ? ld32(&k, xr, e) : LLVMBuildFMul(b, a, ld32(&k, xr, e), "");
@@ -597,8 +616,8 @@ int mk_axpy(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t nrows
   if (acc)
     v = LLVMBuildFAdd(b, ld32(&k, yr, e), v, "");
   st32(&k, v, yr, e);
-  irb_loop_end(&k.ir, &le);
-  irb_loop_end(&k.ir, &lr);
+  irb_loop_end(ir, &le);
+  irb_loop_end(ir, &lr);
   return kern_end(&k);
 }
 
@@ -614,20 +633,21 @@ int mk_sum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t nrows,
     die("mk_sum '%s': x and y need slots", sym);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
-  LLVMBuilderRef b = k.ir.b;
+  IRB *ir = &k.ir;
+  LLVMBuilderRef b = ir->b;
   only_first(&k);
   LLVMValueRef X = base(&k, x, "x"), Yb = base(&k, y, "y");
-  LLVMValueRef s = irb_alloca(&k.ir, k.ir.f64, "sum");
-  LLVMBuildStore(b, irb_f64(&k.ir, 0), s);
+  LLVMValueRef s = irb_alloca(ir, ir->f64, "sum");
+  LLVMBuildStore(b, irb_f64(ir, 0), s);
   IRLoop lr, le;
-  LLVMValueRef r = irb_loop_begin(&k.ir, &lr, irb_i64(&k.ir, 0), irb_i64(&k.ir, nrows), 1, "row");
+  LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), irb_i64(ir, nrows), 1, "row");
   LLVMValueRef xr = row(&k, X, x.ld, r);
-  LLVMValueRef e = irb_loop_begin(&k.ir, &le, irb_i64(&k.ir, 0), irb_i64(&k.ir, n), 1, "e");
-  LLVMValueRef v = LLVMBuildFPExt(b, ld32(&k, xr, e), k.ir.f64, "");
-  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, k.ir.f64, s, ""), v, ""), s);
-  irb_loop_end(&k.ir, &le);
-  irb_loop_end(&k.ir, &lr);
-  st32(&k, LLVMBuildFPTrunc(b, LLVMBuildLoad2(b, k.ir.f64, s, ""), k.ir.f32, ""), Yb, irb_i64(&k.ir, 0));
+  LLVMValueRef e = irb_loop_begin(ir, &le, irb_i64(ir, 0), irb_i64(ir, n), 1, "e");
+  LLVMValueRef v = LLVMBuildFPExt(b, ld32(&k, xr, e), ir->f64, "");
+  LLVMBuildStore(b, LLVMBuildFAdd(b, LLVMBuildLoad2(b, ir->f64, s, ""), v, ""), s);
+  irb_loop_end(ir, &le);
+  irb_loop_end(ir, &lr);
+  st32(&k, LLVMBuildFPTrunc(b, LLVMBuildLoad2(b, ir->f64, s, ""), ir->f32, ""), Yb, irb_i64(ir, 0));
   return kern_end(&k);
 }
 
@@ -643,15 +663,16 @@ int mk_bcast_acc(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t 
     die("mk_bcast_acc '%s': g and y need slots", sym);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
-  LLVMBuilderRef b = k.ir.b;
+  IRB *ir = &k.ir;
+  LLVMBuilderRef b = ir->b;
   LLVMValueRef G = base(&k, g, "g"), Yb = base(&k, y, "y");
-  LLVMValueRef gv = ld32(&k, G, irb_i64(&k.ir, 0));
+  LLVMValueRef gv = ld32(&k, G, irb_i64(ir, 0));
   IRLoop lr, le;
-  LLVMValueRef r = irb_loop_begin(&k.ir, &lr, k.lo, k.hi, 1, "row");
+  LLVMValueRef r = irb_loop_begin(ir, &lr, k.lo, k.hi, 1, "row");
   LLVMValueRef yr = row(&k, Yb, y.ld, r);
-  LLVMValueRef e = irb_loop_begin(&k.ir, &le, irb_i64(&k.ir, 0), irb_i64(&k.ir, n), 1, "e");
+  LLVMValueRef e = irb_loop_begin(ir, &le, irb_i64(ir, 0), irb_i64(ir, n), 1, "e");
   st32(&k, LLVMBuildFAdd(b, ld32(&k, yr, e), gv, ""), yr, e);
-  irb_loop_end(&k.ir, &le);
-  irb_loop_end(&k.ir, &lr);
+  irb_loop_end(ir, &le);
+  irb_loop_end(ir, &lr);
   return kern_end(&k);
 }

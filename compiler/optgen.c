@@ -39,21 +39,24 @@ typedef struct OG {
  * left in its entry block. */
 static void fn_begin(OG *g, const char *prefix, const char *suffix, LLVMTypeRef *pt, unsigned n, const char *names)
 {
+  IRB *ir = &g->ir;
   char name[256];
   if ((size_t)snprintf(name, sizeof name, "%s%s", prefix, suffix) >= sizeof name)
     die("optgen: prefix '%s' too long", prefix);
-  irb_fn(&g->ir, name, pt, n, names);
+  irb_fn(ir, name, pt, n, names);
 }
 
 /* ---- values ---------------------------------------------------------------- */
 
 static LLVMValueRef ld(OG *g, LLVMValueRef p, LLVMValueRef e)
 {
-  return LLVMBuildLoad2(g->ir.b, g->ir.f32, irb_gep(&g->ir, p, e), "");
+  IRB *ir = &g->ir;
+  return LLVMBuildLoad2(ir->b, ir->f32, irb_gep(ir, p, e), "");
 }
 static void st(OG *g, LLVMValueRef v, LLVMValueRef p, LLVMValueRef e)
 {
-  LLVMBuildStore(g->ir.b, v, irb_gep(&g->ir, p, e));
+  IRB *ir = &g->ir;
+  LLVMBuildStore(ir->b, v, irb_gep(ir, p, e));
 }
 
 static LLVMValueRef fadd(OG *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(g->ir.b, a, b, ""); }
@@ -63,8 +66,9 @@ static LLVMValueRef fmul(OG *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBui
  * stays NaN); x and v scalars or vectors alike. */
 static LLVMValueRef clamp(OG *g, LLVMValueRef x, LLVMValueRef v, LLVMValueRef negv)
 {
-  x = LLVMBuildSelect(g->ir.b, LLVMBuildFCmp(g->ir.b, LLVMRealOGT, x, v, ""), v, x, "");
-  return LLVMBuildSelect(g->ir.b, LLVMBuildFCmp(g->ir.b, LLVMRealOLT, x, negv, ""), negv, x, "clamped");
+  IRB *ir = &g->ir;
+  x = LLVMBuildSelect(ir->b, LLVMBuildFCmp(ir->b, LLVMRealOGT, x, v, ""), v, x, "");
+  return LLVMBuildSelect(ir->b, LLVMBuildFCmp(ir->b, LLVMRealOLT, x, negv, ""), negv, x, "clamped");
 }
 
 /* ---- the sum of squares ------------------------------------------------------ */
@@ -75,47 +79,48 @@ static LLVMValueRef clamp(OG *g, LLVMValueRef x, LLVMValueRef v, LLVMValueRef ne
  * clamping would hide an Inf). */
 static void gen_sumsq(OG *g, const char *prefix)
 {
-  LLVMTypeRef pt[5] = {g->ir.ptr, g->ir.i64, g->ir.i64, g->ir.f32, g->ir.ptr};
+  IRB *ir = &g->ir;
+  LLVMTypeRef pt[5] = {ir->ptr, ir->i64, ir->i64, ir->f32, ir->ptr};
   fn_begin(g, prefix, "_sumsq", pt, 5, "g lo hi clipv part");
-  LLVMBuilderRef b = g->ir.b;
-  LLVMValueRef G = LLVMGetParam(g->ir.fn, 0), lo = LLVMGetParam(g->ir.fn, 1), hi = LLVMGetParam(g->ir.fn, 2);
-  LLVMValueRef cv = LLVMGetParam(g->ir.fn, 3), P = LLVMGetParam(g->ir.fn, 4);
+  LLVMBuilderRef b = ir->b;
+  LLVMValueRef G = LLVMGetParam(ir->fn, 0), lo = LLVMGetParam(ir->fn, 1), hi = LLVMGetParam(ir->fn, 2);
+  LLVMValueRef cv = LLVMGetParam(ir->fn, 3), P = LLVMGetParam(ir->fn, 4);
   LLVMValueRef ncv = LLVMBuildFNeg(b, cv, "negclipv");
-  LLVMValueRef vcv = irb_splat(&g->ir, g->vf, cv), vncv = irb_splat(&g->ir, g->vf, ncv);
-  LLVMValueRef acc = irb_alloca(&g->ir, g->vd, "acc"), nfv = irb_alloca(&g->ir, g->vf, "nfv");
-  LLVMValueRef sum = irb_alloca(&g->ir, g->ir.f64, "sum"), nf = irb_alloca(&g->ir, g->ir.f32, "nf");
-  LLVMValueRef vzero = LLVMConstNull(g->vf), zero = irb_f32(&g->ir, 0);
+  LLVMValueRef vcv = irb_splat(ir, g->vf, cv), vncv = irb_splat(ir, g->vf, ncv);
+  LLVMValueRef acc = irb_alloca(ir, g->vd, "acc"), nfv = irb_alloca(ir, g->vf, "nfv");
+  LLVMValueRef sum = irb_alloca(ir, ir->f64, "sum"), nf = irb_alloca(ir, ir->f32, "nf");
+  LLVMValueRef vzero = LLVMConstNull(g->vf), zero = irb_f32(ir, 0);
 
   IRLoop lc, le;
-  LLVMValueRef cs = irb_loop_begin(&g->ir, &lc, lo, hi, OPT_CHUNK, "chunk");
-  LLVMValueRef cend = LLVMBuildNSWAdd(b, cs, irb_i64(&g->ir, OPT_CHUNK), "");
+  LLVMValueRef cs = irb_loop_begin(ir, &lc, lo, hi, OPT_CHUNK, "chunk");
+  LLVMValueRef cend = LLVMBuildNSWAdd(b, cs, irb_i64(ir, OPT_CHUNK), "");
   LLVMValueRef ce = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, cend, hi, ""), cend, hi, "ce");
   LLVMValueRef n = LLVMBuildNSWSub(b, ce, cs, "");
-  LLVMValueRef nv = LLVMBuildNSWAdd(b, cs, LLVMBuildAnd(b, n, irb_i64(&g->ir, -L), ""), "nv");
+  LLVMValueRef nv = LLVMBuildNSWAdd(b, cs, LLVMBuildAnd(b, n, irb_i64(ir, -L), ""), "nv");
   LLVMBuildStore(b, LLVMConstNull(g->vd), acc);
   LLVMBuildStore(b, vzero, nfv);
   /* the vector part: lane e mod 8 */
-  LLVMValueRef e = irb_loop_begin(&g->ir, &le, cs, nv, L, "e");
-  LLVMValueRef x = LLVMBuildLoad2(b, g->vf, irb_gep(&g->ir, G, e), "");
+  LLVMValueRef e = irb_loop_begin(ir, &le, cs, nv, L, "e");
+  LLVMValueRef x = LLVMBuildLoad2(b, g->vf, irb_gep(ir, G, e), "");
   LLVMSetAlignment(x, 4);
   LLVMValueRef c = LLVMBuildFPExt(b, clamp(g, x, vcv, vncv), g->vd, "");
   LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->vd, acc, ""), fmul(g, c, c)), acc);
   LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->vf, nfv, ""), fmul(g, x, vzero)), nfv);
-  irb_loop_end(&g->ir, &le);
-  LLVMBuildStore(b, irb_hsum(&g->ir, LLVMBuildLoad2(b, g->vd, acc, "")), sum);
-  LLVMBuildStore(b, irb_hsum(&g->ir, LLVMBuildLoad2(b, g->vf, nfv, "")), nf);
+  irb_loop_end(ir, &le);
+  LLVMBuildStore(b, irb_hsum(ir, LLVMBuildLoad2(b, g->vd, acc, "")), sum);
+  LLVMBuildStore(b, irb_hsum(ir, LLVMBuildLoad2(b, g->vf, nfv, "")), nf);
   /* the tail, in order */
-  e = irb_loop_begin(&g->ir, &le, nv, ce, 1, "tail");
+  e = irb_loop_begin(ir, &le, nv, ce, 1, "tail");
   LLVMValueRef xs = ld(g, G, e);
-  LLVMValueRef cd = LLVMBuildFPExt(b, clamp(g, xs, cv, ncv), g->ir.f64, "");
-  LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->ir.f64, sum, ""), fmul(g, cd, cd)), sum);
-  LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, g->ir.f32, nf, ""), fmul(g, xs, zero)), nf);
-  irb_loop_end(&g->ir, &le);
-  LLVMValueRef s = fadd(g, LLVMBuildLoad2(b, g->ir.f64, sum, ""),
-                        LLVMBuildFPExt(b, LLVMBuildLoad2(b, g->ir.f32, nf, ""), g->ir.f64, ""));
-  LLVMValueRef ci = LLVMBuildSDiv(b, cs, irb_i64(&g->ir, OPT_CHUNK), "c");
-  LLVMBuildStore(b, s, LLVMBuildInBoundsGEP2(b, g->ir.f64, P, &ci, 1, ""));
-  irb_loop_end(&g->ir, &lc);
+  LLVMValueRef cd = LLVMBuildFPExt(b, clamp(g, xs, cv, ncv), ir->f64, "");
+  LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, ir->f64, sum, ""), fmul(g, cd, cd)), sum);
+  LLVMBuildStore(b, fadd(g, LLVMBuildLoad2(b, ir->f32, nf, ""), fmul(g, xs, zero)), nf);
+  irb_loop_end(ir, &le);
+  LLVMValueRef s = fadd(g, LLVMBuildLoad2(b, ir->f64, sum, ""),
+                        LLVMBuildFPExt(b, LLVMBuildLoad2(b, ir->f32, nf, ""), ir->f64, ""));
+  LLVMValueRef ci = LLVMBuildSDiv(b, cs, irb_i64(ir, OPT_CHUNK), "c");
+  LLVMBuildStore(b, s, LLVMBuildInBoundsGEP2(b, ir->f64, P, &ci, 1, ""));
+  irb_loop_end(ir, &lc);
   LLVMBuildRetVoid(b);
 }
 
@@ -138,26 +143,27 @@ static LLVMValueRef grad(OG *g, LLVMValueRef G, LLVMValueRef e, LLVMValueRef cv,
  * momentum + d, w += neglr·buf. One loop per mode, chosen before the loop. */
 static void gen_sgd(OG *g, const char *prefix)
 {
-  LLVMTypeRef pt[11] = {g->ir.ptr, g->ir.ptr, g->ir.ptr, g->ir.i64, g->ir.i64, g->ir.f32,
-                        g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32, g->ir.i32};
+  IRB *ir = &g->ir;
+  LLVMTypeRef pt[11] = {ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64, ir->f32,
+                        ir->f32, ir->f32, ir->f32, ir->f32, ir->i32};
   fn_begin(g, prefix, "_sgd", pt, 11, "w g buf lo hi clipv scale neglr wd momentum mode");
-  LLVMBuilderRef b = g->ir.b;
-  LLVMValueRef W = LLVMGetParam(g->ir.fn, 0), G = LLVMGetParam(g->ir.fn, 1), B = LLVMGetParam(g->ir.fn, 2);
-  LLVMValueRef lo = LLVMGetParam(g->ir.fn, 3), hi = LLVMGetParam(g->ir.fn, 4), cv = LLVMGetParam(g->ir.fn, 5);
-  LLVMValueRef scale = LLVMGetParam(g->ir.fn, 6), neglr = LLVMGetParam(g->ir.fn, 7), wd = LLVMGetParam(g->ir.fn, 8);
-  LLVMValueRef mom = LLVMGetParam(g->ir.fn, 9), mode = LLVMGetParam(g->ir.fn, 10);
+  LLVMBuilderRef b = ir->b;
+  LLVMValueRef W = LLVMGetParam(ir->fn, 0), G = LLVMGetParam(ir->fn, 1), B = LLVMGetParam(ir->fn, 2);
+  LLVMValueRef lo = LLVMGetParam(ir->fn, 3), hi = LLVMGetParam(ir->fn, 4), cv = LLVMGetParam(ir->fn, 5);
+  LLVMValueRef scale = LLVMGetParam(ir->fn, 6), neglr = LLVMGetParam(ir->fn, 7), wd = LLVMGetParam(ir->fn, 8);
+  LLVMValueRef mom = LLVMGetParam(ir->fn, 9), mode = LLVMGetParam(ir->fn, 10);
   LLVMValueRef ncv = LLVMBuildFNeg(b, cv, "negclipv");
-  LLVMBasicBlockRef blk[3], done = LLVMAppendBasicBlockInContext(g->ir.cx, g->ir.fn, "ret");
+  LLVMBasicBlockRef blk[3], done = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "ret");
   static const char *const bname[3] = {"plain", "first", "momentum"};
   for (int i = 0; i < 3; i++)
-    blk[i] = LLVMAppendBasicBlockInContext(g->ir.cx, g->ir.fn, bname[i]);
+    blk[i] = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, bname[i]);
   LLVMValueRef sw = LLVMBuildSwitch(b, mode, done, 3);
   for (int i = 0; i < 3; i++)
-    LLVMAddCase(sw, LLVMConstInt(g->ir.i32, (unsigned)i, 0), blk[i]);
+    LLVMAddCase(sw, LLVMConstInt(ir->i32, (unsigned)i, 0), blk[i]);
   for (int i = 0; i < 3; i++) {
     LLVMPositionBuilderAtEnd(b, blk[i]);
     IRLoop l;
-    LLVMValueRef e = irb_loop_begin(&g->ir, &l, lo, hi, 1, "e");
+    LLVMValueRef e = irb_loop_begin(ir, &l, lo, hi, 1, "e");
     LLVMValueRef w = ld(g, W, e);
     LLVMValueRef d = grad(g, G, e, cv, ncv, scale, wd, w);
     if (i == OPT_SGD_FIRST)
@@ -167,7 +173,7 @@ static void gen_sgd(OG *g, const char *prefix)
       st(g, d, B, e);
     }
     st(g, fadd(g, w, fmul(g, neglr, d)), W, e);
-    irb_loop_end(&g->ir, &l);
+    irb_loop_end(ir, &l);
     LLVMBuildBr(b, done);
   }
   LLVMPositionBuilderAtEnd(b, done);
@@ -187,24 +193,25 @@ static void gen_sgd(OG *g, const char *prefix)
  *   w = w + (negstep · m) / (sqrt(v) / bc2sqrt + eps)   p.addcdiv_(exp_avg, denom, value=-step_size) */
 static void gen_adam(OG *g, const char *prefix)
 {
-  LLVMTypeRef pt[17] = {g->ir.ptr, g->ir.ptr, g->ir.ptr, g->ir.ptr, g->ir.i64, g->ir.i64,
-                        g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32,
-                        g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32, g->ir.f32};
+  IRB *ir = &g->ir;
+  LLVMTypeRef pt[17] = {ir->ptr, ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64,
+                        ir->f32, ir->f32, ir->f32, ir->f32, ir->f32, ir->f32,
+                        ir->f32, ir->f32, ir->f32, ir->f32, ir->f32};
   fn_begin(g, prefix, "_adam", pt, 17,
            "w g m v lo hi clipv scale wd decay beta1 omb1 beta2 omb2 negstep bc2sqrt eps");
-  LLVMBuilderRef b = g->ir.b;
+  LLVMBuilderRef b = ir->b;
   LLVMValueRef a[17];
   for (unsigned i = 0; i < 17; i++)
-    a[i] = LLVMGetParam(g->ir.fn, i);
+    a[i] = LLVMGetParam(ir->fn, i);
   LLVMValueRef W = a[0], G = a[1], M = a[2], V = a[3], lo = a[4], hi = a[5], cv = a[6], scale = a[7];
   LLVMValueRef wd = a[8], decay = a[9], b1 = a[10], omb1 = a[11], b2 = a[12], omb2 = a[13];
   LLVMValueRef negstep = a[14], bc2 = a[15], eps = a[16];
   LLVMValueRef ncv = LLVMBuildFNeg(b, cv, "negclipv");
   unsigned sid = LLVMLookupIntrinsicID("llvm.sqrt", 9);
-  LLVMValueRef sqrtf_ = LLVMGetIntrinsicDeclaration(g->ir.mod, sid, &g->ir.f32, 1);
-  LLVMTypeRef sqrtty = LLVMIntrinsicGetType(g->ir.cx, sid, &g->ir.f32, 1);
+  LLVMValueRef sqrtf_ = LLVMGetIntrinsicDeclaration(ir->mod, sid, &ir->f32, 1);
+  LLVMTypeRef sqrtty = LLVMIntrinsicGetType(ir->cx, sid, &ir->f32, 1);
   IRLoop l;
-  LLVMValueRef e = irb_loop_begin(&g->ir, &l, lo, hi, 1, "e");
+  LLVMValueRef e = irb_loop_begin(ir, &l, lo, hi, 1, "e");
   LLVMValueRef w = fmul(g, ld(g, W, e), decay);
   LLVMValueRef d = grad(g, G, e, cv, ncv, scale, wd, w);
   LLVMValueRef m = fadd(g, fmul(g, ld(g, M, e), b1), fmul(g, omb1, d));
@@ -214,7 +221,7 @@ static void gen_adam(OG *g, const char *prefix)
   LLVMValueRef sq = LLVMBuildCall2(b, sqrtty, sqrtf_, &v, 1, "");
   LLVMValueRef den = fadd(g, LLVMBuildFDiv(b, sq, bc2, ""), eps);
   st(g, fadd(g, w, LLVMBuildFDiv(b, fmul(g, negstep, m), den, "")), W, e);
-  irb_loop_end(&g->ir, &l);
+  irb_loop_end(ir, &l);
   LLVMBuildRetVoid(b);
 }
 
@@ -222,12 +229,13 @@ void optgen(LLVMContextRef cx, LLVMModuleRef mod, const char *prefix)
 {
   OG g = {0};
   irb_init(&g.ir, cx, mod);
-  g.vf = LLVMVectorType(g.ir.f32, L);
-  g.vd = LLVMVectorType(g.ir.f64, L);
+  IRB *ir = &g.ir;
+  g.vf = LLVMVectorType(ir->f32, L);
+  g.vd = LLVMVectorType(ir->f64, L);
   gen_sumsq(&g, prefix);
   gen_sgd(&g, prefix);
   gen_adam(&g, prefix);
-  irb_free(&g.ir);
+  irb_free(ir);
 }
 
 int optgen_jit(Jit **j, OptKernels *k, char *err, size_t errlen)

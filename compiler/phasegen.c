@@ -110,7 +110,8 @@ static int isconstleaf(int op) { return op == OP_CONST || op == OP_ZEROS; }
 
 static LLVMValueRef gepc(G *g, LLVMValueRef base, int64_t off)
 {
-  return off ? irb_gep(&g->ir, base, irb_i64(&g->ir, off)) : base;
+  IRB *ir = &g->ir;
+  return off ? irb_gep(ir, base, irb_i64(ir, off)) : base;
 }
 
 /* ---- values ---------------------------------------------------------------- */
@@ -118,8 +119,9 @@ static LLVMValueRef gepc(G *g, LLVMValueRef base, int64_t off)
 /* A float constant of type ty (f32, or vty splatted). */
 static LLVMValueRef cst(G *g, LLVMTypeRef ty, double v)
 {
-  LLVMValueRef s = LLVMConstReal(g->ir.f32, v);
-  if (ty == g->ir.f32)
+  IRB *ir = &g->ir;
+  LLVMValueRef s = LLVMConstReal(ir->f32, v);
+  if (ty == ir->f32)
     return s;
   LLVMValueRef e[8];
   for (int k = 0; k < g->W; k++)
@@ -131,45 +133,50 @@ static LLVMValueRef cst(G *g, LLVMTypeRef ty, double v)
  * shuffle is named, as this file always emitted them. */
 static LLVMValueRef splat(G *g, LLVMValueRef s)
 {
+  IRB *ir = &g->ir;
   LLVMValueRef poison = LLVMGetPoison(g->vty);
-  LLVMValueRef v = LLVMBuildInsertElement(g->ir.b, poison, s, LLVMConstInt(g->ir.i64, 0, 0), "");
-  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(g->ir.cx), (unsigned)g->W));
-  return LLVMBuildShuffleVector(g->ir.b, v, poison, mask, "splat");
+  LLVMValueRef v = LLVMBuildInsertElement(ir->b, poison, s, LLVMConstInt(ir->i64, 0, 0), "");
+  LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(ir->cx), (unsigned)g->W));
+  return LLVMBuildShuffleVector(ir->b, v, poison, mask, "splat");
 }
 
 /* Elements [e, e + width) of v (width 1: ty f32; W: ty vty). */
 static LLVMValueRef vload(G *g, Val v, LLVMValueRef e, LLVMTypeRef ty)
 {
+  IRB *ir = &g->ir;
   if (v.kind == V_CONST)
     return cst(g, ty, v.k);
   if (v.kind == V_BCAST) {
-    LLVMValueRef s = LLVMBuildLoad2(g->ir.b, g->ir.f32, v.p, "");
-    return ty == g->ir.f32 ? s : splat(g, s);
+    LLVMValueRef s = LLVMBuildLoad2(ir->b, ir->f32, v.p, "");
+    return ty == ir->f32 ? s : splat(g, s);
   }
-  return irb_loadu(&g->ir, ty, irb_gep(&g->ir, v.p, e));
+  return irb_loadu(ir, ty, irb_gep(ir, v.p, e));
 }
 
 static void vstore(G *g, LLVMValueRef x, LLVMValueRef p, LLVMValueRef e)
 {
-  irb_storeu(&g->ir, x, irb_gep(&g->ir, p, e));
+  IRB *ir = &g->ir;
+  irb_storeu(ir, x, irb_gep(ir, p, e));
 }
 
 /* name(x) for x of type ty: SLEEF's u10 function of that width, declared once
  * per module (pure: memory(none)). */
 static LLVMValueRef sleef(G *g, const char *fn, LLVMValueRef x, LLVMTypeRef ty)
 {
+  IRB *ir = &g->ir;
   char name[64];
-  if (ty == g->ir.f32)
+  if (ty == ir->f32)
     snprintf(name, sizeof name, "Sleef_%sf_u10", fn);
   else
     snprintf(name, sizeof name, "Sleef_%sf%d_u10%s", fn, g->W, g->W == 8 ? "avx2" : "sse2");
-  return irb_call1(&g->ir, name, ty, x);
+  return irb_call1(ir, name, ty, x);
 }
 
 /* op on a (and b), of type ty; op < 0 is the identity (a copy). */
 static LLVMValueRef apply(G *g, int op, LLVMValueRef a, LLVMValueRef b, LLVMTypeRef ty)
 {
-  LLVMBuilderRef B = g->ir.b;
+  IRB *ir = &g->ir;
+  LLVMBuilderRef B = ir->b;
   switch (op) {
   case -1: return a;
   case OP_ADD: return LLVMBuildFAdd(B, a, b, "");
@@ -197,19 +204,20 @@ static LLVMValueRef apply(G *g, int op, LLVMValueRef a, LLVMValueRef b, LLVMType
  * by one (b.kind V_ABSENT for a unary op). */
 static void ew_row(G *g, int op, LLVMValueRef y, Val a, Val b, long n)
 {
+  IRB *ir = &g->ir;
   long nv = n / g->W;
   if (nv > 0) {
     IRLoop l;
-    LLVMValueRef iv = irb_loop_begin(&g->ir, &l, irb_i64(&g->ir, 0), irb_i64(&g->ir, nv), 1, "v");
-    LLVMValueRef e = irb_mulc(&g->ir, iv, g->W);
+    LLVMValueRef iv = irb_loop_begin(ir, &l, irb_i64(ir, 0), irb_i64(ir, nv), 1, "v");
+    LLVMValueRef e = irb_mulc(ir, iv, g->W);
     LLVMValueRef va = vload(g, a, e, g->vty), vb = b.kind == V_ABSENT ? NULL : vload(g, b, e, g->vty);
     vstore(g, apply(g, op, va, vb, g->vty), y, e);
-    irb_loop_end(&g->ir, &l);
+    irb_loop_end(ir, &l);
   }
   for (long k = nv * g->W; k < n; k++) {
-    LLVMValueRef e = irb_i64(&g->ir, k);
-    LLVMValueRef va = vload(g, a, e, g->ir.f32), vb = b.kind == V_ABSENT ? NULL : vload(g, b, e, g->ir.f32);
-    LLVMBuildStore(g->ir.b, apply(g, op, va, vb, g->ir.f32), irb_gep(&g->ir, y, e));
+    LLVMValueRef e = irb_i64(ir, k);
+    LLVMValueRef va = vload(g, a, e, ir->f32), vb = b.kind == V_ABSENT ? NULL : vload(g, b, e, ir->f32);
+    LLVMBuildStore(ir->b, apply(g, op, va, vb, ir->f32), irb_gep(ir, y, e));
   }
 }
 
@@ -223,14 +231,15 @@ static const char *nodename(Arena *a, const Node *nd)
 /* &node i [row r0 + rr][0]. */
 static LLVMValueRef rowptr(G *g, int i, LLVMValueRef rr)
 {
+  IRB *ir = &g->ir;
   if (g->where[i] == W_TEMP)
-    return irb_gep(&g->ir, gepc(g, g->scratch, g->toff[i]), irb_mulc(&g->ir, rr, g->numel[i]));
+    return irb_gep(ir, gepc(g, g->scratch, g->toff[i]), irb_mulc(ir, rr, g->numel[i]));
   if (g->where[i] != W_STORE)
     die("phasegen: cell '%s': %s is read but has no storage", g->c->name, nodename(g->ar, &g->c->node[i]));
   int64_t ld = g->ps->at[i].ld;
   if (ld == 0)
     return g->base[i];
-  return irb_gep(&g->ir, g->base[i], irb_mulc(&g->ir, irb_add(&g->ir, g->r0, rr), ld));
+  return irb_gep(ir, g->base[i], irb_mulc(ir, irb_add(ir, g->r0, rr), ld));
 }
 
 /* Node i as an operand, from element off of row rr; bcast: a one-element
@@ -248,6 +257,7 @@ static Val operand(G *g, int i, LLVMValueRef rr, long off, int bcast)
  * block are touched through it). */
 static LLVMValueRef origin(G *g, int i, int64_t *ld)
 {
+  IRB *ir = &g->ir;
   if (g->where[i] == W_STORE) {
     *ld = g->ps->at[i].ld;
     return g->base[i];
@@ -255,8 +265,8 @@ static LLVMValueRef origin(G *g, int i, int64_t *ld)
   if (g->where[i] != W_TEMP)
     die("phasegen: GEMM operand %d has no storage", i);
   *ld = g->numel[i];
-  LLVMValueRef off = LLVMBuildNSWSub(g->ir.b, irb_i64(&g->ir, g->toff[i]), irb_mulc(&g->ir, g->r0, g->numel[i]), "");
-  return LLVMBuildGEP2(g->ir.b, g->ir.f32, g->scratch, &off, 1, "");
+  LLVMValueRef off = LLVMBuildNSWSub(ir->b, irb_i64(ir, g->toff[i]), irb_mulc(ir, g->r0, g->numel[i]), "");
+  return LLVMBuildGEP2(ir->b, ir->f32, g->scratch, &off, 1, "");
 }
 
 /* node j lies in node i's storage at element offset o (a view) */
@@ -304,6 +314,7 @@ static LLVMValueRef sload(G *g, Val v, LLVMValueRef e) { return vload(g, v, e, g
 /* A [m, n] @ v [n] -> y [m]: y[o] = Σ_k A[o, k] v[k], k increasing */
 static void gen_matvec(G *g, int i)
 {
+  IRB *ir = &g->ir;
   const Node *nd = &g->c->node[i];
   int A = nd->arg[0], v = nd->arg[1];
   long m = g->numel[i], n = g->numel[v];
@@ -311,23 +322,23 @@ static void gen_matvec(G *g, int i)
     LLVMValueRef pa = rowptr(g, A, rr), py = rowptr(g, i, rr);
     Val vv = operand(g, v, rr, 0, 0);
     IRLoop lo, lk;
-    LLVMValueRef o = irb_loop_begin(&g->ir, &lo, irb_i64(&g->ir, 0), irb_i64(&g->ir, m), 1, "o");
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->ir.b);
-    LLVMValueRef k = irb_loop_begin(&g->ir, &lk, irb_i64(&g->ir, 0), irb_i64(&g->ir, n), 1, "k");
+    LLVMValueRef o = irb_loop_begin(ir, &lo, irb_i64(ir, 0), irb_i64(ir, m), 1, "o");
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(ir->b);
+    LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, n), 1, "k");
     /* the sum is a phi of the k loop's header */
-    LLVMPositionBuilderBefore(g->ir.b, LLVMGetFirstInstruction(lk.head));
-    LLVMValueRef s = LLVMBuildPhi(g->ir.b, g->ir.f32, "s");
-    LLVMValueRef zero = cst(g, g->ir.f32, 0);
+    LLVMPositionBuilderBefore(ir->b, LLVMGetFirstInstruction(lk.head));
+    LLVMValueRef s = LLVMBuildPhi(ir->b, ir->f32, "s");
+    LLVMValueRef zero = cst(g, ir->f32, 0);
     LLVMAddIncoming(s, &zero, &pre, 1);
-    LLVMPositionBuilderAtEnd(g->ir.b, LLVMGetNextBasicBlock(lk.head));
-    LLVMValueRef ok = irb_add(&g->ir, irb_mulc(&g->ir, o, n), k);
-    LLVMValueRef a = LLVMBuildLoad2(g->ir.b, g->ir.f32, irb_gep(&g->ir, pa, ok), "");
-    LLVMValueRef s1 = LLVMBuildFAdd(g->ir.b, s, LLVMBuildFMul(g->ir.b, a, sload(g, vv, k), ""), "");
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->ir.b);
-    irb_loop_end(&g->ir, &lk);
+    LLVMPositionBuilderAtEnd(ir->b, LLVMGetNextBasicBlock(lk.head));
+    LLVMValueRef ok = irb_add(ir, irb_mulc(ir, o, n), k);
+    LLVMValueRef a = LLVMBuildLoad2(ir->b, ir->f32, irb_gep(ir, pa, ok), "");
+    LLVMValueRef s1 = LLVMBuildFAdd(ir->b, s, LLVMBuildFMul(ir->b, a, sload(g, vv, k), ""), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(ir->b);
+    irb_loop_end(ir, &lk);
     LLVMAddIncoming(s, &s1, &latch, 1);
-    LLVMBuildStore(g->ir.b, s, irb_gep(&g->ir, py, o));
-    irb_loop_end(&g->ir, &lo);
+    LLVMBuildStore(ir->b, s, irb_gep(ir, py, o));
+    irb_loop_end(ir, &lo);
   });
 }
 
@@ -335,6 +346,7 @@ static void gen_matvec(G *g, int i)
  * i = 0 .. m-1 (each y[j] summed in increasing i), vectorized over j */
 static void gen_matvect(G *g, int i)
 {
+  IRB *ir = &g->ir;
   const Node *nd = &g->c->node[i];
   int A = nd->arg[0], v = nd->arg[1];
   long n = g->numel[i], m = g->numel[v];
@@ -343,32 +355,33 @@ static void gen_matvect(G *g, int i)
     Val vv = operand(g, v, rr, 0, 0), none = {V_ABSENT, NULL, 0};
     ew_row(g, -1, py, (Val){V_CONST, NULL, 0}, none, n);
     IRLoop li;
-    LLVMValueRef k = irb_loop_begin(&g->ir, &li, irb_i64(&g->ir, 0), irb_i64(&g->ir, m), 1, "i");
-    Val vi = vv.kind == V_CONST ? vv : (Val){V_BCAST, irb_gep(&g->ir, vv.p, k), 0};
+    LLVMValueRef k = irb_loop_begin(ir, &li, irb_i64(ir, 0), irb_i64(ir, m), 1, "i");
+    Val vi = vv.kind == V_CONST ? vv : (Val){V_BCAST, irb_gep(ir, vv.p, k), 0};
     /* y += A[k, :] * v[k]: ew_row with a MUL then an ADD per element */
     long nv = n / g->W;
-    LLVMValueRef arow = irb_gep(&g->ir, pa, irb_mulc(&g->ir, k, n));
+    LLVMValueRef arow = irb_gep(ir, pa, irb_mulc(ir, k, n));
     for (int vec = 0; vec < 2; vec++) {
-      LLVMTypeRef ty = vec ? g->vty : g->ir.f32;
+      LLVMTypeRef ty = vec ? g->vty : ir->f32;
       long lo = vec ? 0 : nv * g->W, hi = vec ? nv : n;
       if (lo >= hi)
         continue;
       IRLoop le;
-      LLVMValueRef iv = irb_loop_begin(&g->ir, &le, irb_i64(&g->ir, lo), irb_i64(&g->ir, hi), 1, "j");
-      LLVMValueRef e = vec ? irb_mulc(&g->ir, iv, g->W) : iv;
+      LLVMValueRef iv = irb_loop_begin(ir, &le, irb_i64(ir, lo), irb_i64(ir, hi), 1, "j");
+      LLVMValueRef e = vec ? irb_mulc(ir, iv, g->W) : iv;
       LLVMValueRef ae = vload(g, (Val){V_PTR, arow, 0}, e, ty);
       LLVMValueRef ye = vload(g, (Val){V_PTR, py, 0}, e, ty);
-      LLVMValueRef x = LLVMBuildFAdd(g->ir.b, ye, LLVMBuildFMul(g->ir.b, ae, vload(g, vi, e, ty), ""), "");
+      LLVMValueRef x = LLVMBuildFAdd(ir->b, ye, LLVMBuildFMul(ir->b, ae, vload(g, vi, e, ty), ""), "");
       vstore(g, x, py, e);
-      irb_loop_end(&g->ir, &le);
+      irb_loop_end(ir, &le);
     }
-    irb_loop_end(&g->ir, &li);
+    irb_loop_end(ir, &li);
   });
 }
 
 /* outer(a [m], b [n]) -> Y [m, n]: Y[i, j] = a[i] b[j] */
 static void gen_outer(G *g, int i)
 {
+  IRB *ir = &g->ir;
   const Node *nd = &g->c->node[i];
   int a = nd->arg[0], b = nd->arg[1];
   long m = g->numel[a], n = g->numel[b];
@@ -376,10 +389,10 @@ static void gen_outer(G *g, int i)
     LLVMValueRef py = rowptr(g, i, rr);
     Val va = operand(g, a, rr, 0, 0), vb = operand(g, b, rr, 0, n == 1);
     IRLoop li;
-    LLVMValueRef k = irb_loop_begin(&g->ir, &li, irb_i64(&g->ir, 0), irb_i64(&g->ir, m), 1, "i");
-    Val vk = va.kind == V_CONST ? va : (Val){V_BCAST, irb_gep(&g->ir, va.p, k), 0};
-    ew_row(g, OP_MUL, irb_gep(&g->ir, py, irb_mulc(&g->ir, k, n)), vk, vb, n);
-    irb_loop_end(&g->ir, &li);
+    LLVMValueRef k = irb_loop_begin(ir, &li, irb_i64(ir, 0), irb_i64(ir, m), 1, "i");
+    Val vk = va.kind == V_CONST ? va : (Val){V_BCAST, irb_gep(ir, va.p, k), 0};
+    ew_row(g, OP_MUL, irb_gep(ir, py, irb_mulc(ir, k, n)), vk, vb, n);
+    irb_loop_end(ir, &li);
   });
 }
 
@@ -387,6 +400,7 @@ static void gen_outer(G *g, int i)
  * _rows, the GEMM over all nrows rows; W packed at pack[i]. */
 static int gen_gemm(G *g, int i, size_t *gscratch, char *err, size_t errlen)
 {
+  IRB *ir = &g->ir;
   const Node *nd = &g->c->node[i];
   int v = nd->arg[1];
   const Addr *pk = &g->ps->pack[i];
@@ -401,18 +415,18 @@ static int gen_gemm(G *g, int i, size_t *gscratch, char *err, size_t errlen)
     s.ldb = s.K; /* W [N, K] row-major */
   }
   char *gs = aprintf(g->ar, "%s_g%d", g->sym, i);
-  int rc = gemm_gen2(g->ir.cx, g->ir.mod, gs, &s, err, errlen);
+  int rc = gemm_gen2(ir->cx, ir->mod, gs, &s, err, errlen);
   if (rc != RNNC_OK)
     return rc;
   size_t need = gemm_scratchsize(&s);
   if (need > *gscratch)
     *gscratch = need;
-  LLVMValueRef rows = LLVMGetNamedFunction(g->ir.mod, aprintf(g->ar, "%s_rows", gs));
+  LLVMValueRef rows = LLVMGetNamedFunction(ir->mod, aprintf(g->ar, "%s_rows", gs));
   if (!rows)
     die("phasegen: gemm_gen2 made no %s_rows", gs);
   LLVMValueRef args[6] = {A, g->packbase[i], C, g->r0, g->r1,
                           gepc(g, g->scratch, g->gemmoff)};
-  LLVMBuildCall2(g->ir.b, LLVMGlobalGetValueType(rows), rows, args, 6, "");
+  LLVMBuildCall2(ir->b, LLVMGlobalGetValueType(rows), rows, args, 6, "");
   return RNNC_OK;
 }
 
@@ -426,6 +440,7 @@ static int gemmable(G *g, int i)
 /* Node i over the rows of the block, then its acc. */
 static int gen_node(G *g, int i, size_t *gscratch, char *err, size_t errlen)
 {
+  IRB *ir = &g->ir;
   const Node *nd = &g->c->node[i];
   const PhaseSpec *ps = g->ps;
   long n = g->numel[i];
@@ -476,7 +491,7 @@ static int gen_node(G *g, int i, size_t *gscratch, char *err, size_t errlen)
     int64_t ld = ps->acc[i].ld;
     ROWS(g, rr, {
       LLVMValueRef pa =
-          ld ? irb_gep(&g->ir, g->accbase[i], irb_mulc(&g->ir, irb_add(&g->ir, g->r0, rr), ld)) : g->accbase[i];
+          ld ? irb_gep(ir, g->accbase[i], irb_mulc(ir, irb_add(ir, g->r0, rr), ld)) : g->accbase[i];
       ew_row(g, OP_ADD, pa, (Val){V_PTR, pa, 0}, operand(g, i, rr, 0, n == 1), n);
     });
   }
@@ -604,12 +619,13 @@ static int64_t layout(G *g)
 /* A pointer param of the kernel's buffers: (float *)buf[a.slot] + off + t·tstride. */
 static LLVMValueRef slotbase(G *g, LLVMValueRef buf, LLVMValueRef t, const Addr *a)
 {
-  LLVMValueRef slot = LLVMBuildInBoundsGEP2(g->ir.b, g->ir.ptr, buf, (LLVMValueRef[]){irb_i64(&g->ir, a->slot)}, 1, "");
-  LLVMValueRef p = LLVMBuildLoad2(g->ir.b, g->ir.ptr, slot, "");
-  LLVMValueRef off = irb_i64(&g->ir, a->off);
+  IRB *ir = &g->ir;
+  LLVMValueRef slot = LLVMBuildInBoundsGEP2(ir->b, ir->ptr, buf, (LLVMValueRef[]){irb_i64(ir, a->slot)}, 1, "");
+  LLVMValueRef p = LLVMBuildLoad2(ir->b, ir->ptr, slot, "");
+  LLVMValueRef off = irb_i64(ir, a->off);
   if (a->tstride)
-    off = irb_add(&g->ir, off, irb_mulc(&g->ir, t, a->tstride));
-  return irb_gep(&g->ir, p, off);
+    off = irb_add(ir, off, irb_mulc(ir, t, a->tstride));
+  return irb_gep(ir, p, off);
 }
 
 int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseSpec *ps, size_t *scratch, char *err,
@@ -639,16 +655,17 @@ int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseS
   g.packbase = aalloc(ar, sizeof *g.packbase * nn);
   g.toff = aalloc(ar, sizeof *g.toff * nn);
   irb_init(&g.ir, cx, mod);
+  IRB *ir = &g.ir;
   g.W = !ps->portable && irb_host_avx2_fma() ? 8 : 4;
-  g.vty = LLVMVectorType(g.ir.f32, (unsigned)g.W);
+  g.vty = LLVMVectorType(ir->f32, (unsigned)g.W);
   int64_t temps = layout(&g);
   g.gemmoff = temps;
 
   /* void sym(ptr buf, i64 t, i64 lo, i64 hi, ptr noalias scratch) */
-  irb_kernfn(&g.ir, sym);
-  LLVMValueRef buf = LLVMGetParam(g.ir.fn, 0), t = LLVMGetParam(g.ir.fn, 1);
-  LLVMValueRef lo = LLVMGetParam(g.ir.fn, 2), hi = LLVMGetParam(g.ir.fn, 3);
-  g.scratch = LLVMGetParam(g.ir.fn, 4);
+  irb_kernfn(ir, sym);
+  LLVMValueRef buf = LLVMGetParam(ir->fn, 0), t = LLVMGetParam(ir->fn, 1);
+  LLVMValueRef lo = LLVMGetParam(ir->fn, 2), hi = LLVMGetParam(ir->fn, 3);
+  g.scratch = LLVMGetParam(ir->fn, 4);
 
   /* the base of every node the kernel touches, of each acc and pack */
   char *used = aalloc(ar, nn);
@@ -672,20 +689,20 @@ int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseS
 
   /* for r0 in [lo, hi) step RB: r1 = min(r0 + RB, hi), every node */
   IRLoop lb;
-  g.r0 = irb_loop_begin(&g.ir, &lb, lo, hi, g.RB, "block");
-  LLVMValueRef end = irb_add(&g.ir, g.r0, irb_i64(&g.ir, g.RB));
-  g.r1 = LLVMBuildSelect(g.ir.b, LLVMBuildICmp(g.ir.b, LLVMIntSLT, end, hi, ""), end, hi, "r1");
-  g.nb = LLVMBuildNSWSub(g.ir.b, g.r1, g.r0, "nb");
+  g.r0 = irb_loop_begin(ir, &lb, lo, hi, g.RB, "block");
+  LLVMValueRef end = irb_add(ir, g.r0, irb_i64(ir, g.RB));
+  g.r1 = LLVMBuildSelect(ir->b, LLVMBuildICmp(ir->b, LLVMIntSLT, end, hi, ""), end, hi, "r1");
+  g.nb = LLVMBuildNSWSub(ir->b, g.r1, g.r0, "nb");
   size_t gscratch = 0;
   for (int i = 0; i < c->nnode && rc == RNNC_OK; i++)
     if (ps->mask[i])
       rc = gen_node(&g, i, &gscratch, err, errlen);
   if (rc == RNNC_OK) {
-    irb_loop_end(&g.ir, &lb);
-    LLVMBuildRetVoid(g.ir.b);
+    irb_loop_end(ir, &lb);
+    LLVMBuildRetVoid(ir->b);
     *scratch = (size_t)g.gemmoff + gscratch;
   }
-  irb_free(&g.ir);
+  irb_free(ir);
   arena_free(ar);
   return rc;
 }
