@@ -670,3 +670,33 @@ Test(train, labelled_line_errors_are_one_line_messages)
                      "labelled lines",
                tmp("lm.st"));
 }
+
+/* Resume on labelled lines: the vocabulary and classes come back from the
+ * checkpoint, and 12 steps then 12 more are bitwise 24 in one run (across
+ * an epoch of 8 batches). */
+Test(train, text_classifier_resume_is_bitwise_exact, .timeout = 300)
+{
+  const char *data = labelled("l.txt", 35);
+  const char *o = "--dim E=8 --dim H=16 --batch 4 --valid-frac 0.1 --eval-every 5 --quiet";
+  char *out;
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s'", text_classifier(), data, o,
+                    tmp("one.st")),
+               0, "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 12 --checkpoint '%s'", text_classifier(), data, o,
+                    tmp("two.st")),
+               0, "%s", out);
+  free(out);
+  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 24 --resume '%s' --checkpoint '%s'", text_classifier(),
+                    data, o, tmp("two.st"), tmp("two.st")),
+               0, "%s", out);
+  free(out);
+  assert_same_tensors(tmp("one.st"), tmp("two.st"));
+  TensorSet ck;
+  tset_init(&ck);
+  char err[512];
+  cr_assert_eq(safetensors_read(tmp("two.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_str_eq(tset_getmeta(&ck, "rnnc.classes"), "[\"c0\",\"c1\",\"c2\"]");
+  cr_assert_str_eq(tset_getmeta(&ck, "rnnc.data"), "2 8"); /* 31 training lines: 8 batches per epoch, 3 epochs */
+  tset_clear(&ck);
+}
