@@ -16,41 +16,10 @@
 
 #include "testutil.h"
 
-static char dir[256];
+static void setup(void) { tmpdir_make("ckpt"); }
 
-static void setup(void)
-{
-  snprintf(dir, sizeof dir, "/tmp/rnnc-test-ckpt-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-}
+TestSuite(checkpoint, .init = setup, .fini = tmpdir_remove);
 
-static void teardown(void)
-{
-  DIR *d = opendir(dir);
-  if (!d)
-    return;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
-TestSuite(checkpoint, .init = setup, .fini = teardown);
-
-static const char *tpath(const char *name)
-{
-  static char buf[4][512];
-  static int k;
-  char *p = buf[k++ & 3];
-  snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-  return p;
-}
 
 /* ---- model_hash ---- */
 
@@ -304,7 +273,7 @@ static long check_consistent(const char *path)
 /* Temporary files of path's writers left in dir. */
 static int count_temps(const char *base)
 {
-  DIR *d = opendir(dir);
+  DIR *d = opendir(tmp_dir());
   struct dirent *e;
   int n = 0;
   char pre[300];
@@ -345,7 +314,7 @@ static void sleep_us(long us)
 
 Test(checkpoint, killed_writer_leaves_a_loadable_checkpoint, .timeout = 120)
 {
-  const char *path = tpath("ck.safetensors");
+  const char *path = tmp_path("ck.safetensors");
   char err[512];
   TensorSet s;
   struct timespec t0, t1;
@@ -393,7 +362,7 @@ Test(checkpoint, killed_writer_leaves_a_loadable_checkpoint, .timeout = 120)
  * the very names this process would pick: the save goes around them. */
 Test(checkpoint, leftover_temporary_files_do_not_break_a_save)
 {
-  const char *path = tpath("ck.safetensors");
+  const char *path = tmp_path("ck.safetensors");
   char err[512];
   for (int n = 0; n < 10; n++) {
     char tmp[600];
@@ -420,7 +389,7 @@ Test(checkpoint, save_to_a_relative_path)
 {
   char cwd[512];
   cr_assert_not_null(getcwd(cwd, sizeof cwd));
-  cr_assert_eq(chdir(dir), 0);
+  cr_assert_eq(chdir(tmp_dir()), 0);
   TensorSet s;
   make_set(&s, 5);
   char err[512];
@@ -428,7 +397,7 @@ Test(checkpoint, save_to_a_relative_path)
   tset_clear(&s);
   cr_assert_eq(chdir(cwd), 0);
   cr_assert_eq(st, RNNC_OK, "%s", err);
-  cr_assert_eq(check_consistent(tpath("rel.safetensors")), 5);
+  cr_assert_eq(check_consistent(tmp_path("rel.safetensors")), 5);
 }
 
 typedef struct { const char *path; int id; int st; } Job;
@@ -450,7 +419,7 @@ static void *writer_thread(void *p)
  * the file is one of them, whole, and no temporary file is left. */
 Test(checkpoint, concurrent_writers_never_collide, .timeout = 120)
 {
-  const char *path = tpath("ck.safetensors");
+  const char *path = tmp_path("ck.safetensors");
   Job j[3] = {{path, 1, RNNC_OK}, {path, 2, RNNC_OK}, {path, 3, RNNC_OK}};
   pthread_t t[3];
   pid_t pid = fork();
@@ -490,7 +459,7 @@ static void expect_refused(const char *path, int status, const char *msg)
 
 Test(checkpoint, corrupt_checkpoints_are_refused_naming_the_file)
 {
-  const char *path = tpath("ck.safetensors");
+  const char *path = tmp_path("ck.safetensors");
   char err[512];
   TensorSet s;
   make_set(&s, 7);
@@ -530,6 +499,6 @@ Test(checkpoint, corrupt_checkpoints_are_refused_naming_the_file)
   fclose(f);
   expect_refused(path, RNNC_EFORMAT, "header is not valid JSON: line 1, column 16: ']' expected near ':'");
   /* a missing checkpoint */
-  const char *none = tpath("none.safetensors");
+  const char *none = tmp_path("none.safetensors");
   expect_refused(none, RNNC_EIO, "cannot open: No such file or directory");
 }

@@ -13,50 +13,11 @@
 
 /* ---- helpers ---- */
 
-static char dir[256];
+static void setup(void) { tmpdir_make("st"); }
 
-static void setup(void)
-{
-  snprintf(dir, sizeof dir, "/tmp/rnnc-test-st-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-}
+TestSuite(safetensors, .init = setup, .fini = tmpdir_remove);
 
-static void teardown(void)
-{
-  DIR *d = opendir(dir);
-  if (!d)
-    return;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (rmdir(p) != 0)
-      unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
 
-TestSuite(safetensors, .init = setup, .fini = teardown);
-
-static const char *tpath(const char *name)
-{
-  static char buf[4][512];
-  static int k;
-  char *p = buf[k++ & 3];
-  snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-  return p;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-  FILE *f = fopen(path, "wb");
-  cr_assert_not_null(f);
-  cr_assert_eq(fwrite(p, 1, n, f), n);
-  cr_assert_eq(fclose(f), 0);
-}
 
 static unsigned char *slurp(const char *path, size_t *n)
 {
@@ -89,7 +50,7 @@ static Bytes make_file(const char *hdr, const void *data, size_t ndata)
 /* Reading bytes b from file name must fail with status and "<path>: msg". */
 static void expect_refused_bytes(const char *name, Bytes b, int status, const char *msg)
 {
-  const char *path = tpath(name);
+  const char *path = tmp_path(name);
   write_bytes(path, b.p, b.n);
   TensorSet s;
   tset_init(&s);
@@ -161,7 +122,7 @@ static void assert_same(const TensorSet *a, const TensorSet *b)
 static void roundtrip(const TensorSet *s, const char *name)
 {
   char err[512] = "";
-  const char *path = tpath(name);
+  const char *path = tmp_path(name);
   cr_assert_eq(safetensors_write(path, s, err, sizeof err), RNNC_OK, "%s", err);
   TensorSet r;
   tset_init(&r);
@@ -310,10 +271,10 @@ Test(safetensors, read_replaces_same_names_in_a_nonempty_set)
   int64_t d[1] = {2};
   ((float *)tset_add(&s, "a", DT_F32, 1, d)->data)[1] = 7;
   char err[512];
-  cr_assert_eq(safetensors_write(tpath("a.safetensors"), &s, err, sizeof err), RNNC_OK);
+  cr_assert_eq(safetensors_write(tmp_path("a.safetensors"), &s, err, sizeof err), RNNC_OK);
   tset_add(&r, "a", DT_I32, 0, NULL);
   tset_add(&r, "keep", DT_I32, 0, NULL);
-  cr_assert_eq(safetensors_read(tpath("a.safetensors"), &r, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(safetensors_read(tmp_path("a.safetensors"), &r, err, sizeof err), RNNC_OK, "%s", err);
   cr_assert_eq(r.n, 2);
   cr_assert_eq(tset_find(&r, "a")->dtype, DT_F32);
   cr_assert_eq(((float *)tset_find(&r, "a")->data)[1], 7.0f);
@@ -329,7 +290,7 @@ static void expect_written(const TensorSet *s, const char *name, const unsigned 
                            size_t nwant)
 {
   char err[512];
-  const char *path = tpath(name);
+  const char *path = tmp_path(name);
   cr_assert_eq(safetensors_write(path, s, err, sizeof err), RNNC_OK, "%s", err);
   size_t n;
   unsigned char *got = slurp(path, &n);
@@ -431,7 +392,7 @@ Test(safetensors, reads_known_files)
     unsigned char zero[16] = {0};
     Bytes b = make_file("{\"test\":{\"dtype\":\"I32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", zero, 16);
     cr_assert_eq(b.p[0], 60);
-    const char *path = tpath("doc.safetensors");
+    const char *path = tmp_path("doc.safetensors");
     write_bytes(path, b.p, b.n);
     free(b.p);
     TensorSet s;
@@ -461,7 +422,7 @@ Test(safetensors, reads_known_files)
                         "  \"i\": {\"dtype\": \"I32\", \"shape\": [2, 1], \"data_offsets\": [4, 12], \"extra\": 1},\n"
                         "  \"__metadata__\": {\"format\": \"pt\"} }\n   ",
                         data, sizeof data);
-    const char *path = tpath("spaced.safetensors");
+    const char *path = tmp_path("spaced.safetensors");
     write_bytes(path, b.p, b.n);
     free(b.p);
     TensorSet s;
@@ -687,12 +648,12 @@ Test(safetensors, refuses_missing_files_and_directories)
   TensorSet s;
   tset_init(&s);
   char err[512], want[600];
-  const char *path = tpath("does-not-exist.safetensors");
+  const char *path = tmp_path("does-not-exist.safetensors");
   cr_assert_eq(safetensors_read(path, &s, err, sizeof err), RNNC_EIO);
   snprintf(want, sizeof want, "%s: cannot open: No such file or directory", path);
   cr_assert_str_eq(err, want);
-  cr_assert_eq(safetensors_read(dir, &s, err, sizeof err), RNNC_EIO);
-  snprintf(want, sizeof want, "%s: is a directory", dir);
+  cr_assert_eq(safetensors_read(tmp_dir(), &s, err, sizeof err), RNNC_EIO);
+  snprintf(want, sizeof want, "%s: is a directory", tmp_dir());
   cr_assert_str_eq(err, want);
   cr_assert_eq(s.n, 0);
 }
@@ -725,7 +686,7 @@ static Bytes valid_file(void)
   tset_add(&s, "scalar", DT_F32, 0, NULL);
   tset_setmeta(&s, "format", "pt");
   char err[512];
-  const char *path = tpath("valid.safetensors");
+  const char *path = tmp_path("valid.safetensors");
   cr_assert_eq(safetensors_write(path, &s, err, sizeof err), RNNC_OK, "%s", err);
   tset_clear(&s);
   Bytes b;
@@ -749,7 +710,7 @@ Test(safetensors, truncation_at_every_byte_is_refused)
 {
   Bytes b = valid_file();
   cr_assert_gt(b.n, 200);
-  const char *path = tpath("trunc.safetensors");
+  const char *path = tmp_path("trunc.safetensors");
   char err[512];
   for (size_t n = 0; n < b.n; n++) {
     int st = read_bytes(path, b.p, n, err, sizeof err);
@@ -771,7 +732,7 @@ static uint64_t lcg(uint64_t *x)
 Test(safetensors, fuzz_never_crashes)
 {
   Bytes b = valid_file();
-  const char *path = tpath("fuzz.safetensors");
+  const char *path = tmp_path("fuzz.safetensors");
   unsigned char *p = malloc(b.n + 64);
   uint64_t x = 12345;
   char err[512];
@@ -845,13 +806,13 @@ Test(safetensors, write_to_unwritable_path)
   cr_assert_str_eq(err, "/dev/null/x.safetensors: cannot write: Not a directory");
   /* renaming onto a directory fails after the data is written: the temporary
    * file is removed and nothing else is left behind */
-  const char *sub = tpath("adir");
+  const char *sub = tmp_path("adir");
   cr_assert_eq(mkdir(sub, 0777), 0);
-  int before = count_entries(dir);
+  int before = count_entries(tmp_dir());
   cr_assert_eq(safetensors_write(sub, &s, err, sizeof err), RNNC_EIO);
   snprintf(want, sizeof want, "%s: cannot write: Is a directory", sub);
   cr_assert_str_eq(err, want);
-  cr_assert_eq(count_entries(dir), before);
+  cr_assert_eq(count_entries(tmp_dir()), before);
   tset_clear(&s);
 }
 
@@ -860,7 +821,7 @@ Test(safetensors, write_refuses_unwritable_names)
   TensorSet s;
   tset_init(&s);
   char err[512], want[600];
-  const char *path = tpath("names.safetensors");
+  const char *path = tmp_path("names.safetensors");
   tset_add(&s, "__metadata__", DT_F32, 0, NULL);
   cr_assert_eq(safetensors_write(path, &s, err, sizeof err), RNNC_EFORMAT);
   snprintf(want, sizeof want, "%s: tensor name \"__metadata__\" is reserved by the format", path);
@@ -888,14 +849,14 @@ Test(safetensors, overwrite_replaces_the_file)
   int64_t big[1] = {1000}, small[1] = {1};
   tset_add(&s, "x", DT_F64, 1, big);
   char err[512];
-  const char *path = tpath("over.safetensors");
+  const char *path = tmp_path("over.safetensors");
   cr_assert_eq(safetensors_write(path, &s, err, sizeof err), RNNC_OK);
   tset_clear(&s);
   ((float *)tset_add(&s, "y", DT_F32, 1, small)->data)[0] = 4.0f;
   cr_assert_eq(safetensors_write(path, &s, err, sizeof err), RNNC_OK);
   cr_assert_eq(safetensors_read(path, &r, err, sizeof err), RNNC_OK, "%s", err);
   assert_same(&s, &r);
-  cr_assert_eq(count_entries(dir), 1);
+  cr_assert_eq(count_entries(tmp_dir()), 1);
   tset_clear(&s);
   tset_clear(&r);
 }

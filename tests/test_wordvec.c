@@ -13,49 +13,11 @@
 
 #include "testutil.h"
 
-static char dir[256];
+static void setup(void) { tmpdir_make("wv"); }
 
-static void setup(void)
-{
-  snprintf(dir, sizeof dir, "/tmp/rnnc-test-wv-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-}
+TestSuite(wordvec, .init = setup, .fini = tmpdir_remove);
 
-static void teardown(void)
-{
-  DIR *d = opendir(dir);
-  if (!d)
-    return;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
 
-TestSuite(wordvec, .init = setup, .fini = teardown);
-
-static const char *tpath(const char *name)
-{
-  static char buf[4][512];
-  static int k;
-  char *p = buf[k++ & 3];
-  snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-  return p;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-  FILE *f = fopen(path, "wb");
-  cr_assert_not_null(f);
-  cr_assert_eq(fwrite(p, 1, n, f), n);
-  cr_assert_eq(fclose(f), 0);
-}
 
 static void write_text(const char *path, const char *s) { write_bytes(path, s, strlen(s)); }
 
@@ -141,7 +103,7 @@ static char *text_lines(const char *eol)
 
 Test(wordvec, glove_text)
 {
-  const char *p = tpath("glove.txt");
+  const char *p = tmp_path("glove.txt");
   write_text(p, text_lines("\n"));
   expect_loaded(p);
   /* CRLF, tabs, blank lines, no final newline */
@@ -157,7 +119,7 @@ Test(wordvec, glove_text)
 
 Test(wordvec, word2vec_text)
 {
-  const char *p = tpath("w2v.txt");
+  const char *p = tmp_path("w2v.txt");
   char s[1200];
   snprintf(s, sizeof s, "5 3\n%s", text_lines("\n"));
   write_text(p, s);
@@ -190,7 +152,7 @@ Test(wordvec, word2vec_binary)
 {
   unsigned char buf[512];
   size_t n = binary_file(buf, 5, bw, bx, "5 3\n");
-  const char *p = tpath("w2v.bin");
+  const char *p = tmp_path("w2v.bin");
   write_bytes(p, buf, n);
   expect_loaded(p);
 }
@@ -210,7 +172,7 @@ Test(wordvec, word2vec_binary_that_starts_like_text)
     const float *const x[] = {t ? odd2 : odd, v_cat, v_mat};
     unsigned char buf[256];
     size_t n = binary_file(buf, 3, w, x, "3 3\n");
-    const char *p = tpath("odd.bin");
+    const char *p = tmp_path("odd.bin");
     write_bytes(p, buf, n);
     Vocab v = vocab();
     float wt[V * E];
@@ -226,7 +188,7 @@ Test(wordvec, word2vec_binary_that_starts_like_text)
 
 Test(wordvec, gzip_files)
 {
-  const char *p = tpath("glove.txt.gz");
+  const char *p = tmp_path("glove.txt.gz");
   gzFile gz = gzopen(p, "wb");
   cr_assert_not_null(gz);
   const char *s = text_lines("\n");
@@ -235,7 +197,7 @@ Test(wordvec, gzip_files)
   expect_loaded(p);
   unsigned char buf[512];
   size_t n = binary_file(buf, 5, bw, bx, "5 3\n");
-  p = tpath("w2v.bin.gz");
+  p = tmp_path("w2v.bin.gz");
   gz = gzopen(p, "wb");
   cr_assert_eq(gzwrite(gz, buf, (unsigned)n), (int)n);
   cr_assert_eq(gzclose(gz), Z_OK);
@@ -246,7 +208,7 @@ Test(wordvec, gzip_files)
  * missing may be NULL. */
 Test(wordvec, no_word_found)
 {
-  const char *p = tpath("none.txt");
+  const char *p = tmp_path("none.txt");
   write_text(p, "dog 1 2 3\nbird 4 5 6\n");
   Vocab v = vocab();
   float w[V * E], w0[V * E];
@@ -282,7 +244,7 @@ Test(wordvec, long_lines)
   }
   s[n] = '\0';
   cr_assert_gt(n / 2, 65536);
-  const char *p = tpath("long.txt");
+  const char *p = tmp_path("long.txt");
   write_text(p, s);
   free(s);
   float *w = calloc((size_t)v.n * BIGE, sizeof *w);
@@ -318,14 +280,14 @@ static void expect_error_at(const char *p, int64_t rows, int64_t dims, int statu
 
 static void expect_text_error(const char *text, int status, const char *msg)
 {
-  const char *p = tpath("bad.txt");
+  const char *p = tmp_path("bad.txt");
   write_text(p, text);
   expect_error_at(p, V, E, status, msg);
 }
 
 static void expect_bytes_error(const void *b, size_t n, int status, const char *msg)
 {
-  const char *p = tpath("bad.bin");
+  const char *p = tmp_path("bad.bin");
   write_bytes(p, b, n);
   expect_error_at(p, V, E, status, msg);
 }
@@ -358,7 +320,7 @@ Test(wordvec, text_errors)
 
 Test(wordvec, the_message_of_the_contract)
 {
-  const char *p = tpath("g50.txt");
+  const char *p = tmp_path("g50.txt");
   char s[1024];
   size_t n = (size_t)sprintf(s, "the");
   for (int k = 0; k < 50; k++)
@@ -403,15 +365,15 @@ Test(wordvec, binary_errors)
 
 Test(wordvec, other_errors)
 {
-  const char *p = tpath("glove.txt");
+  const char *p = tmp_path("glove.txt");
   write_text(p, text_lines("\n"));
   expect_error_at(p, 5, E, RNNC_ESHAPE, ": the embedding has 5 rows, the vocabulary 6 words");
   expect_error_at(p, V, 0, RNNC_ESHAPE, ": the embedding has 0 dims");
-  const char *none = tpath("none.txt");
+  const char *none = tmp_path("none.txt");
   expect_error_at(none, V, E, RNNC_EIO, ": cannot open: No such file or directory");
-  expect_error_at(dir, V, E, RNNC_EIO, ": is a directory");
+  expect_error_at(tmp_dir(), V, E, RNNC_EIO, ": is a directory");
   /* a gzip file cut short */
-  const char *gp = tpath("cut.gz");
+  const char *gp = tmp_path("cut.gz");
   gzFile gz = gzopen(gp, "wb");
   char s[4096];
   size_t n = 0;
@@ -475,7 +437,7 @@ Test(wordvec, truncation_at_every_byte)
   unsigned char buf[512];
   size_t n = binary_file(buf, 5, bw, bx, "5 3\n");
   cr_assert_eq(buf[n - 1], '\n');
-  const char *p = tpath("t.bin");
+  const char *p = tmp_path("t.bin");
   for (size_t k = 0; k < n - 1; k++)
     cr_assert_neq(try_load(p, buf, k), RNNC_OK, "a binary file cut to %zu of %zu bytes loads", k, n);
   cr_assert_eq(try_load(p, buf, n - 1), RNNC_OK);
@@ -492,7 +454,7 @@ Test(wordvec, fuzz_never_crashes)
   size_t nb = binary_file(bin, 5, bw, bx, "5 3\n");
   size_t nt = (size_t)snprintf((char *)txt, sizeof txt, "5 3\n%s", text_lines("\n"));
   uint64_t x = 777;
-  const char *p = tpath("f");
+  const char *p = tmp_path("f");
   int ok = 0;
   for (int it = 0; it < 1500; it++) {
     const unsigned char *src = it % 2 ? bin : txt;

@@ -1,7 +1,10 @@
 /* testutil.c — helpers shared by the criterion tests. */
+#include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -81,4 +84,56 @@ Module *load_module(const char *path)
     return NULL;
   }
   return m;
+}
+
+static char tmpdir[256];
+
+void tmpdir_make(const char *tag)
+{
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/rnnc-%s-XXXXXX", tag);
+  cr_assert_not_null(mkdtemp(tmpdir), "cannot make %s", tmpdir);
+}
+
+/* Remove path's files (and, at depth 0, its subdirectories' files), then path. */
+static void rmtree(const char *path, int depth)
+{
+  DIR *d = opendir(path);
+  if (!d)
+    return;
+  struct dirent *e;
+  char p[1024];
+  while ((e = readdir(d))) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+    if (unlink(p) != 0 && depth == 0)
+      rmtree(p, 1);
+  }
+  closedir(d);
+  rmdir(path);
+}
+
+void tmpdir_remove(void)
+{
+  if (tmpdir[0])
+    rmtree(tmpdir, 0);
+}
+
+const char *tmp_dir(void) { return tmpdir; }
+
+const char *tmp_path(const char *name)
+{
+  static char buf[8][512];
+  static int k;
+  char *p = buf[k++ & 7];
+  snprintf(p, sizeof buf[0], "%s/%s", tmpdir, name);
+  return p;
+}
+
+void write_bytes(const char *path, const void *p, size_t n)
+{
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f, "cannot write %s", path);
+  cr_assert_eq(fwrite(p, 1, n, f), n);
+  cr_assert_eq(fclose(f), 0);
 }
