@@ -506,6 +506,48 @@ Test(train, text_classifier_masked_batches_equal_single_lines, .timeout = 300)
   }
   cr_assert_eq(n[0], 61);
   cr_assert(loss[0] > 0 && loss[0] < 5, "loss %f", loss[0]);
+
+  /* and with no padding at all: three lines of different lengths, each in
+   * a file of its own (T = its length, B = 1), against the three in one
+   * padded batch of 4 */
+  char *t = read_file(data);
+  cr_assert(t);
+  FILE *all = fopen(tmp("three.txt"), "wb");
+  cr_assert(all);
+  double sum = 0, three, a3;
+  long n3;
+  int k = 0;
+  size_t lastlen = 0;
+  for (char *line = strtok(t, "\n"); line && k < 3; line = strtok(NULL, "\n")) {
+    if (strlen(line) == lastlen)
+      continue;
+    lastlen = strlen(line);
+    fprintf(all, "%s\n", line);
+    char one[32], args[2048];
+    snprintf(one, sizeof one, "one%d.txt", k);
+    FILE *f = fopen(tmp(one), "wb");
+    cr_assert(f);
+    fprintf(f, "%s\n", line);
+    cr_assert_eq(fclose(f), 0);
+    double l, a;
+    long m;
+    snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 1", text_classifier(),
+             tmp("c.st"), tmp(one));
+    eval_json(args, &l, &a, &m);
+    cr_assert_eq(m, 1);
+    sum += l;
+    k++;
+  }
+  cr_assert_eq(fclose(all), 0);
+  free(t);
+  cr_assert_eq(k, 3);
+  char args[2048];
+  snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 4", text_classifier(),
+           tmp("c.st"), tmp("three.txt"));
+  eval_json(args, &three, &a3, &n3);
+  cr_assert_eq(n3, 3);
+  fprintf(stderr, "three lines alone, unpadded: mean loss %.9f; in one padded batch %.9f\n", sum / 3, three);
+  cr_assert(fabs(three - sum / 3) <= 1e-5 * fabs(three), "alone %.9f, batched %.9f", sum / 3, three);
 }
 
 /* Fortunes labelled by their file (computers, politics, art: 300 each, so
