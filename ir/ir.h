@@ -24,6 +24,10 @@
 /* An internal bug: print file:line and the message, then abort. */
 #define die(...) die_(__FILE__, __LINE__, __VA_ARGS__)
 _Noreturn void die_(const char *file, int line, const char *fmt, ...);
+/* A user error of library code: the message (printf-style) into err (when
+ * err and errlen), and status returned: `return errorf(RNNC_EINPUT, err,
+ * errlen, "'%s' is empty", path);`. */
+int errorf(int status, char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Arena: allocations freed together by arena_free. Out of memory aborts
  * through die(); the library has no partial-allocation recovery yet. */

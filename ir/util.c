@@ -17,6 +17,17 @@ _Noreturn void die_(const char *file, int line, const char *fmt, ...)
   abort();
 }
 
+int errorf(int status, char *err, size_t errlen, const char *fmt, ...)
+{
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return status;
+}
+
 /* ---- arena: a list of blocks, bump allocation, freed whole ---- */
 
 typedef struct Block {

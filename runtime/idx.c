@@ -11,17 +11,6 @@
 
 #include "ir.h"
 
-static int fail(int status, char *err, size_t errlen, const char *fmt, ...)
-{
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
-
 static uint32_t be32(const unsigned char *p)
 {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -36,21 +25,21 @@ static int idx_header(const char *path, const unsigned char *buf, size_t len, in
   uint32_t want = 0x800u | (uint32_t)nd;
   const char *what = nd == 3 ? "an IDX image file" : "an IDX label file";
   if (len < 4 || be32(buf) != want)
-    return fail(RNNC_EFORMAT, err, errlen, "%s: bad magic 0x%08x, expected 0x%08x (%s)", path,
+    return errorf(RNNC_EFORMAT, err, errlen, "%s: bad magic 0x%08x, expected 0x%08x (%s)", path,
                 len < 4 ? 0u : be32(buf), want, what);
   size_t head = 4 + 4 * (size_t)nd;
   if (len < head)
-    return fail(RNNC_EFORMAT, err, errlen, "%s: truncated header (%zu bytes, %s has %zu)", path, len, what,
+    return errorf(RNNC_EFORMAT, err, errlen, "%s: truncated header (%zu bytes, %s has %zu)", path, len, what,
                 head);
   uint64_t size = 1;
   for (int i = 0; i < nd; i++) {
     dim[i] = be32(buf + 4 + 4 * i);
     if (dim[i] && size > ((uint64_t)1 << 40) / dim[i])
-      return fail(RNNC_EFORMAT, err, errlen, "%s: dims too large (over 2^40 bytes)", path);
+      return errorf(RNNC_EFORMAT, err, errlen, "%s: dims too large (over 2^40 bytes)", path);
     size *= dim[i];
   }
   if (len - head != size)
-    return fail(RNNC_EFORMAT, err, errlen, "%s: %s: the header's dims need %llu data bytes, the file has %zu",
+    return errorf(RNNC_EFORMAT, err, errlen, "%s: %s: the header's dims need %llu data bytes, the file has %zu",
                 path, len - head < size ? "truncated" : "size mismatch", (unsigned long long)size, len - head);
   *data = buf + head;
   return RNNC_OK;
@@ -71,10 +60,10 @@ int dataset_idx(Dataset *d, const char *images, const char *labels, char *err, s
   if (!st)
     st = idx_header(labels, (unsigned char *)lb, ll, 1, ldim, &lp, err, errlen);
   if (!st && idim[0] != ldim[0])
-    st = fail(RNNC_EFORMAT, err, errlen, "%s has %u images but %s has %u labels", images, idim[0], labels,
+    st = errorf(RNNC_EFORMAT, err, errlen, "%s has %u images but %s has %u labels", images, idim[0], labels,
               ldim[0]);
   if (!st && (idim[0] == 0 || idim[1] == 0 || idim[2] == 0 || idim[1] > INT32_MAX || idim[2] > INT32_MAX))
-    st = fail(RNNC_EFORMAT, err, errlen, "%s: no data (dims %u x %u x %u)", images, idim[0], idim[1], idim[2]);
+    st = errorf(RNNC_EFORMAT, err, errlen, "%s: no data (dims %u x %u x %u)", images, idim[0], idim[1], idim[2]);
   if (!st) {
     size_t n = idim[0], row = (size_t)idim[1] * idim[2];
     d->kind = DS_IDX;
@@ -84,7 +73,7 @@ int dataset_idx(Dataset *d, const char *images, const char *labels, char *err, s
     d->x = malloc(n * row * sizeof *d->x);
     d->label = malloc(n * sizeof *d->label);
     if (!d->x || !d->label) {
-      st = fail(RNNC_ENOMEM, err, errlen, "%s: out of memory for %zu images", images, n);
+      st = errorf(RNNC_ENOMEM, err, errlen, "%s: out of memory for %zu images", images, n);
     } else {
       for (size_t i = 0; i < n * row; i++)
         d->x[i] = (float)ip[i] / 255.0f;

@@ -16,27 +16,16 @@
 
 #include "ir.h"
 
-static int fail(int status, char *err, size_t errlen, const char *fmt, ...)
-{
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
-
 /* Evaluate d; on failure a message "<what>: ..." and RNNC_EINPUT. */
 static int eval(Arena *a, Dim d, const Env *env, const char *what, long *v, char *err,
                 size_t errlen)
 {
   const char *bad = NULL;
   if (!dim_eval(d, env, v, &bad))
-    return fail(RNNC_EINPUT, err, errlen, "cannot initialize %s: dimension %s has no value", what,
+    return errorf(RNNC_EINPUT, err, errlen, "cannot initialize %s: dimension %s has no value", what,
                 bad);
   if (*v < 0)
-    return fail(RNNC_EINPUT, err, errlen, "cannot initialize %s: dimension %s is %ld", what,
+    return errorf(RNNC_EINPUT, err, errlen, "cannot initialize %s: dimension %s is %ld", what,
                 dim_str(a, d), *v);
   return RNNC_OK;
 }
@@ -50,7 +39,7 @@ static int cell_bound(Arena *a, const MNode *n, const Env *env, double *k, char 
   int leaf = c->nstate ? c->state[0] : c->ninput ? c->input[0] : -1;
   const char *what = n->nparam ? n->param[0].full : "a cell";
   if (leaf < 0)
-    return fail(RNNC_EINPUT, err, errlen, "cannot initialize %s: cell %s has no state or input "
+    return errorf(RNNC_EINPUT, err, errlen, "cannot initialize %s: cell %s has no state or input "
                 "to size it", what, c->name);
   const Shape *s = &c->node[leaf].shape;
   long size = 1;
@@ -58,7 +47,7 @@ static int cell_bound(Arena *a, const MNode *n, const Env *env, double *k, char 
     Dim d;
     long v;
     if (!dim_subst(s->d[i], c->ndim, c->dim, n->dimval, &d))
-      return fail(RNNC_EINPUT, err, errlen, "cannot initialize %s: the size of %s %s is too "
+      return errorf(RNNC_EINPUT, err, errlen, "cannot initialize %s: the size of %s %s is too "
                   "complex a dimension", what, c->nstate ? "state" : "input",
                   c->node[leaf].name);
     int st = eval(a, d, env, what, &v, err, errlen);
@@ -138,7 +127,7 @@ int init_params(const Model *md, const Env *env, uint64_t seed, TensorSet *out, 
         break;
       Tensor *t = tset_add(&tmp, p->full, DT_F32, p->shape.rank, dim);
       if (!t) {
-        st = fail(RNNC_ENOMEM, err, errlen, "out of memory for parameter %s", p->full);
+        st = errorf(RNNC_ENOMEM, err, errlen, "out of memory for parameter %s", p->full);
         break;
       }
       float *w = t->data; /* row-major, shape dim[0..rank) */
@@ -148,7 +137,7 @@ int init_params(const Model *md, const Env *env, uint64_t seed, TensorSet *out, 
     }
   }
   if (st == RNNC_OK && tset_move(out, &tmp) != RNNC_OK)
-    st = fail(RNNC_ENOMEM, err, errlen, "out of memory for the parameters");
+    st = errorf(RNNC_ENOMEM, err, errlen, "out of memory for the parameters");
   tset_clear(&tmp);
   arena_free(a);
   return st;

@@ -26,17 +26,6 @@ static void *xrealloc(void *p, size_t n)
   return p;
 }
 
-static int fail(int status, char *err, size_t errlen, const char *fmt, ...)
-{
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
-
 /* ---- a hash table of byte strings: open addressing, FNV-1a ---- */
 
 /* Slots hold entry numbers (-1: empty); entry e's key is key[e], klen[e]
@@ -134,7 +123,7 @@ static int utf8_check(const char *name, const char *text, size_t len, char *err,
   for (size_t i = 0; i < len;) {
     int k = utf8_decode(s, len, i, &cp, why, sizeof why);
     if (!k)
-      return fail(RNNC_EINPUT, err, errlen, "%s: invalid UTF-8 at byte %zu (%s)", name, i, why);
+      return errorf(RNNC_EINPUT, err, errlen, "%s: invalid UTF-8 at byte %zu (%s)", name, i, why);
     i += (size_t)k;
   }
   return RNNC_OK;
@@ -303,7 +292,7 @@ static int build_words(Vocab *v, const char *name, const char *text, size_t len,
       ord[nkeep++] = (Word){c.count[e], c.w[e], c.wlen[e]};
   qsort(ord, (size_t)nkeep, sizeof *ord, by_count);
   if (nkeep == 0)
-    st = fail(RNNC_EINPUT, err, errlen, "%s: no word occurs %d or more times (%d distinct words)", name,
+    st = errorf(RNNC_EINPUT, err, errlen, "%s: no word occurs %d or more times (%d distinct words)", name,
               mincount, c.n);
   else {
     int cap = 0;
@@ -327,7 +316,7 @@ int vocab_build(Vocab *v, int kind, const char *name, const char *text, size_t l
   v->kind = kind;
   v->unk = -1;
   if (len == 0)
-    return fail(RNNC_EINPUT, err, errlen, "%s: no text to build a vocabulary from", name);
+    return errorf(RNNC_EINPUT, err, errlen, "%s: no text to build a vocabulary from", name);
   int st = RNNC_OK;
   switch (kind) {
   case VOCAB_BYTE: build_bytes(v); break;
@@ -369,12 +358,12 @@ int vocab_encode(const Vocab *v, const char *name, const char *text, size_t len,
       int m = utf8_decode(s, len, i, &cp, why, sizeof why);
       if (!m) {
         free(out);
-        return fail(RNNC_EINPUT, err, errlen, "%s: invalid UTF-8 at byte %zu (%s)", name, i, why);
+        return errorf(RNNC_EINPUT, err, errlen, "%s: invalid UTF-8 at byte %zu (%s)", name, i, why);
       }
       int id = vocab_lookup(v, text + i, m);
       if (id < 0) {
         free(out);
-        return fail(RNNC_EINPUT, err, errlen, "%s: character U+%04X at byte %zu is not in the vocabulary",
+        return errorf(RNNC_EINPUT, err, errlen, "%s: character U+%04X at byte %zu is not in the vocabulary",
                     name, (unsigned)cp, i);
       }
       out[k++] = id;
@@ -454,21 +443,21 @@ static int check_token(const Vocab *v, int i, char *err, size_t errlen)
     uint32_t cp, prev;
     char why[64];
     if (n == 0 || utf8_decode((const unsigned char *)s, (size_t)n, 0, &cp, why, sizeof why) != n)
-      return fail(RNNC_EFORMAT, err, errlen, "vocabulary: token %d is not one character", i);
+      return errorf(RNNC_EFORMAT, err, errlen, "vocabulary: token %d is not one character", i);
     if (i > 0 && (utf8_decode((const unsigned char *)v->tok[i - 1], (size_t)v->len[i - 1], 0, &prev, why,
                               sizeof why),
                   prev >= cp))
-      return fail(RNNC_EFORMAT, err, errlen, "vocabulary: characters are not in increasing order at token %d",
+      return errorf(RNNC_EFORMAT, err, errlen, "vocabulary: characters are not in increasing order at token %d",
                   i);
     return RNNC_OK;
   }
   if (i == 0 && (n != 5 || memcmp(s, "<unk>", 5) != 0))
-    return fail(RNNC_EFORMAT, err, errlen, "vocabulary: word level token 0 must be \"<unk>\"");
+    return errorf(RNNC_EFORMAT, err, errlen, "vocabulary: word level token 0 must be \"<unk>\"");
   if (n == 0)
-    return fail(RNNC_EFORMAT, err, errlen, "vocabulary: token %d is empty", i);
+    return errorf(RNNC_EFORMAT, err, errlen, "vocabulary: token %d is empty", i);
   for (int k = 0; k < n; k++)
     if (is_space(s[k]))
-      return fail(RNNC_EFORMAT, err, errlen, "vocabulary: token %d contains white space", i);
+      return errorf(RNNC_EFORMAT, err, errlen, "vocabulary: token %d contains white space", i);
   return RNNC_OK;
 }
 
@@ -479,7 +468,7 @@ int vocab_from_json(Vocab *v, const char *json, char *err, size_t errlen)
   json_error_t je;
   json_t *o = json_loads(json, JSON_ALLOW_NUL, &je);
   if (!o)
-    return fail(RNNC_EFORMAT, err, errlen, "vocabulary: not valid JSON: line %d, column %d: %s", je.line,
+    return errorf(RNNC_EFORMAT, err, errlen, "vocabulary: not valid JSON: line %d, column %d: %s", je.line,
                 je.column, je.text);
   int st = RNNC_OK;
   json_t *k = json_object_get(o, "kind"), *a = json_object_get(o, "tokens");
@@ -488,17 +477,17 @@ int vocab_from_json(Vocab *v, const char *json, char *err, size_t errlen)
     if (json_is_string(k) && strcmp(json_string_value(k), kind_name[i]) == 0)
       v->kind = i;
   if (!json_is_object(o) || v->kind < 0)
-    st = fail(RNNC_EFORMAT, err, errlen, "vocabulary: no \"kind\" of \"byte\", \"char\" or \"word\"");
+    st = errorf(RNNC_EFORMAT, err, errlen, "vocabulary: no \"kind\" of \"byte\", \"char\" or \"word\"");
   else if (v->kind == VOCAB_BYTE)
     build_bytes(v);
   else if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > INT32_MAX)
-    st = fail(RNNC_EFORMAT, err, errlen, "vocabulary: no \"tokens\" array");
+    st = errorf(RNNC_EFORMAT, err, errlen, "vocabulary: no \"tokens\" array");
   else {
     int cap = 0;
     for (size_t i = 0; i < json_array_size(a) && !st; i++) {
       json_t *s = json_array_get(a, i);
       if (!json_is_string(s)) {
-        st = fail(RNNC_EFORMAT, err, errlen, "vocabulary: token %zu is not a string", i);
+        st = errorf(RNNC_EFORMAT, err, errlen, "vocabulary: token %zu is not a string", i);
         break;
       }
       vocab_add(v, &cap, json_string_value(s), (int)json_string_length(s));
@@ -513,7 +502,7 @@ int vocab_from_json(Vocab *v, const char *json, char *err, size_t errlen)
     for (int i = 0; i < v->n && v->kind == VOCAB_WORD && !st; i++) {
       int j = vocab_lookup(v, v->tok[i], v->len[i]); /* the last of equal tokens */
       if (j != i)
-        st = fail(RNNC_EFORMAT, err, errlen, "vocabulary: tokens %d and %d are the same", i, j);
+        st = errorf(RNNC_EFORMAT, err, errlen, "vocabulary: tokens %d and %d are the same", i, j);
     }
   }
   if (st)

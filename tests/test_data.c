@@ -49,13 +49,6 @@ static const char *tpath(const char *name)
   return p;
 }
 
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-  FILE *f = fopen(path, "wb");
-  cr_assert_not_null(f);
-  cr_assert_eq(fwrite(p, 1, n, f), n);
-  cr_assert_eq(fclose(f), 0);
-}
 
 static void write_gz(const char *path, const void *p, size_t n)
 {
