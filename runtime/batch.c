@@ -11,22 +11,10 @@
  * order, or a seeded shuffle per epoch), each cut to T steps; rows past the
  * end of a last partial batch are padding. */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
-
-static int fail(int status, char *err, size_t errlen, const char *fmt, ...)
-{
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
 
 static void *xcalloc(size_t n, size_t sz)
 {
@@ -71,17 +59,17 @@ int batcher_init(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint6
 {
   memset(bt, 0, sizeof *bt);
   if (T < 1 || B < 1)
-    return fail(RNNC_EINPUT, err, errlen, "batch size and sequence length must be >= 1, got B = %d, T = %d", B,
+    return errorf(RNNC_EINPUT, err, errlen, "batch size and sequence length must be >= 1, got B = %d, T = %d", B,
                 T);
   if (d->kind == DS_STREAM) {
     int64_t need = (int64_t)B * T + 1;
     if (d->nids < (size_t)need)
-      return fail(RNNC_EINPUT, err, errlen, "%zu tokens, fewer than B*T+1 = %" PRId64, d->nids,
+      return errorf(RNNC_EINPUT, err, errlen, "%zu tokens, fewer than B*T+1 = %" PRId64, d->nids,
                   need);
   } else if (d->nseq == 0) {
-    return fail(RNNC_EINPUT, err, errlen, "no sequences");
+    return errorf(RNNC_EINPUT, err, errlen, "no sequences");
   } else if (d->kind == DS_IDX && T > d->steps) {
-    return fail(RNNC_EINPUT, err, errlen, "the examples have %d steps, fewer than T = %d", d->steps, T);
+    return errorf(RNNC_EINPUT, err, errlen, "the examples have %d steps, fewer than T = %d", d->steps, T);
   }
   bt->d = d;
   bt->T = T, bt->B = B, bt->shuffle = shuffle;
@@ -216,9 +204,9 @@ int batcher_seek(Batcher *bt, const char *pos, char *err, size_t errlen)
   long long e, p;
   int used = -1;
   if (sscanf(pos, "%lld %lld%n", &e, &p, &used) != 2 || used < 0 || pos[used] != 0 || e < 0 || p < 0)
-    return fail(RNNC_EFORMAT, err, errlen, "data position '%.40s' is not 'EPOCH POS' (two integers >= 0)", pos);
+    return errorf(RNNC_EFORMAT, err, errlen, "data position '%.40s' is not 'EPOCH POS' (two integers >= 0)", pos);
   if (p > bt->nbatch)
-    return fail(RNNC_EFORMAT, err, errlen, "data position '%.40s' is past the end of an epoch of %" PRId64 " batches",
+    return errorf(RNNC_EFORMAT, err, errlen, "data position '%.40s' is past the end of an epoch of %" PRId64 " batches",
                 pos, bt->nbatch);
   start_epoch(bt, e);
   bt->pos = p;

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,17 +14,6 @@
 #include <zlib.h>
 
 #include "ir.h"
-
-static int fail(int status, char *err, size_t errlen, const char *fmt, ...)
-{
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
 
 static void *xmalloc(size_t n)
 {
@@ -60,17 +48,17 @@ int data_read_file(const char *path, char **text, size_t *len, char *err, size_t
   *len = 0;
   int fd = open(path, O_RDONLY);
   if (fd < 0)
-    return fail(RNNC_EIO, err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return errorf(RNNC_EIO, err, errlen, "cannot open '%s': %s", path, strerror(errno));
   struct stat sb;
   int e = fstat(fd, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? EISDIR : 0;
   if (e) {
     close(fd);
-    return fail(RNNC_EIO, err, errlen, "cannot read '%s': %s", path, strerror(e));
+    return errorf(RNNC_EIO, err, errlen, "cannot read '%s': %s", path, strerror(e));
   }
   gzFile g = gzdopen(fd, "rb");
   if (!g) {
     close(fd);
-    return fail(RNNC_ENOMEM, err, errlen, "cannot read '%s': out of memory", path);
+    return errorf(RNNC_ENOMEM, err, errlen, "cannot read '%s': out of memory", path);
   }
   gzbuffer(g, 1 << 17);
   size_t cap = sb.st_size > 0 ? (size_t)sb.st_size + 1 : 4096, n = 0;
@@ -78,7 +66,7 @@ int data_read_file(const char *path, char **text, size_t *len, char *err, size_t
   int st = RNNC_OK;
   for (;;) {
     if (!buf) {
-      st = fail(RNNC_ENOMEM, err, errlen, "cannot read '%s': out of memory (%zu bytes)", path, cap);
+      st = errorf(RNNC_ENOMEM, err, errlen, "cannot read '%s': out of memory (%zu bytes)", path, cap);
       break;
     }
     if (cap - n < 2) {
@@ -94,8 +82,8 @@ int data_read_file(const char *path, char **text, size_t *len, char *err, size_t
     if (got < 0) {
       int zerr;
       const char *msg = gz_message(g, &zerr);
-      st = zerr == Z_ERRNO ? fail(RNNC_EIO, err, errlen, "cannot read '%s': %s", path, strerror(errno))
-                           : fail(RNNC_EFORMAT, err, errlen, "'%s': bad gzip data: %s", path, msg);
+      st = zerr == Z_ERRNO ? errorf(RNNC_EIO, err, errlen, "cannot read '%s': %s", path, strerror(errno))
+                           : errorf(RNNC_EFORMAT, err, errlen, "'%s': bad gzip data: %s", path, msg);
       break;
     }
     if (got == 0)
@@ -105,10 +93,10 @@ int data_read_file(const char *path, char **text, size_t *len, char *err, size_t
   int zerr;
   const char *msg = gz_message(g, &zerr);
   if (st == RNNC_OK && zerr == Z_BUF_ERROR) /* gzread ends a truncated file quietly */
-    st = fail(RNNC_EFORMAT, err, errlen, "'%s': bad gzip data: %s", path, msg);
+    st = errorf(RNNC_EFORMAT, err, errlen, "'%s': bad gzip data: %s", path, msg);
   gzclose(g);
   if (st == RNNC_OK && n == 0)
-    st = fail(RNNC_EINPUT, err, errlen, "'%s' is empty", path);
+    st = errorf(RNNC_EINPUT, err, errlen, "'%s' is empty", path);
   if (st) {
     free(buf);
     return st;
@@ -156,7 +144,7 @@ static int text_lines(Dataset *d, const Vocab *v, const char *name, const char *
   }
   d->nids = nids;
   if (d->nseq == 0)
-    return fail(RNNC_EINPUT, err, errlen, "%s: no line has a token", name);
+    return errorf(RNNC_EINPUT, err, errlen, "%s: no line has a token", name);
   return RNNC_OK;
 }
 
@@ -169,7 +157,7 @@ int dataset_text(Dataset *d, int kind, const Vocab *v, const char *name, const c
   if (kind == DS_STREAM) {
     st = vocab_encode(v, name, text, len, &d->ids, &d->nids, NULL, err, errlen);
     if (!st && d->nids == 0)
-      st = fail(RNNC_EINPUT, err, errlen, "%s: no tokens", name);
+      st = errorf(RNNC_EINPUT, err, errlen, "%s: no tokens", name);
   } else if (kind == DS_LINES) {
     st = text_lines(d, v, name, text, len, err, errlen);
   } else {
@@ -235,13 +223,13 @@ int dataset_split(Dataset *all, double frac, uint64_t seed, Dataset *train, Data
   memset(train, 0, sizeof *train);
   memset(valid, 0, sizeof *valid);
   if (!(frac > 0 && frac < 1))
-    return fail(RNNC_EINPUT, err, errlen, "the validation fraction must be between 0 and 1, got %g", frac);
+    return errorf(RNNC_EINPUT, err, errlen, "the validation fraction must be between 0 and 1, got %g", frac);
   int stream = all->kind == DS_STREAM;
   size_t n = stream ? all->nids : all->nseq, least = stream ? 2 : 1;
   size_t nv = (size_t)llround(frac * (double)n), nt = n - nv;
   const char *what = stream ? "tokens" : all->kind == DS_LINES ? "sequences" : "examples";
   if (nv < least || nt < least)
-    return fail(RNNC_EINPUT, err, errlen,
+    return errorf(RNNC_EINPUT, err, errlen,
                 "cannot split %zu %s with validation fraction %g: %zu for training, %zu for validation "
                 "(each needs at least %zu)",
                 n, what, frac, nt, nv, least);

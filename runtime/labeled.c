@@ -6,22 +6,10 @@
  * Classes (sorted distinct labels) and a DS_LINES Dataset with lab set. Every
  * message names the file and the line. */
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
-
-static int fail(int status, char *err, size_t errlen, const char *fmt, ...)
-{
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -84,14 +72,14 @@ static int parse_lines(int lab, const char *name, const char *text, size_t len, 
       const char *what = lab == LAB_CLASS ? "label" : "token", *other = lab == LAB_CLASS ? "text" : "tag";
       int st = RNNC_OK;
       if (!tab)
-        st = fail(RNNC_EINPUT, err, errlen, "%s: line %zu: no tab between the %s and the %s", name, line, what,
+        st = errorf(RNNC_EINPUT, err, errlen, "%s: line %zu: no tab between the %s and the %s", name, line, what,
                   other);
       else if (tab == s)
-        st = fail(RNNC_EINPUT, err, errlen, "%s: line %zu: empty %s", name, line, what);
+        st = errorf(RNNC_EINPUT, err, errlen, "%s: line %zu: empty %s", name, line, what);
       else if (tab + 1 == s + m)
-        st = fail(RNNC_EINPUT, err, errlen, "%s: line %zu: empty %s", name, line, other);
+        st = errorf(RNNC_EINPUT, err, errlen, "%s: line %zu: empty %s", name, line, other);
       else if (lab == LAB_TAG && has_space(s, (size_t)(tab - s)))
-        st = fail(RNNC_EINPUT, err, errlen, "%s: line %zu: token '%.*s' has white space", name, line,
+        st = errorf(RNNC_EINPUT, err, errlen, "%s: line %zu: token '%.*s' has white space", name, line,
                   (int)(tab - s), s);
       if (st) {
         free(it);
@@ -109,7 +97,7 @@ static int parse_lines(int lab, const char *name, const char *text, size_t len, 
   }
   if (nreal == 0) {
     free(it);
-    return fail(RNNC_EINPUT, err, errlen, "%s: no %s", name,
+    return errorf(RNNC_EINPUT, err, errlen, "%s: no %s", name,
                 lab == LAB_CLASS ? "line holds an example (LABEL<TAB>TEXT)" : "line holds a token (TOKEN<TAB>TAG)");
   }
   *out = it;
@@ -193,7 +181,7 @@ int classes_build(Classes *c, int lab, const char *name, const char *text, size_
       continue;
     json_t *j = json_stringn(it[i].b, it[i].blen);
     if (!j || memchr(it[i].b, 0, it[i].blen)) {
-      st = fail(RNNC_EINPUT, err, errlen, "%s: line %zu: the %s is not valid UTF-8 text", name, it[i].line,
+      st = errorf(RNNC_EINPUT, err, errlen, "%s: line %zu: the %s is not valid UTF-8 text", name, it[i].line,
                 lab == LAB_CLASS ? "label" : "tag");
     } else {
       c->name[c->n] = xrealloc(NULL, it[i].blen + 1);
@@ -227,7 +215,7 @@ int classes_from_json(Classes *c, const char *json, char *err, size_t errlen)
   json_t *a = json_loads(json, 0, &je);
   if (!a || !json_is_array(a) || json_array_size(a) == 0) {
     json_decref(a);
-    return fail(RNNC_EFORMAT, err, errlen, "classes: not a non-empty JSON array of strings");
+    return errorf(RNNC_EFORMAT, err, errlen, "classes: not a non-empty JSON array of strings");
   }
   size_t n = json_array_size(a);
   c->name = xrealloc(NULL, n * sizeof *c->name);
@@ -235,7 +223,7 @@ int classes_from_json(Classes *c, const char *json, char *err, size_t errlen)
   for (size_t i = 0; i < n && st == RNNC_OK; i++) {
     json_t *s = json_array_get(a, i);
     if (!json_is_string(s)) {
-      st = fail(RNNC_EFORMAT, err, errlen, "classes: entry %zu is not a string", i);
+      st = errorf(RNNC_EFORMAT, err, errlen, "classes: entry %zu is not a string", i);
       break;
     }
     c->name[c->n] = strdup(json_string_value(s));
@@ -243,7 +231,7 @@ int classes_from_json(Classes *c, const char *json, char *err, size_t errlen)
       die("classes_from_json: out of memory");
     c->n++;
     if (i > 0 && strcmp(c->name[i - 1], c->name[i]) >= 0)
-      st = fail(RNNC_EFORMAT, err, errlen, "classes: '%s' and '%s' are not sorted and distinct", c->name[i - 1],
+      st = errorf(RNNC_EFORMAT, err, errlen, "classes: '%s' and '%s' are not sorted and distinct", c->name[i - 1],
                 c->name[i]);
   }
   json_decref(a);
@@ -273,7 +261,7 @@ static int class_of(const Classes *c, const char *from, const char *name, const 
 {
   int k = classes_lookup(c, s, n);
   if (k < 0)
-    return fail(RNNC_EINPUT, err, errlen, "%s: line %zu: class '%.*s' is not in %s classes", name, x->line,
+    return errorf(RNNC_EINPUT, err, errlen, "%s: line %zu: class '%.*s' is not in %s classes", name, x->line,
                 (int)(n < 200 ? n : 200), s, from);
   *id = k;
   return RNNC_OK;
@@ -323,7 +311,7 @@ int dataset_labeled(Dataset *d, int lab, const Vocab *v, const Classes *c, const
   if (lab != LAB_CLASS && lab != LAB_TAG)
     die("dataset_labeled: lab %d", lab);
   if (lab == LAB_TAG && v->kind != VOCAB_WORD)
-    return fail(RNNC_EINPUT, err, errlen, "%s: tagged data needs a word-level vocabulary", name);
+    return errorf(RNNC_EINPUT, err, errlen, "%s: tagged data needs a word-level vocabulary", name);
   Item *it;
   size_t n;
   int st = parse_lines(lab, name, text, len, &it, &n, err, errlen);
@@ -358,7 +346,7 @@ int dataset_labeled(Dataset *d, int lab, const Vocab *v, const Classes *c, const
     if ((st = vocab_encode(v, where, x->b, x->blen, &ids, &m, NULL, err, errlen)))
       break;
     if (m == 0)
-      st = fail(RNNC_EINPUT, err, errlen, "%s: line %zu: empty text", name, x->line);
+      st = errorf(RNNC_EINPUT, err, errlen, "%s: line %zu: empty text", name, x->line);
     for (size_t k = 0; k < m; k++)
       push_id(&g, ids[k], 0);
     free(ids);
