@@ -11,19 +11,6 @@
 
 #include "testutil.h"
 
-/* Run `rnnc <args>` (printf-style) with stdout and stderr in *out. */
-static int rnnc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int rnnc(char **out, const char *fmt, ...)
-{
-  char args[8192], cmd[8400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "'%s' %s", RNNC_BINARY, args);
-  return run_cmd(cmd, out);
-}
-
 /* The path of examples/<name>. */
 static const char *ex(const char *name)
 {
@@ -135,7 +122,7 @@ static int count_grads(const TensorSet *s)
 Test(cli, no_command_is_bad_usage)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "%s", ""), 2);
+  cr_assert_eq(rnnc_cmd(&out, "%s", ""), 2);
   cr_assert_str_eq(out, "rnnc: missing the command\ntry 'rnnc --help'\n");
   free(out);
 }
@@ -143,7 +130,7 @@ Test(cli, no_command_is_bad_usage)
 Test(cli, unknown_command)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "frobnicate x.rnn"), 2);
+  cr_assert_eq(rnnc_cmd(&out, "frobnicate x.rnn"), 2);
   cr_assert_str_eq(out, "rnnc: unknown command 'frobnicate'\ntry 'rnnc --help'\n");
   free(out);
 }
@@ -151,10 +138,10 @@ Test(cli, unknown_command)
 Test(cli, unknown_option)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "check --bogus '%s'", ex("mgu.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "check --bogus '%s'", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc check: unknown option '--bogus'\ntry 'rnnc check --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params=p --inputs i --out o --fast", ex("mgu.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params=p --inputs i --out o --fast", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc run: unknown option '--fast'\ntry 'rnnc run --help'\n");
   free(out);
 }
@@ -162,10 +149,10 @@ Test(cli, unknown_option)
 Test(cli, missing_file)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "check /nonexistent/x.rnn"), 1);
+  cr_assert_eq(rnnc_cmd(&out, "check /nonexistent/x.rnn"), 1);
   cr_assert_str_eq(out, "rnnc: cannot open '/nonexistent/x.rnn': No such file or directory\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "gradcheck /nonexistent/x.rnn"), 1);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck /nonexistent/x.rnn"), 1);
   cr_assert_str_eq(out, "rnnc: cannot open '/nonexistent/x.rnn': No such file or directory\n");
   free(out);
 }
@@ -173,7 +160,7 @@ Test(cli, missing_file)
 Test(cli, missing_params)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "run '%s' --inputs i.safetensors --out o.safetensors",
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --inputs i.safetensors --out o.safetensors",
                     ex("charlm_lstm.rnn")),
                2);
   cr_assert_str_eq(out, "rnnc run: missing --params\ntry 'rnnc run --help'\n");
@@ -183,14 +170,14 @@ Test(cli, missing_params)
 Test(cli, missing_model_and_option_value)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "check"), 2);
+  cr_assert_eq(rnnc_cmd(&out, "check"), 2);
   cr_assert_str_eq(out, "rnnc check: missing the model file (MODEL.rnn, or - for stdin)\n"
                         "try 'rnnc check --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --inputs i --out o --params", ex("mgu.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --inputs i --out o --params", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc run: option '--params' needs a value\ntry 'rnnc run --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "check a.rnn b.rnn"), 2);
+  cr_assert_eq(rnnc_cmd(&out, "check a.rnn b.rnn"), 2);
   cr_assert_str_eq(out, "rnnc check: unexpected argument 'b.rnn'\ntry 'rnnc check --help'\n");
   free(out);
 }
@@ -199,27 +186,27 @@ Test(cli, engine_options)
 {
   char *out;
   const char *m = ex("mgu.rnn");
-  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --engine gpu", m), 2);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params p --inputs i --out o --engine gpu", m), 2);
   cr_assert_str_eq(out, "rnnc run: unknown engine 'gpu' (engines: interp, jit)\n"
                         "try 'rnnc run --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --engine jit --f64", m), 2);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params p --inputs i --out o --engine jit --f64", m), 2);
   cr_assert_str_eq(out, "rnnc run: --f64 goes with --engine interp (the jit engine computes in "
                         "float32)\ntry 'rnnc run --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --engine interp --threads 2", m), 2);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params p --inputs i --out o --engine interp --threads 2", m), 2);
   cr_assert_str_eq(out, "rnnc run: --threads goes with --engine jit (the interpreter runs on one "
                         "thread)\ntry 'rnnc run --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params p --inputs i --out o --threads 0", m), 2);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params p --inputs i --out o --threads 0", m), 2);
   cr_assert_str_eq(out, "rnnc run: --threads wants a count from 1 to 4096, not 0\n"
                         "try 'rnnc run --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --engine interp --jit-tol 1e-3", m), 2);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --engine interp --jit-tol 1e-3", m), 2);
   cr_assert_str_eq(out, "rnnc gradcheck: --threads and --jit-tol go with --engine jit\n"
                         "try 'rnnc gradcheck --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --engine fast", m), 2);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --engine fast", m), 2);
   cr_assert_str_eq(out, "rnnc gradcheck: unknown engine 'fast' (engines: interp, jit)\n"
                         "try 'rnnc gradcheck --help'\n");
   free(out);
@@ -228,19 +215,19 @@ Test(cli, engine_options)
 Test(cli, bad_dims_and_passes)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --dim Q=3", ex("charlm_rnn.rnn")), 1);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --dim Q=3", ex("charlm_rnn.rnn")), 1);
   cr_assert_str_eq(out, "rnnc: model 'charlm_rnn' has no dimension 'Q'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --dim H=abc", ex("charlm_rnn.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --dim H=abc", ex("charlm_rnn.rnn")), 2);
   cr_assert_str_eq(out, "rnnc gradcheck: --dim wants NAME=N with N a positive integer, not "
                         "'H=abc'\ntry 'rnnc gradcheck --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "print '%s' --after codegen", ex("mgu.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --after codegen", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc print: unknown pass 'codegen' (passes: parse, verify, autodiff, "
                         "schedule)\n"
                         "try 'rnnc print --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --seed -1", ex("mgu.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --seed -1", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc gradcheck: --seed wants a non-negative integer, not '-1'\n"
                         "try 'rnnc gradcheck --help'\n");
   free(out);
@@ -249,7 +236,7 @@ Test(cli, bad_dims_and_passes)
 Test(cli, version)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "--version"), 0);
+  cr_assert_eq(rnnc_cmd(&out, "--version"), 0);
   cr_assert_str_eq(out, "rnnc 0.1.0\n");
   free(out);
 }
@@ -265,7 +252,7 @@ Test(cli, model_error_is_a_diagnostic)
                 "  output y\n"
                 "}\n");
   char *out, want[512];
-  cr_assert_eq(rnnc(&out, "check '%s'", p), 1);
+  cr_assert_eq(rnnc_cmd(&out, "check '%s'", p), 1);
   snprintf(want, sizeof want, "%s:3:", p);
   cr_assert(strncmp(out, want, strlen(want)) == 0, "got: %s", out);
   cr_assert(strstr(out, ": error: "), "got: %s", out);
@@ -274,7 +261,7 @@ Test(cli, model_error_is_a_diagnostic)
   cr_assert(strstr(out, "^\n"), "got: %s", out);
   free(out);
   /* the same from standard input names <stdin> */
-  cr_assert_eq(rnnc(&out, "check - < '%s'", p), 1);
+  cr_assert_eq(rnnc_cmd(&out, "check - < '%s'", p), 1);
   cr_assert(strncmp(out, "<stdin>:3:", 10) == 0, "got: %s", out);
   free(out);
   rmtmp();
@@ -284,7 +271,7 @@ Test(cli, several_models_need_model_option)
 {
   mktmp();
   char *out;
-  cr_assert_eq(rnnc(&out, "init - --out '%s' < /dev/null", tmp("p.safetensors")), 1);
+  cr_assert_eq(rnnc_cmd(&out, "init - --out '%s' < /dev/null", tmp("p.safetensors")), 1);
   cr_assert_str_eq(out, "rnnc: '<stdin>' has no model, only cells\n");
   free(out);
   char cmd[2048];
@@ -319,12 +306,12 @@ Test(cli, help_of_every_command)
       {"gradcheck", {"--seed", "--dim", "--coords", "--tol", "--model"}},
   };
   char *out;
-  cr_assert_eq(rnnc(&out, "--help"), 0);
+  cr_assert_eq(rnnc_cmd(&out, "--help"), 0);
   for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
     cr_assert(strstr(out, c[i].cmd), "rnnc --help does not list %s", c[i].cmd);
   free(out);
   for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
-    cr_assert_eq(rnnc(&out, "%s --help", c[i].cmd), 0);
+    cr_assert_eq(rnnc_cmd(&out, "%s --help", c[i].cmd), 0);
     char usage[64];
     snprintf(usage, sizeof usage, "usage: rnnc %s MODEL.rnn", c[i].cmd);
     cr_assert(strncmp(out, usage, strlen(usage)) == 0, "%s --help: %s", c[i].cmd, out);
@@ -344,7 +331,7 @@ Test(cli, check_every_example)
   cr_assert_geq(n, 12, "only %d examples", n);
   for (int i = 0; i < n; i++) {
     char *out, want[300];
-    cr_assert_eq(rnnc(&out, "check '%s'", ex(v[i])), 0, "%s:\n%s", v[i], out);
+    cr_assert_eq(rnnc_cmd(&out, "check '%s'", ex(v[i])), 0, "%s:\n%s", v[i], out);
     snprintf(want, sizeof want, "%s: ok (1 model", ex(v[i]));
     cr_assert(strstr(out, want), "%s:\n%s", v[i], out);
     cr_assert(!strstr(out, "warning"), "%s has warnings:\n%s", v[i], out);
@@ -356,7 +343,7 @@ Test(cli, check_every_example)
 Test(cli, check_shows_shapes_and_params)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "check '%s'", ex("charlm_lstm.rnn")), 0);
+  cr_assert_eq(rnnc_cmd(&out, "check '%s'", ex("charlm_lstm.rnn")), 0);
   /* the node table, the parameter table at the default sizes, the cell */
   cr_assert(strstr(out, "model charlm_lstm(V = 65, E = 64, H = 128)\n"), "%s", out);
   cr_assert(strstr(out, "[T, B, E]"), "%s", out);
@@ -377,7 +364,7 @@ Test(cli, print_reparses_every_example)
   char **v = examples(&n);
   for (int i = 0; i < n; i++) {
     char *a, *b, *c, cmd[2048];
-    cr_assert_eq(rnnc(&a, "print '%s'", ex(v[i])), 0, "%s", v[i]);
+    cr_assert_eq(rnnc_cmd(&a, "print '%s'", ex(v[i])), 0, "%s", v[i]);
     snprintf(cmd, sizeof cmd, "'%s' print '%s' | '%s' print -", RNNC_BINARY, ex(v[i]),
              RNNC_BINARY);
     cr_assert_eq(run_cmd(cmd, &b), 0, "%s: %s", v[i], b);
@@ -396,18 +383,18 @@ Test(cli, print_reparses_every_example)
 Test(cli, print_after_passes)
 {
   char *a, *b;
-  cr_assert_eq(rnnc(&a, "print '%s' --after parse", ex("mgu.rnn")), 0);
-  cr_assert_eq(rnnc(&b, "print '%s' --after verify", ex("mgu.rnn")), 0);
+  cr_assert_eq(rnnc_cmd(&a, "print '%s' --after parse", ex("mgu.rnn")), 0);
+  cr_assert_eq(rnnc_cmd(&b, "print '%s' --after verify", ex("mgu.rnn")), 0);
   cr_assert_str_eq(a, b);
   cr_assert(strstr(a, "cell mgu(x: [I]) state(h: [H]) {"), "%s", a);
   cr_assert(!strstr(a, "cell lstm"), "%s", a);
   free(a);
   free(b);
-  cr_assert_eq(rnnc(&a, "print '%s' --after autodiff", ex("mgu.rnn")), 0);
+  cr_assert_eq(rnnc_cmd(&a, "print '%s' --after autodiff", ex("mgu.rnn")), 0);
   cr_assert(strstr(a, "cell mgu.backward("), "%s", a);
   cr_assert(strstr(a, "# ---- BPTT schedule of model mgu_tagger ----\n#"), "%s", a);
   free(a);
-  cr_assert_eq(rnnc(&a, "print '%s' --prelude", ex("mgu.rnn")), 0);
+  cr_assert_eq(rnnc_cmd(&a, "print '%s' --prelude", ex("mgu.rnn")), 0);
   cr_assert(strstr(a, "cell lstm(x: [I]) state(h: [H], c: [H]) {"), "%s", a);
   free(a);
 }
@@ -419,7 +406,7 @@ Test(cli, init_run_grad_charlm_lstm)
   mktmp();
   char *out;
   const char *m = ex("charlm_lstm.rnn");
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --seed 7 --dim T=5 --dim B=3", m,
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --seed 7 --dim T=5 --dim B=3", m,
                     tmp("p.st"), tmp("i.st")),
                0, "%s", out);
   free(out);
@@ -446,7 +433,7 @@ Test(cli, init_run_grad_charlm_lstm)
   tset_clear(&in);
   tset_clear(&p);
 
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s'", m, tmp("p.st"),
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s'", m, tmp("p.st"),
                     tmp("i.st"), tmp("o.st")),
                0, "%s", out);
   free(out);
@@ -460,7 +447,7 @@ Test(cli, init_run_grad_charlm_lstm)
   cr_assert_eq(count_grads(&o), 0);
   tset_clear(&o);
 
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad", m,
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad", m,
                     tmp("p.st"), tmp("i.st"), tmp("g.st")),
                0, "%s", out);
   cr_assert(strstr(out, "grad.h.W_ih"), "%s", out);
@@ -484,7 +471,7 @@ Test(cli, init_run_grad_charlm_lstm)
   tset_clear(&o);
 
   /* float64 agrees with float32 */
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --f64 --quiet", m,
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --f64 --quiet", m,
                     tmp("p.st"), tmp("i.st"), tmp("d.st")),
                0, "%s", out);
   cr_assert_str_eq(out, "");
@@ -501,11 +488,11 @@ Test(cli, run_grad_features_lstm)
   mktmp();
   char *out;
   const char *m = ex("features_lstm.rnn");
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim T=4 --dim B=2", m,
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --dim T=4 --dim B=2", m,
                     tmp("p.st"), tmp("i.st")),
                0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad", m,
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad", m,
                     tmp("p.st"), tmp("i.st"), tmp("g.st")),
                0, "%s", out);
   free(out);
@@ -529,11 +516,11 @@ Test(cli, run_grad_tagger_classifier_seq2seq)
 {
   mktmp();
   char *out;
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim T=6 --dim B=2",
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --dim T=6 --dim B=2",
                     ex("bilstm_tagger.rnn"), tmp("p.st"), tmp("i.st")),
                0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad",
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad",
                     ex("bilstm_tagger.rnn"), tmp("p.st"), tmp("i.st"), tmp("g.st")),
                0, "%s", out);
   free(out);
@@ -544,11 +531,11 @@ Test(cli, run_grad_tagger_classifier_seq2seq)
   expect(&o, "grad.loss.weight", 2, 7, 48);
   tset_clear(&o);
 
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim T=5 --dim B=3",
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --dim T=5 --dim B=3",
                     ex("gru_classifier.rnn"), tmp("p2.st"), tmp("i2.st")),
                0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s'",
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s'",
                     ex("gru_classifier.rnn"), tmp("p2.st"), tmp("i2.st"), tmp("o2.st")),
                0, "%s", out);
   free(out);
@@ -563,17 +550,17 @@ Test(cli, run_grad_tagger_classifier_seq2seq)
   }
   tset_clear(&o);
 
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s'", ex("seq2seq.rnn"),
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s'", ex("seq2seq.rnn"),
                     tmp("p3.st"), tmp("i3.st")),
                1);
   cr_assert_str_eq(out, "rnnc: dimension 'S' of input 'src' has no value; give it with --dim "
                         "S=N\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim S=7 --dim T=4",
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --dim S=7 --dim T=4",
                     ex("seq2seq.rnn"), tmp("p3.st"), tmp("i3.st")),
                0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad",
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad",
                     ex("seq2seq.rnn"), tmp("p3.st"), tmp("i3.st"), tmp("o3.st")),
                0, "%s", out);
   free(out);
@@ -596,12 +583,12 @@ Test(cli, init_run_grad_every_example)
   char **v = examples(&n);
   for (int i = 0; i < n; i++) {
     char *out;
-    cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim T=3 --dim B=2%s",
+    cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --dim T=3 --dim B=2%s",
                       ex(v[i]), tmp("p.st"), tmp("i.st"),
                       strcmp(v[i], "seq2seq.rnn") == 0 ? " --dim S=4" : ""),
                  0, "%s: %s", v[i], out);
     free(out);
-    cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --quiet",
+    cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --quiet",
                       ex(v[i]), tmp("p.st"), tmp("i.st"), tmp("o.st")),
                  0, "%s: %s", v[i], out);
     free(out);
@@ -631,11 +618,11 @@ Test(cli, init_is_deterministic)
   mktmp();
   char *out, cmd[1024];
   const char *m = ex("mgu.rnn");
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --seed 3", m, tmp("a.st")), 0);
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --seed 3", m, tmp("a.st")), 0);
   free(out);
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --seed 3", m, tmp("b.st")), 0);
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --seed 3", m, tmp("b.st")), 0);
   free(out);
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --seed 4", m, tmp("c.st")), 0);
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --seed 4", m, tmp("c.st")), 0);
   free(out);
   snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", tmp("a.st"), tmp("b.st"));
   cr_assert_eq(run_cmd(cmd, NULL), 0, "the same seed gave different files");
@@ -650,18 +637,18 @@ Test(cli, run_reports_bad_tensor_files)
   char *out;
   const char *m = ex("mgu.rnn");
   write_text(tmp("junk.st"), "not a safetensors file at all");
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s'", m, tmp("junk.st"),
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s'", m, tmp("junk.st"),
                     tmp("junk.st"), tmp("o.st")),
                1);
   cr_assert(strncmp(out, "rnnc: ", 6) == 0 && strstr(out, tmp("junk.st")), "%s", out);
   cr_assert_eq(strchr(out, '\n') - out + 1, (long)strlen(out), "not one line: %s", out);
   free(out);
   /* parameters of another model: a one-line shape or missing-tensor error */
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s'", ex("charlm_rnn.rnn"),
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s'", ex("charlm_rnn.rnn"),
                     tmp("p.st"), tmp("i.st")),
                0);
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s'", m, tmp("p.st"),
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s'", m, tmp("p.st"),
                     tmp("i.st"), tmp("o.st")),
                1);
   cr_assert(strncmp(out, "rnnc: ", 6) == 0, "%s", out);
@@ -680,7 +667,7 @@ Test(cli, gradcheck_every_example, .timeout = 600)
     char *out;
     /* the finite differences; the jit part on every example is
      * test_jit_model's (at a tighter tolerance), here on a few (gradcheck_jit) */
-    cr_assert_eq(rnnc(&out, "gradcheck '%s' --engine interp", ex(v[i])), 0, "%s:\n%s", v[i], out);
+    cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --engine interp", ex(v[i])), 0, "%s:\n%s", v[i], out);
     size_t len = strlen(out);
     cr_assert(len > 5 && strcmp(out + len - 5, "PASS\n") == 0, "%s:\n%s", v[i], out);
     cr_assert(!strstr(out, "FAIL"), "%s:\n%s", v[i], out);
@@ -692,7 +679,7 @@ Test(cli, gradcheck_every_example, .timeout = 600)
 Test(cli, gradcheck_table)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --dim H=8 --seed 2 --coords 4 --engine interp",
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --dim H=8 --seed 2 --coords 4 --engine interp",
                     ex("charlm_lstm.rnn")),
                0, "%s", out);
   cr_assert(strstr(out, "H=8"), "%s", out);
@@ -703,7 +690,7 @@ Test(cli, gradcheck_table)
   cr_assert(strstr(out, "grad.x.weight"), "%s", out);
   free(out);
   /* a tolerance nothing meets fails with status 1 */
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --dim H=8 --coords 2 --tol 1e-300 --engine interp",
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --dim H=8 --coords 2 --tol 1e-300 --engine interp",
                     ex("mgu.rnn")),
                1, "%s", out);
   size_t len = strlen(out);
@@ -727,16 +714,16 @@ static void jit_vs_interp(const char *model, const char *dims)
 {
   mktmp();
   char *out;
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' %s", ex(model), tmp("p.st"), tmp("i.st"), dims),
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' %s", ex(model), tmp("p.st"), tmp("i.st"), dims),
                0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad %s", ex(model), tmp("p.st"),
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad %s", ex(model), tmp("p.st"),
                     tmp("i.st"), tmp("j.st"), dims),
                0, "%s", out);
   cr_assert(strstr(out, "(float32, jit compiled in "), "%s", out);
   cr_assert(strstr(out, "with gradients)\n"), "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --engine interp --quiet %s",
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --engine interp --quiet %s",
                     ex(model), tmp("p.st"), tmp("i.st"), tmp("r.st"), dims),
                0, "%s", out);
   free(out);
@@ -779,13 +766,13 @@ Test(cli, run_jit_threads_bitwise)
   mktmp();
   char *out, cmd[1024];
   const char *m = ex("bilstm_tagger.rnn");
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim T=6 --dim B=5", m, tmp("p.st"), tmp("i.st")),
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --dim T=6 --dim B=5", m, tmp("p.st"), tmp("i.st")),
                0, "%s", out);
   free(out);
   for (int n = 1; n <= 3; n += 2) {
     char name[16];
     snprintf(name, sizeof name, "o%d.st", n);
-    cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --threads %d", m, tmp("p.st"),
+    cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --threads %d", m, tmp("p.st"),
                       tmp("i.st"), tmp(name), n),
                  0, "%s", out);
     cr_assert(strstr(out, n == 1 ? " 1 thread, " : " 3 threads, "), "%s", out);
@@ -794,7 +781,7 @@ Test(cli, run_jit_threads_bitwise)
   snprintf(cmd, sizeof cmd, "cmp '%s' '%s'", tmp("o1.st"), tmp("o3.st"));
   cr_assert_eq(run_cmd(cmd, &out), 0, "1 and 3 threads wrote different files: %s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --f64", m, tmp("p.st"), tmp("i.st"),
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --f64", m, tmp("p.st"), tmp("i.st"),
                     tmp("d.st")),
                0, "%s", out);
   cr_assert(strstr(out, "(float64, interp)"), "%s", out);
@@ -809,7 +796,7 @@ Test(cli, run_bad_ids_same_message)
   mktmp();
   char *out, err[512];
   const char *m = ex("charlm_rnn.rnn");
-  cr_assert_eq(rnnc(&out, "init '%s' --out '%s' --inputs '%s' --dim T=4 --dim B=2", m, tmp("p.st"), tmp("i.st")),
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --dim T=4 --dim B=2", m, tmp("p.st"), tmp("i.st")),
                0, "%s", out);
   free(out);
   static const struct {
@@ -840,7 +827,7 @@ Test(cli, run_bad_ids_same_message)
     cr_assert_eq(safetensors_write(tmp("bad.st"), &in, err, sizeof err), RNNC_OK, "%s", err);
     tset_clear(&in);
     for (int e = 0; e < 2; e++) {
-      cr_assert_eq(rnnc(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --engine %s", m,
+      cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --engine %s", m,
                         tmp("p.st"), tmp("bad.st"), tmp("o.st"), e ? "interp" : "jit"),
                    1, "%s", out);
       cr_expect_str_eq(out, cases[k].msg, "engine %s", e ? "interp" : "jit");
@@ -856,7 +843,7 @@ Test(cli, gradcheck_jit)
 {
   char *out;
   const char *m = ex("features_lstm.rnn");
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --coords 2 --threads 2", m), 0, "%s", out);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --coords 2 --threads 2", m), 0, "%s", out);
   cr_assert(strstr(out, "jit: compiled in "), "%s", out);
   cr_assert(strstr(out, ", float32, 2 threads; against the float64 interpreter\n"), "%s", out);
   cr_assert(strstr(out, "  grad.h0 "), "%s", out);
@@ -866,16 +853,16 @@ Test(cli, gradcheck_jit)
   const char *end = "finite differences PASS, jit PASS: PASS\n";
   cr_assert(len > strlen(end) && strcmp(out + len - strlen(end), end) == 0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --coords 2 --jit-tol 1e-300", m), 1, "%s", out);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --coords 2 --jit-tol 1e-300", m), 1, "%s", out);
   end = "finite differences PASS, jit FAIL: FAIL\n";
   len = strlen(out);
   cr_assert(len > strlen(end) && strcmp(out + len - strlen(end), end) == 0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --coords 2 --engine interp", m), 0, "%s", out);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --coords 2 --engine interp", m), 0, "%s", out);
   cr_assert(!strstr(out, "jit"), "%s", out);
   free(out);
   /* seq2seq: two cells, init = enc, S bound by gradcheck */
-  cr_assert_eq(rnnc(&out, "gradcheck '%s' --coords 1 --dim H=5", ex("seq2seq.rnn")), 0, "%s", out);
+  cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --coords 1 --dim H=5", ex("seq2seq.rnn")), 0, "%s", out);
   len = strlen(out);
   cr_assert(len > 5 && strcmp(out + len - 5, "PASS\n") == 0, "%s", out);
   free(out);
@@ -885,34 +872,34 @@ Test(cli, gradcheck_jit)
 Test(cli, print_emit)
 {
   char *out;
-  cr_assert_eq(rnnc(&out, "print '%s' --emit llvm --dim H=16", ex("charlm_rnn.rnn")), 0, "%s", out);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit llvm --dim H=16", ex("charlm_rnn.rnn")), 0, "%s", out);
   cr_assert(strstr(out, "target triple = "), "%.400s", out);
   cr_assert(strstr(out, "define void @"), "%.400s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "print '%s' --emit asm --grad --dim T=3", ex("charlm_rnn.rnn")), 0, "%.400s", out);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit asm --grad --dim T=3", ex("charlm_rnn.rnn")), 0, "%.400s", out);
   cr_assert(strstr(out, "\t.text\n"), "%.400s", out);
   cr_assert(strstr(out, "\tret"), "%.400s", out);
   free(out);
   /* the plan: the hoisted input GEMM before the loop, one step per iteration;
    * a bidirectional layer also runs its time loop backward */
-  cr_assert_eq(rnnc(&out, "print '%s' --emit plan --dim T=6", ex("mgu.rnn")), 0, "%s", out);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit plan --dim T=6", ex("mgu.rnn")), 0, "%s", out);
   cr_assert(strncmp(out, "# plan of model mgu_tagger at T=6 B=4 ", 38) == 0, "%s", out);
   cr_assert(strstr(out, "#   loop t = 0 .. T-1 (6 steps, "), "%s", out);
   cr_assert(strstr(out, "#   loop t = T-1 .. 0 (6 steps, "), "%s", out);
   cr_assert(strstr(out, "#   -- barrier --\n"), "%s", out);
   cr_assert(strstr(out, "#     k"), "%s", out); /* a kernel in the loop */
   free(out);
-  cr_assert_eq(rnnc(&out, "print '%s' --emit wasm", ex("mgu.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit wasm", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc print: unknown --emit 'wasm' (llvm, asm or plan)\ntry 'rnnc print --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "print '%s' --emit llvm --after schedule", ex("mgu.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit llvm --after schedule", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc print: --emit prints code, not the IR: it takes no --after or --prelude\n"
                         "try 'rnnc print --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "print '%s' --dim H=3", ex("mgu.rnn")), 2);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --dim H=3", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc print: --dim and --grad go with --emit\ntry 'rnnc print --help'\n");
   free(out);
-  cr_assert_eq(rnnc(&out, "print '%s' --emit asm", ex("seq2seq.rnn")), 1);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit asm", ex("seq2seq.rnn")), 1);
   cr_assert_str_eq(out, "rnnc: dimension 'S' of input 'src' has no value; give it with --dim S=N\n");
   free(out);
 }

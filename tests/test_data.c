@@ -13,41 +13,10 @@
 
 /* ---- helpers ---- */
 
-static char dir[256];
+static void setup(void) { tmpdir_make("test-data"); }
 
-static void setup(void)
-{
-  snprintf(dir, sizeof dir, "/tmp/rnnc-test-data-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-}
+TestSuite(data, .init = setup, .fini = tmpdir_remove);
 
-static void teardown(void)
-{
-  DIR *d = opendir(dir);
-  if (!d)
-    return;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
-TestSuite(data, .init = setup, .fini = teardown);
-
-static const char *tpath(const char *name)
-{
-  static char buf[4][512];
-  static int k;
-  char *p = buf[k++ & 3];
-  snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-  return p;
-}
 
 
 static void write_gz(const char *path, const void *p, size_t n)
@@ -314,23 +283,23 @@ Test(data, missing_and_empty_files)
   char *text;
   size_t len;
   char err[512], want[512];
-  const char *p = tpath("missing.txt");
+  const char *p = tmp_path("missing.txt");
   cr_assert_eq(data_read_file(p, &text, &len, err, sizeof err), RNNC_EIO);
   snprintf(want, sizeof want, "cannot open '%s': No such file or directory", p);
   cr_assert_str_eq(err, want);
   cr_assert_null(text);
-  p = tpath("empty.txt");
+  p = tmp_path("empty.txt");
   write_bytes(p, "", 0);
   cr_assert_eq(data_read_file(p, &text, &len, err, sizeof err), RNNC_EINPUT);
   snprintf(want, sizeof want, "'%s' is empty", p);
   cr_assert_str_eq(err, want);
-  p = tpath("empty.gz"); /* empty once decompressed */
+  p = tmp_path("empty.gz"); /* empty once decompressed */
   write_gz(p, "", 0);
   cr_assert_eq(data_read_file(p, &text, &len, err, sizeof err), RNNC_EINPUT);
   snprintf(want, sizeof want, "'%s' is empty", p);
   cr_assert_str_eq(err, want);
-  cr_assert_eq(data_read_file(dir, &text, &len, err, sizeof err), RNNC_EIO);
-  snprintf(want, sizeof want, "cannot read '%s': Is a directory", dir);
+  cr_assert_eq(data_read_file(tmp_dir(), &text, &len, err, sizeof err), RNNC_EIO);
+  snprintf(want, sizeof want, "cannot read '%s': Is a directory", tmp_dir());
   cr_assert_str_eq(err, want);
 }
 
@@ -340,7 +309,7 @@ Test(data, gzip_and_plain)
   char *big = malloc(n);
   for (size_t i = 0; i < n; i++)
     big[i] = (char)('a' + (i * 7 + i / 13) % 26);
-  const char *pg = tpath("t.txt.gz"), *pp = tpath("t.txt");
+  const char *pg = tmp_path("t.txt.gz"), *pp = tmp_path("t.txt");
   write_gz(pg, big, n);
   write_bytes(pp, big, n);
   struct stat sb;
@@ -361,7 +330,7 @@ Test(data, gzip_and_plain)
   unsigned char *gz = malloc((size_t)sb.st_size);
   cr_assert_eq(fread(gz, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
   fclose(f);
-  const char *pt = tpath("cut.gz");
+  const char *pt = tmp_path("cut.gz");
   write_bytes(pt, gz, (size_t)sb.st_size / 2);
   char *text, err[512], want[512];
   size_t len;
@@ -405,7 +374,7 @@ Test(data, too_short_for_a_batch)
   char text[301];
   memset(text, 'x', 300);
   text[300] = 0;
-  const char *p = tpath("short.txt");
+  const char *p = tmp_path("short.txt");
   write_bytes(p, text, 300);
   char *t, err[256];
   size_t len;
@@ -793,14 +762,14 @@ Test(data, idx_synthetic)
   unsigned char *img, *lab;
   size_t ni, nl;
   make_idx(5, &img, &ni, &lab, &nl);
-  write_bytes(tpath("i.idx"), img, ni);
-  write_bytes(tpath("l.idx"), lab, nl);
-  write_gz(tpath("i.idx.gz"), img, ni);
-  write_gz(tpath("l.idx.gz"), lab, nl);
+  write_bytes(tmp_path("i.idx"), img, ni);
+  write_bytes(tmp_path("l.idx"), lab, nl);
+  write_gz(tmp_path("i.idx.gz"), img, ni);
+  write_gz(tmp_path("l.idx.gz"), lab, nl);
   for (int gz = 0; gz < 2; gz++) {
     Dataset d;
     char err[512] = "";
-    cr_assert_eq(dataset_idx(&d, tpath(gz ? "i.idx.gz" : "i.idx"), tpath(gz ? "l.idx.gz" : "l.idx"), err,
+    cr_assert_eq(dataset_idx(&d, tmp_path(gz ? "i.idx.gz" : "i.idx"), tmp_path(gz ? "l.idx.gz" : "l.idx"), err,
                              sizeof err),
                  RNNC_OK, "%s", err);
     cr_assert_eq(d.kind, DS_IDX);
@@ -843,7 +812,7 @@ Test(data, idx_synthetic)
  * RNNC_EFORMAT and "<path>: <msg>", path the images' (which 0) or the labels'. */
 static void expect_idx_error(const void *img, size_t ni, const void *lab, size_t nl, int which, const char *msg)
 {
-  const char *pi = tpath("bi.idx"), *pl = tpath("bl.idx.gz");
+  const char *pi = tmp_path("bi.idx"), *pl = tmp_path("bl.idx.gz");
   write_bytes(pi, img, ni);
   write_gz(pl, lab, nl);
   char err[512], want[512];
@@ -871,17 +840,17 @@ Test(data, idx_errors)
   more[ni] = 0;
   expect_idx_error(more, ni + 1, lab, nl, 0, "size mismatch: the header's dims need 60 data bytes, the file has 61");
   /* a count mismatch names both files */
-  write_bytes(tpath("bi.idx"), img, ni);
-  write_bytes(tpath("bl.idx"), l4, nl4);
+  write_bytes(tmp_path("bi.idx"), img, ni);
+  write_bytes(tmp_path("bl.idx"), l4, nl4);
   char err[512], want[1024];
   Dataset d;
-  cr_assert_eq(dataset_idx(&d, tpath("bi.idx"), tpath("bl.idx"), err, sizeof err), RNNC_EFORMAT);
-  snprintf(want, sizeof want, "%s has 5 images but %s has 4 labels", tpath("bi.idx"), tpath("bl.idx"));
+  cr_assert_eq(dataset_idx(&d, tmp_path("bi.idx"), tmp_path("bl.idx"), err, sizeof err), RNNC_EFORMAT);
+  snprintf(want, sizeof want, "%s has 5 images but %s has 4 labels", tmp_path("bi.idx"), tmp_path("bl.idx"));
   cr_assert_str_eq(err, want);
   /* every truncation of the images file is refused (no crash, no leak under ASan) */
   for (size_t cut = 0; cut < ni; cut++) {
-    write_bytes(tpath("bi.idx"), img, cut);
-    int st = dataset_idx(&d, tpath("bi.idx"), tpath("bl.idx"), err, sizeof err);
+    write_bytes(tmp_path("bi.idx"), img, cut);
+    int st = dataset_idx(&d, tmp_path("bi.idx"), tmp_path("bl.idx"), err, sizeof err);
     cr_assert_eq(st, cut == 0 ? RNNC_EINPUT : RNNC_EFORMAT, "cut %zu: %s", cut, err);
   }
   free(more);

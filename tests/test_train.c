@@ -17,52 +17,10 @@
 
 #include "testutil.h"
 
-static char dir[64];
+static void setup(void) { tmpdir_make("test-train"); }
 
-static void setup(void)
-{
-  snprintf(dir, sizeof dir, "/tmp/rnnc_train_XXXXXX");
-  cr_assert(mkdtemp(dir));
-}
+TestSuite(train, .init = setup, .fini = tmpdir_remove);
 
-static void teardown(void)
-{
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  cr_assert_eq(system(cmd), 0);
-}
-
-TestSuite(train, .init = setup, .fini = teardown);
-
-/* dir/name, in a static buffer rotated over 8 calls. */
-static const char *tmp(const char *name)
-{
-  static char buf[8][256];
-  static int k;
-  char *b = buf[k++ % 8];
-  snprintf(b, 256, "%s/%s", dir, name);
-  return b;
-}
-
-static int rnnc(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int rnnc(char **out, const char *fmt, ...)
-{
-  char args[8192], cmd[8400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "'%s' %s", RNNC_BINARY, args);
-  return run_cmd(cmd, out);
-}
-
-static void write_text(const char *path, const char *text, size_t len)
-{
-  FILE *f = fopen(path, "wb");
-  cr_assert(f);
-  cr_assert_eq(fwrite(text, 1, len, f), len);
-  cr_assert_eq(fclose(f), 0);
-}
 
 /* About n bytes of English text into dir/name: the start of the fortunes
  * file when installed, else a fixed paragraph repeated. */
@@ -79,10 +37,10 @@ static const char *corpus(const char *name, size_t n)
   size_t len = n;
   while (len > 0 && buf[len - 1] != '\n')
     len--;
-  write_text(tmp(name), buf, len ? len : n);
+  write_bytes(tmp_path(name), buf, len ? len : n);
   free(buf);
   free(t);
-  return tmp(name);
+  return tmp_path(name);
 }
 
 static const char *charlm(void) { return srcpath("examples/charlm.rnn"); }
@@ -118,18 +76,18 @@ Test(train, resume_is_bitwise_exact_across_an_epoch)
   const char *data = corpus("d.txt", 2600); /* ~30 batches per epoch: 60 steps cross one */
   char *out;
   const char *o = SMALL " --optim sgd --momentum 0.9 --schedule step --step-size 10 --gamma 0.5 --eval-every 7";
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 60 --checkpoint '%s'", charlm(), data, o, tmp("a.st")), 0,
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 60 --checkpoint '%s'", charlm(), data, o, tmp_path("a.st")), 0,
                "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 33 --checkpoint '%s'", charlm(), data, o, tmp("b.st")), 0,
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 33 --checkpoint '%s'", charlm(), data, o, tmp_path("b.st")), 0,
                "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 60 --checkpoint '%s' --resume '%s'", charlm(), data, o,
-                    tmp("b.st"), tmp("b.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 60 --checkpoint '%s' --resume '%s'", charlm(), data, o,
+                    tmp_path("b.st"), tmp_path("b.st")),
                0, "%s", out);
   cr_assert(strstr(out, "trained 60 steps"), "%s", out);
   free(out);
-  assert_same_tensors(tmp("a.st"), tmp("b.st"));
+  assert_same_tensors(tmp_path("a.st"), tmp_path("b.st"));
 }
 
 Test(train, adam_resume_is_bitwise_exact)
@@ -137,33 +95,33 @@ Test(train, adam_resume_is_bitwise_exact)
   const char *data = corpus("d.txt", 6000);
   char *out;
   const char *o = SMALL " --optim adamw --lr 0.003 --clip-value 0.5 --eval-every 0";
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s'", charlm(), data, o, tmp("a.st")), 0,
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s'", charlm(), data, o, tmp_path("a.st")), 0,
                "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 12 --checkpoint '%s'", charlm(), data, o, tmp("b.st")), 0,
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 12 --checkpoint '%s'", charlm(), data, o, tmp_path("b.st")), 0,
                "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s' --resume '%s'", charlm(), data, o,
-                    tmp("b.st"), tmp("b.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s' --resume '%s'", charlm(), data, o,
+                    tmp_path("b.st"), tmp_path("b.st")),
                0, "%s", out);
   free(out);
-  assert_same_tensors(tmp("a.st"), tmp("b.st"));
+  assert_same_tensors(tmp_path("a.st"), tmp_path("b.st"));
 }
 
 Test(train, log_lines_validation_and_metrics_file)
 {
   const char *data = corpus("d.txt", 6000);
   char *out;
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' --dim E=8 --dim H=16 --seq 16 --batch 4 --steps 10 --log-every 5 "
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' --dim E=8 --dim H=16 --seq 16 --batch 4 --steps 10 --log-every 5 "
                           "--eval-every 10 --metrics '%s' --checkpoint '%s'",
-                    charlm(), data, tmp("m.jsonl"), tmp("c.st")),
+                    charlm(), data, tmp_path("m.jsonl"), tmp_path("c.st")),
                0, "%s", out);
   cr_assert(strstr(out, "\nstep 5  epoch 1  loss "), "%s", out);
   cr_assert(strstr(out, "\nstep 10  validation: loss "), "%s", out);
   cr_assert(strstr(out, "bits per character"), "%s", out);
   cr_assert(strstr(out, "trained 10 steps in "), "%s", out);
   free(out);
-  char *m = read_file(tmp("m.jsonl"));
+  char *m = read_file(tmp_path("m.jsonl"));
   cr_assert(m);
   int lines = 0, valid = 0;
   for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n"), lines++) {
@@ -208,11 +166,11 @@ static const char explm[] = "cell expc(x: [I]) state(h: [H]) {\n"
 Test(train, non_finite_loss_stops_and_keeps_the_last_good_checkpoint)
 {
   const char *data = corpus("d.txt", 6000);
-  write_text(tmp("explm.rnn"), explm, sizeof explm - 1);
+  write_bytes(tmp_path("explm.rnn"), explm, sizeof explm - 1);
   char *out;
-  int rc = rnnc(&out, "train '%s' --data '%s' " SMALL " --optim sgd --lr 1e6 --clip-norm 0 --steps 50 "
+  int rc = rnnc_cmd(&out, "train '%s' --data '%s' " SMALL " --optim sgd --lr 1e6 --clip-norm 0 --steps 50 "
                       "--save-every 1 --checkpoint '%s'",
-                tmp("explm.rnn"), data, tmp("c.st"));
+                tmp_path("explm.rnn"), data, tmp_path("c.st"));
   cr_assert_eq(rc, 1, "%s", out);
   long step = -1, saved = -1;
   const char *s = strstr(out, "rnnc: step ");
@@ -221,14 +179,14 @@ Test(train, non_finite_loss_stops_and_keeps_the_last_good_checkpoint)
   cr_assert(strstr(out, " is not finite"), "%s", out);
   const char *k = strstr(out, "; stopped. The last good checkpoint is '");
   cr_assert(k, "%s", out);
-  cr_assert(strstr(k, tmp("c.st")), "%s", out);
+  cr_assert(strstr(k, tmp_path("c.st")), "%s", out);
   cr_assert_eq(sscanf(strstr(k, "(step "), "(step %ld)", &saved), 1, "%s", out);
   cr_assert_eq(saved, step - 1, "%s", out);
   free(out);
   TensorSet ck;
   tset_init(&ck);
   char err[512];
-  cr_assert_eq(safetensors_read(tmp("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(safetensors_read(tmp_path("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
   cr_assert_eq(atol(tset_getmeta(&ck, "rnnc.step")), saved);
   for (int i = 0; i < ck.n; i++)
     if (ck.t[i].dtype == DT_F32)
@@ -248,7 +206,7 @@ static void expect_error(const char *args, const char *fmt, ...)
   va_end(ap);
   strcat(want, "\n");
   char *out;
-  int rc = rnnc(&out, "%s", args);
+  int rc = rnnc_cmd(&out, "%s", args);
   cr_assert_eq(rc, 1, "rnnc %s: exit %d\n%s", args, rc, out);
   cr_assert_str_eq(out, want, "rnnc %s", args);
   free(out);
@@ -257,31 +215,31 @@ static void expect_error(const char *args, const char *fmt, ...)
 Test(train, data_errors_are_one_line_messages)
 {
   char args[4096];
-  write_text(tmp("empty.txt"), "", 0);
-  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp("empty.txt"));
-  expect_error(args, "rnnc: '%s' is empty", tmp("empty.txt"));
+  write_bytes(tmp_path("empty.txt"), "", 0);
+  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp_path("empty.txt"));
+  expect_error(args, "rnnc: '%s' is empty", tmp_path("empty.txt"));
 
-  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp("missing.txt"));
-  expect_error(args, "rnnc: cannot open '%s': No such file or directory", tmp("missing.txt"));
+  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp_path("missing.txt"));
+  expect_error(args, "rnnc: cannot open '%s': No such file or directory", tmp_path("missing.txt"));
 
-  write_text(tmp("short.txt"), "a short text, shorter than B*T + 1\n", 35);
-  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp("short.txt"));
+  write_bytes(tmp_path("short.txt"), "a short text, shorter than B*T + 1\n", 35);
+  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp_path("short.txt"));
   expect_error(args, "rnnc: training data: 33 tokens, fewer than B*T+1 = 65");
 
-  write_text(tmp("bad.txt"), "abc\xff\xfe" "def\n", 8);
-  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp("bad.txt"));
-  expect_error(args, "rnnc: %s: invalid UTF-8 at byte 3 (invalid byte 0xff)", tmp("bad.txt"));
+  write_bytes(tmp_path("bad.txt"), "abc\xff\xfe" "def\n", 8);
+  snprintf(args, sizeof args, "train '%s' --data '%s' " SMALL, charlm(), tmp_path("bad.txt"));
+  expect_error(args, "rnnc: %s: invalid UTF-8 at byte 3 (invalid byte 0xff)", tmp_path("bad.txt"));
 
   /* a checkpoint's vocabulary does not cover the data it is evaluated on */
   const char *data = corpus("d.txt", 3000);
   char *out;
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' " SMALL " --steps 2 --checkpoint '%s'", charlm(), data, tmp("c.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' " SMALL " --steps 2 --checkpoint '%s'", charlm(), data, tmp_path("c.st")),
                0, "%s", out);
   free(out);
-  write_text(tmp("uni.txt"), "h\xc3\xa9llo\n", 7);
-  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s' --dim E=8 --dim H=16", charlm(), tmp("c.st"),
-           tmp("uni.txt"));
-  expect_error(args, "rnnc: %s: character U+00E9 at byte 1 is not in the vocabulary", tmp("uni.txt"));
+  write_bytes(tmp_path("uni.txt"), "h\xc3\xa9llo\n", 7);
+  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s' --dim E=8 --dim H=16", charlm(), tmp_path("c.st"),
+           tmp_path("uni.txt"));
+  expect_error(args, "rnnc: %s: character U+00E9 at byte 1 is not in the vocabulary", tmp_path("uni.txt"));
 }
 
 /* The mean loss eval reports over one batch covering a whole text equals
@@ -292,14 +250,14 @@ Test(train, eval_loss_agrees_with_sentence_log_probability)
 {
   const char *data = corpus("d.txt", 4000);
   char *out;
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' " SMALL " --steps 20 --checkpoint '%s'", charlm(), data, tmp("c.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' " SMALL " --steps 20 --checkpoint '%s'", charlm(), data, tmp_path("c.st")),
                0, "%s", out);
   free(out);
   const char *sent = "The fox is not gold.";
   int n = (int)strlen(sent);
-  write_text(tmp("s.txt"), sent, (size_t)n);
-  cr_assert_eq(rnnc(&out, "eval '%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 1 --seq %d --sentence '%s'",
-                    charlm(), tmp("c.st"), tmp("s.txt"), n - 1, sent),
+  write_bytes(tmp_path("s.txt"), sent, (size_t)n);
+  cr_assert_eq(rnnc_cmd(&out, "eval '%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 1 --seq %d --sentence '%s'",
+                    charlm(), tmp_path("c.st"), tmp_path("s.txt"), n - 1, sent),
                0, "%s", out);
   double loss, lp;
   long targets;
@@ -318,21 +276,21 @@ Test(train, sampling_is_seeded_and_greedy_is_beam_one)
 {
   const char *data = corpus("d.txt", 4000);
   char *out, *out2;
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' " SMALL " --steps 30 --checkpoint '%s'", charlm(), data, tmp("c.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' " SMALL " --steps 30 --checkpoint '%s'", charlm(), data, tmp_path("c.st")),
                0, "%s", out);
   free(out);
   const char *g = "--dim E=8 --dim H=16 --length 40 --prefix 'The '";
-  cr_assert_eq(rnnc(&out, "sample '%s' --params '%s' %s --temperature 0.9 --seed 7", charlm(), tmp("c.st"), g), 0);
-  cr_assert_eq(rnnc(&out2, "sample '%s' --params '%s' %s --temperature 0.9 --seed 7", charlm(), tmp("c.st"), g), 0);
+  cr_assert_eq(rnnc_cmd(&out, "sample '%s' --params '%s' %s --temperature 0.9 --seed 7", charlm(), tmp_path("c.st"), g), 0);
+  cr_assert_eq(rnnc_cmd(&out2, "sample '%s' --params '%s' %s --temperature 0.9 --seed 7", charlm(), tmp_path("c.st"), g), 0);
   cr_assert_str_eq(out, out2);
   cr_assert(strncmp(out, "The ", 4) == 0, "%s", out);
   free(out2);
-  cr_assert_eq(rnnc(&out2, "sample '%s' --params '%s' %s --temperature 0.9 --seed 8", charlm(), tmp("c.st"), g), 0);
+  cr_assert_eq(rnnc_cmd(&out2, "sample '%s' --params '%s' %s --temperature 0.9 --seed 8", charlm(), tmp_path("c.st"), g), 0);
   cr_assert_str_neq(out, out2);
   free(out);
   free(out2);
-  cr_assert_eq(rnnc(&out, "sample '%s' --params '%s' %s --greedy", charlm(), tmp("c.st"), g), 0, "%s", out);
-  cr_assert_eq(rnnc(&out2, "sample '%s' --params '%s' %s --beam 1", charlm(), tmp("c.st"), g), 0, "%s", out2);
+  cr_assert_eq(rnnc_cmd(&out, "sample '%s' --params '%s' %s --greedy", charlm(), tmp_path("c.st"), g), 0, "%s", out);
+  cr_assert_eq(rnnc_cmd(&out2, "sample '%s' --params '%s' %s --beam 1", charlm(), tmp_path("c.st"), g), 0, "%s", out2);
   cr_assert(strstr(out2, "--- beam 1: log p = "), "%s", out2);
   *strstr(out2, "--- beam") = 0;
   cr_assert_str_eq(out, out2);
@@ -350,7 +308,7 @@ Test(train, fashion_mnist_classifier_learns, .timeout = 600)
   if (access(img, R_OK) != 0)
     cr_skip_test("dataset-fashion-mnist is not installed");
   char *out;
-  int rc = rnnc(&out, "train '%s' --data %s/train-images-idx3-ubyte.gz --labels %s/train-labels-idx1-ubyte.gz "
+  int rc = rnnc_cmd(&out, "train '%s' --data %s/train-images-idx3-ubyte.gz --labels %s/train-labels-idx1-ubyte.gz "
                       "--valid %s/t10k-images-idx3-ubyte.gz --valid-labels %s/t10k-labels-idx1-ubyte.gz "
                       "--dim H=32 --batch 32 --steps 60 --lr 0.005 --valid-batches 16 --quiet",
                 srcpath("examples/fashion_lstm.rnn"), fm, fm, fm, fm);
@@ -372,11 +330,11 @@ Test(train, word_vectors_frozen_in_the_embedding)
   const char glove[] = "the 1 2 3 4 5 6 7 8\n"
                        "of 0.5 0.5 0.5 0.5 0.5 0.5 0.5 0.5\n"
                        "zzzz 9 9 9 9 9 9 9 9\n";
-  write_text(tmp("g.txt"), glove, sizeof glove - 1);
+  write_bytes(tmp_path("g.txt"), glove, sizeof glove - 1);
   char *out;
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' --level word --dim E=8 --dim H=16 --seq 8 --batch 2 --steps 5 "
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' --level word --dim E=8 --dim H=16 --seq 8 --batch 2 --steps 5 "
                           "--vectors '%s' --freeze x.weight --checkpoint '%s'",
-                    charlm(), data, tmp("g.txt"), tmp("c.st")),
+                    charlm(), data, tmp_path("g.txt"), tmp_path("c.st")),
                0, "%s", out);
   long found, words, missing;
   const char *v = strstr(out, "vectors: ");
@@ -391,7 +349,7 @@ Test(train, word_vectors_frozen_in_the_embedding)
   TensorSet ck;
   tset_init(&ck);
   char err[512];
-  cr_assert_eq(safetensors_read(tmp("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(safetensors_read(tmp_path("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
   Vocab voc = {0};
   cr_assert_eq(vocab_from_json(&voc, tset_getmeta(&ck, "rnnc.vocab"), err, sizeof err), RNNC_OK, "%s", err);
   const Tensor *w = tset_find(&ck, "x.weight");
@@ -436,7 +394,7 @@ static const char *labelled(const char *name, int nline)
 {
   char *t = read_file(corpus("src.txt", 6000));
   cr_assert(t);
-  FILE *f = fopen(tmp(name), "wb");
+  FILE *f = fopen(tmp_path(name), "wb");
   cr_assert(f);
   int n = 0;
   for (char *line = strtok(t, "\n"); line && n < nline; line = strtok(NULL, "\n")) {
@@ -448,14 +406,14 @@ static const char *labelled(const char *name, int nline)
   }
   cr_assert_eq(fclose(f), 0);
   free(t);
-  return tmp(name);
+  return tmp_path(name);
 }
 
 /* `rnnc eval ... --json`: the loss, accuracy and count. */
 static void eval_json(const char *args, double *loss, double *acc, long *n)
 {
   char *out;
-  int rc = rnnc(&out, "eval %s --json", args);
+  int rc = rnnc_cmd(&out, "eval %s --json", args);
   cr_assert_eq(rc, 0, "eval %s: %s", args, out);
   json_error_t je;
   json_t *j = json_loads(out, 0, &je);
@@ -473,15 +431,15 @@ Test(train, text_classifier_masked_batches_equal_single_lines, .timeout = 300)
 {
   const char *data = labelled("l.txt", 61); /* 61 = 15 * 4 + 1: a padding row too */
   char *out;
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' --dim E=8 --dim H=16 --batch 4 --steps 40 --lr 0.01 --quiet "
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' --dim E=8 --dim H=16 --batch 4 --steps 40 --lr 0.01 --quiet "
                           "--checkpoint '%s'",
-                    text_classifier(), data, tmp("c.st")),
+                    text_classifier(), data, tmp_path("c.st")),
                0, "%s", out);
   free(out);
   TensorSet ck;
   tset_init(&ck);
   char err[512];
-  cr_assert_eq(safetensors_read(tmp("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(safetensors_read(tmp_path("c.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
   cr_assert_str_eq(tset_getmeta(&ck, "rnnc.classes"), "[\"c0\",\"c1\",\"c2\"]");
   const Tensor *w = tset_find(&ck, "loss.weight");
   cr_assert(w);
@@ -493,7 +451,7 @@ Test(train, text_classifier_masked_batches_equal_single_lines, .timeout = 300)
   for (int i = 0; i < 3; i++) {
     char args[2048];
     snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch %d", text_classifier(),
-             tmp("c.st"), data, batch[i]);
+             tmp_path("c.st"), data, batch[i]);
     eval_json(args, &loss[i], &acc[i], &n[i]);
   }
   fprintf(stderr, "text_classifier eval: batch 1 loss %.9f acc %.4f; batch 4 %.9f (rel %.2e); batch 7 %.9f (rel %.2e)\n",
@@ -512,7 +470,7 @@ Test(train, text_classifier_masked_batches_equal_single_lines, .timeout = 300)
    * padded batch of 4 */
   char *t = read_file(data);
   cr_assert(t);
-  FILE *all = fopen(tmp("three.txt"), "wb");
+  FILE *all = fopen(tmp_path("three.txt"), "wb");
   cr_assert(all);
   double sum = 0, three, a3;
   long n3;
@@ -525,14 +483,14 @@ Test(train, text_classifier_masked_batches_equal_single_lines, .timeout = 300)
     fprintf(all, "%s\n", line);
     char one[32], args[2048];
     snprintf(one, sizeof one, "one%d.txt", k);
-    FILE *f = fopen(tmp(one), "wb");
+    FILE *f = fopen(tmp_path(one), "wb");
     cr_assert(f);
     fprintf(f, "%s\n", line);
     cr_assert_eq(fclose(f), 0);
     double l, a;
     long m;
     snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 1", text_classifier(),
-             tmp("c.st"), tmp(one));
+             tmp_path("c.st"), tmp_path(one));
     eval_json(args, &l, &a, &m);
     cr_assert_eq(m, 1);
     sum += l;
@@ -543,7 +501,7 @@ Test(train, text_classifier_masked_batches_equal_single_lines, .timeout = 300)
   cr_assert_eq(k, 3);
   char args[2048];
   snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 4", text_classifier(),
-           tmp("c.st"), tmp("three.txt"));
+           tmp_path("c.st"), tmp_path("three.txt"));
   eval_json(args, &three, &a3, &n3);
   cr_assert_eq(n3, 3);
   fprintf(stderr, "three lines alone, unpadded: mean loss %.9f; in one padded batch %.9f\n", sum / 3, three);
@@ -560,12 +518,12 @@ Test(train, text_classifier_learns_fortunes_by_file, .timeout = 300)
   if (access(cmd, R_OK) != 0)
     cr_skip_test("fortunes are not installed");
   snprintf(cmd, sizeof cmd, "sh '%s' --count 300 %s/computers %s/politics %s/art > '%s'",
-           srcpath("tools/fortune_lines.sh"), F, F, F, tmp("f.txt"));
+           srcpath("tools/fortune_lines.sh"), F, F, F, tmp_path("f.txt"));
   cr_assert_eq(system(cmd), 0);
   char *out;
-  int rc = rnnc(&out, "train '%s' --data '%s' --level word --min-count 2 --epochs 6 --batch 16 --lr 0.003 "
+  int rc = rnnc_cmd(&out, "train '%s' --data '%s' --level word --min-count 2 --epochs 6 --batch 16 --lr 0.003 "
                       "--dim E=32 --dim H=32 --valid-frac 0.2 --eval-every 1000 --quiet --checkpoint '%s'",
-                text_classifier(), tmp("f.txt"), tmp("c.st"));
+                text_classifier(), tmp_path("f.txt"), tmp_path("c.st"));
   cr_assert_eq(rc, 0, "%s", out);
   double loss, acc;
   const char *v = strstr(out, "validation (180 targets): loss ");
@@ -578,8 +536,8 @@ Test(train, text_classifier_learns_fortunes_by_file, .timeout = 300)
   char args[2048];
   double l2, a2;
   long n;
-  snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=32 --dim H=32", text_classifier(), tmp("c.st"),
-           tmp("f.txt"));
+  snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=32 --dim H=32", text_classifier(), tmp_path("c.st"),
+           tmp_path("f.txt"));
   eval_json(args, &l2, &a2, &n);
   cr_assert_eq(n, 900);
   cr_assert_gt(a2, 0.45);
@@ -598,10 +556,10 @@ Test(train, tagger_on_tagged_lines, .timeout = 300)
                               "  p    = probs(loss)\n"
                               "  output loss, p\n"
                               "}\n";
-  write_text(tmp("tagger.rnn"), model, sizeof model - 1);
+  write_bytes(tmp_path("tagger.rnn"), model, sizeof model - 1);
   char *t = read_file(corpus("src.txt", 8000));
   cr_assert(t);
-  FILE *f = fopen(tmp("tags.txt"), "wb");
+  FILE *f = fopen(tmp_path("tags.txt"), "wb");
   cr_assert(f);
   long count[4] = {0}, total = 0;
   static const char *const tagname[] = {"CAP", "LOW", "NUM", "OTHER"};
@@ -628,16 +586,16 @@ Test(train, tagger_on_tagged_lines, .timeout = 300)
   for (int k = 0; k < 4; k++)
     most = count[k] > most ? count[k] : most;
   char *out;
-  int rc = rnnc(&out, "train '%s' --data '%s' --tagged --epochs 3 --batch 8 --lr 0.01 --quiet --checkpoint '%s'",
-                tmp("tagger.rnn"), tmp("tags.txt"), tmp("c.st"));
+  int rc = rnnc_cmd(&out, "train '%s' --data '%s' --tagged --epochs 3 --batch 8 --lr 0.01 --quiet --checkpoint '%s'",
+                tmp_path("tagger.rnn"), tmp_path("tags.txt"), tmp_path("c.st"));
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   double loss[2], acc[2];
   long n[2];
   for (int i = 0; i < 2; i++) {
     char args[2048];
-    snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --batch %d", tmp("tagger.rnn"), tmp("c.st"),
-             tmp("tags.txt"), i ? 5 : 1);
+    snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --batch %d", tmp_path("tagger.rnn"), tmp_path("c.st"),
+             tmp_path("tags.txt"), i ? 5 : 1);
     eval_json(args, &loss[i], &acc[i], &n[i]);
   }
   fprintf(stderr, "tagger: %ld tokens, accuracy %.4f (most frequent tag %.4f), loss %.6f / %.6f in batches of 5\n",
@@ -653,23 +611,23 @@ Test(train, labelled_line_errors_are_one_line_messages)
 {
   char args[4096];
   const char *tc = text_classifier();
-  write_text(tmp("notab.txt"), "pos\tgood\nneg bad\n", 17);
-  snprintf(args, sizeof args, "train '%s' --data '%s' --quiet", tc, tmp("notab.txt"));
-  expect_error(args, "rnnc: %s: line 2: no tab between the label and the text", tmp("notab.txt"));
+  write_bytes(tmp_path("notab.txt"), "pos\tgood\nneg bad\n", 17);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --quiet", tc, tmp_path("notab.txt"));
+  expect_error(args, "rnnc: %s: line 2: no tab between the label and the text", tmp_path("notab.txt"));
 
-  write_text(tmp("empty.txt"), "pos\tgood\nneg\t\n", 14);
-  snprintf(args, sizeof args, "train '%s' --data '%s' --quiet", tc, tmp("empty.txt"));
-  expect_error(args, "rnnc: %s: line 2: empty text", tmp("empty.txt"));
+  write_bytes(tmp_path("empty.txt"), "pos\tgood\nneg\t\n", 14);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --quiet", tc, tmp_path("empty.txt"));
+  expect_error(args, "rnnc: %s: line 2: empty text", tmp_path("empty.txt"));
 
-  write_text(tmp("a.txt"), "pos\tgood\nneg\tbad\npos\tfine\nneg\tpoor\n", 34);
-  write_text(tmp("v.txt"), "pos\tgood\nmeh\tso so\n", 19);
-  snprintf(args, sizeof args, "train '%s' --data '%s' --valid '%s' --quiet", tc, tmp("a.txt"), tmp("v.txt"));
-  expect_error(args, "rnnc: %s: line 2: class 'meh' is not in the training data's classes", tmp("v.txt"));
+  write_bytes(tmp_path("a.txt"), "pos\tgood\nneg\tbad\npos\tfine\nneg\tpoor\n", 34);
+  write_bytes(tmp_path("v.txt"), "pos\tgood\nmeh\tso so\n", 19);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --valid '%s' --quiet", tc, tmp_path("a.txt"), tmp_path("v.txt"));
+  expect_error(args, "rnnc: %s: line 2: class 'meh' is not in the training data's classes", tmp_path("v.txt"));
 
-  snprintf(args, sizeof args, "train '%s' --data '%s' --tagged --quiet", tc, tmp("a.txt"));
+  snprintf(args, sizeof args, "train '%s' --data '%s' --tagged --quiet", tc, tmp_path("a.txt"));
   expect_error(args, "rnnc: --tagged: model 'text_classifier' has no token ids with targets [T, B] to tag");
 
-  snprintf(args, sizeof args, "train '%s' --data '%s' --dim K=5 --valid-frac 0.5 --quiet", tc, tmp("a.txt"));
+  snprintf(args, sizeof args, "train '%s' --data '%s' --dim K=5 --valid-frac 0.5 --quiet", tc, tmp_path("a.txt"));
   expect_error(args, "rnnc: --dim K=5: the data has 2 classes, not 5");
 
   static const char fixedk[] = "model fixedk(V = 9, K = 3) {\n"
@@ -679,10 +637,10 @@ Test(train, labelled_line_errors_are_one_line_messages)
                                "  loss = softmax(final(h, h), K, target = labels, ignore = -1)\n"
                                "  output loss\n"
                                "}\n";
-  write_text(tmp("fixedk.rnn"), fixedk, sizeof fixedk - 1);
-  snprintf(args, sizeof args, "train '%s' --data '%s' --valid-frac 0.5 --quiet", tmp("fixedk.rnn"), tmp("a.txt"));
+  write_bytes(tmp_path("fixedk.rnn"), fixedk, sizeof fixedk - 1);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --valid-frac 0.5 --quiet", tmp_path("fixedk.rnn"), tmp_path("a.txt"));
   char *out;
-  cr_assert_eq(rnnc(&out, "%s --steps 1", args), 0, "K = 3 written as a default is bound to the data's 2: %s", out);
+  cr_assert_eq(rnnc_cmd(&out, "%s --steps 1", args), 0, "K = 3 written as a default is bound to the data's 2: %s", out);
   free(out);
   static const char litk[] = "model litk(V = 9) {\n"
                              "  input tokens: i32[T, B], labels: i32[B], m: f32[T, B]\n"
@@ -691,26 +649,26 @@ Test(train, labelled_line_errors_are_one_line_messages)
                              "  loss = softmax(final(h, h), 3, target = labels, ignore = -1)\n"
                              "  output loss\n"
                              "}\n";
-  write_text(tmp("litk.rnn"), litk, sizeof litk - 1);
-  snprintf(args, sizeof args, "train '%s' --data '%s' --valid-frac 0.5 --quiet", tmp("litk.rnn"), tmp("a.txt"));
+  write_bytes(tmp_path("litk.rnn"), litk, sizeof litk - 1);
+  snprintf(args, sizeof args, "train '%s' --data '%s' --valid-frac 0.5 --quiet", tmp_path("litk.rnn"), tmp_path("a.txt"));
   expect_error(args, "rnnc: model 'litk' has 3 classes written in it, the data 2: write softmax(h, K, ...) with a "
                      "dimension K to take it from the data");
 
   /* eval: a class the checkpoint does not know, and a checkpoint without classes */
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' --steps 1 --valid-frac 0.5 --quiet --checkpoint '%s'", tc, tmp("a.txt"), tmp("c.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' --steps 1 --valid-frac 0.5 --quiet --checkpoint '%s'", tc, tmp_path("a.txt"), tmp_path("c.st")),
                0, "%s", out);
   free(out);
-  write_text(tmp("e.txt"), "neg\tbad\nx\tgood\n", 15);
-  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s'", tc, tmp("c.st"), tmp("e.txt"));
-  expect_error(args, "rnnc: %s: line 2: class 'x' is not in the checkpoint's classes", tmp("e.txt"));
+  write_bytes(tmp_path("e.txt"), "neg\tbad\nx\tgood\n", 15);
+  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s'", tc, tmp_path("c.st"), tmp_path("e.txt"));
+  expect_error(args, "rnnc: %s: line 2: class 'x' is not in the checkpoint's classes", tmp_path("e.txt"));
   const char *lm = corpus("d.txt", 3000);
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' " SMALL " --steps 1 --checkpoint '%s'", charlm(), lm, tmp("lm.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' " SMALL " --steps 1 --checkpoint '%s'", charlm(), lm, tmp_path("lm.st")),
                0, "%s", out);
   free(out);
-  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s'", tc, tmp("lm.st"), tmp("a.txt"));
+  snprintf(args, sizeof args, "eval '%s' --params '%s' --data '%s'", tc, tmp_path("lm.st"), tmp_path("a.txt"));
   expect_error(args, "rnnc: '%s' holds no classes (rnnc.classes): evaluate a checkpoint that rnnc train wrote on "
                      "labelled lines",
-               tmp("lm.st"));
+               tmp_path("lm.st"));
 }
 
 /* Resume on labelled lines: the vocabulary and classes come back from the
@@ -721,23 +679,23 @@ Test(train, text_classifier_resume_is_bitwise_exact, .timeout = 300)
   const char *data = labelled("l.txt", 35);
   const char *o = "--dim E=8 --dim H=16 --batch 4 --valid-frac 0.1 --eval-every 5 --quiet";
   char *out;
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s'", text_classifier(), data, o,
-                    tmp("one.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 24 --checkpoint '%s'", text_classifier(), data, o,
+                    tmp_path("one.st")),
                0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 12 --checkpoint '%s'", text_classifier(), data, o,
-                    tmp("two.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 12 --checkpoint '%s'", text_classifier(), data, o,
+                    tmp_path("two.st")),
                0, "%s", out);
   free(out);
-  cr_assert_eq(rnnc(&out, "train '%s' --data '%s' %s --steps 24 --resume '%s' --checkpoint '%s'", text_classifier(),
-                    data, o, tmp("two.st"), tmp("two.st")),
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' %s --steps 24 --resume '%s' --checkpoint '%s'", text_classifier(),
+                    data, o, tmp_path("two.st"), tmp_path("two.st")),
                0, "%s", out);
   free(out);
-  assert_same_tensors(tmp("one.st"), tmp("two.st"));
+  assert_same_tensors(tmp_path("one.st"), tmp_path("two.st"));
   TensorSet ck;
   tset_init(&ck);
   char err[512];
-  cr_assert_eq(safetensors_read(tmp("two.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(safetensors_read(tmp_path("two.st"), &ck, err, sizeof err), RNNC_OK, "%s", err);
   cr_assert_str_eq(tset_getmeta(&ck, "rnnc.classes"), "[\"c0\",\"c1\",\"c2\"]");
   cr_assert_str_eq(tset_getmeta(&ck, "rnnc.data"), "2 8"); /* 31 training lines: 8 batches per epoch, 3 epochs */
   tset_clear(&ck);

@@ -1,6 +1,7 @@
 /* testutil.c — helpers shared by the criterion tests. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -68,6 +69,17 @@ int run_cmd(const char *cmd, char **out)
   else
     free(buf);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int rnnc_cmd(char **out, const char *fmt, ...)
+{
+  char args[8192], cmd[8400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "'%s' %s", RNNC_BINARY, args);
+  return run_cmd(cmd, out);
 }
 
 Module *load_module(const char *path)

@@ -10,6 +10,10 @@ char *read_file(const char *path);
 /* Run a shell command; stdout and stderr together into *out (malloc'ed).
  * Returns the exit status (or -1). */
 int run_cmd(const char *cmd, char **out);
+/* Run `rnnc <args>` (the built binary, RNNC_BINARY; args printf-style, shell
+ * quoting is the caller's); stdout and stderr together into *out. Returns
+ * the exit status (or -1). */
+int rnnc_cmd(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A fresh directory /tmp/rnnc-<tag>-XXXXXX for a suite's tests: call
  * tmpdir_make from the suite's .init and give tmpdir_remove as its .fini,
  * which deletes the directory, its files and its subdirectories' files. */
