@@ -474,9 +474,10 @@ void print_module(FILE *f, const Module *m, int withprelude)
   for (int i = 0; i < m->ncell; i++) {
     if (m->cell[i]->builtin && !withprelude)
       continue;
-    /* a masked variant is implied by the model text (`mask = m`); shown
-     * once differentiated, beside its backward cell */
-    if (m->cell[i]->unmasked && !m->cell[i]->derived)
+    /* a masked variant is implied by the model text (`mask = m`), and
+     * verify derives it again from that text: printed, it would not parse
+     * back (its name is taken). Its backward cell and schedule are shown. */
+    if (m->cell[i]->unmasked)
       continue;
     if (!first)
       fputc('\n', f);
