@@ -179,6 +179,20 @@ static int parse_level(const char *s, int *kind)
   return 1;
 }
 
+/* The training set is all of --data (moved out of *all) when a --valid file
+ * gave the validation set or frac is 0; else the last frac of it is split
+ * off for validation. */
+static int take_sets(TextData *d, Dataset *all, int validfile, double frac, uint64_t seed, char *err,
+                     size_t errlen)
+{
+  if (validfile || frac <= 0) {
+    d->train = *all;
+    *all = (Dataset){0};
+    return RNNC_OK;
+  }
+  return dataset_split(all, frac, seed, &d->train, &d->valid, err, errlen);
+}
+
 /* Text data: the vocabulary (the checkpoint's when resuming, else built from
  * --data), the training and validation sets. --level, --min-count, --data,
  * --valid. */
@@ -206,15 +220,11 @@ int textdata_load(const Opts *o, const char *vocabjson, int lines, double frac, 
   int dskind = lines ? DS_LINES : DS_STREAM;
   Dataset all = {0};
   if (st == RNNC_OK)
-    st = dataset_text(vpath ? &d->train : &all, dskind, &d->vocab, path, text, len, err, sizeof err);
+    st = dataset_text(&all, dskind, &d->vocab, path, text, len, err, sizeof err);
   if (st == RNNC_OK && vpath)
     st = dataset_text(&d->valid, dskind, &d->vocab, vpath, vtext, vlen, err, sizeof err);
-  else if (st == RNNC_OK && frac > 0)
-    st = dataset_split(&all, frac, seed, &d->train, &d->valid, err, sizeof err);
-  else if (st == RNNC_OK) {
-    d->train = all;
-    all = (Dataset){0};
-  }
+  if (st == RNNC_OK)
+    st = take_sets(d, &all, vpath != NULL, frac, seed, err, sizeof err);
   d->hasvalid = st == RNNC_OK && (vpath || frac > 0);
   dataset_free(&all);
   free(text);
@@ -258,16 +268,11 @@ int labeldata_load(const Opts *o, const char *vocabjson, const char *classesjson
     st = classes_build(&d->classes, lab, path, text, len, err, sizeof err);
   Dataset all = {0};
   if (st == RNNC_OK)
-    st = dataset_labeled(vpath ? &d->train : &all, lab, &d->vocab, &d->classes, from, path, text, len, err,
-                         sizeof err);
+    st = dataset_labeled(&all, lab, &d->vocab, &d->classes, from, path, text, len, err, sizeof err);
   if (st == RNNC_OK && vpath)
     st = dataset_labeled(&d->valid, lab, &d->vocab, &d->classes, from, vpath, vtext, vlen, err, sizeof err);
-  else if (st == RNNC_OK && frac > 0)
-    st = dataset_split(&all, frac, seed, &d->train, &d->valid, err, sizeof err);
-  else if (st == RNNC_OK) {
-    d->train = all;
-    all = (Dataset){0};
-  }
+  if (st == RNNC_OK)
+    st = take_sets(d, &all, vpath != NULL, frac, seed, err, sizeof err);
   d->hasvalid = st == RNNC_OK && (vpath || frac > 0);
   dataset_free(&all);
   free(text);
