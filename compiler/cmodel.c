@@ -62,30 +62,18 @@ void cmodel_reset_state(CModel *cm)
       memset(cm->t[k].data, 0, (size_t)cm->t[k].numel * 4);
 }
 
-/* The interpreter's messages for a token id or target out of range. */
+/* The interpreter's messages for a token id or target out of range
+ * (runtime/aot_rt.c's check, which a compiled model's runs use too). */
 static int check(const CModel *cm, char *err, size_t errlen)
 {
   for (int c = 0; c < cm->ncheck; c++) {
     const Check *ch = &cm->check[c];
     const CTensor *t = &cm->t[ch->tensor];
-    const int32_t *id = t->data;
-    for (int64_t p = 0; p < t->numel; p++) {
-      long x = id[p];
-      if (ch->target && ch->hasignore && x == ch->ignore)
-        continue;
-      if (x >= 0 && x < ch->bound)
-        continue;
-      char pos[64], ign[64] = "";
-      if (ch->hastime)
-        snprintf(pos, sizeof pos, "[%lld, %lld]", (long long)(p / ch->B), (long long)(p % ch->B));
-      else
-        snprintf(pos, sizeof pos, "[%lld]", (long long)p);
-      if (ch->target && ch->hasignore)
-        snprintf(ign, sizeof ign, " and not the ignore index %ld", ch->ignore);
-      snprintf(err, errlen, "input '%s' has %s %ld at %s, outside [0, %lld)%s", t->name,
-               ch->target ? "target" : "token id", x, pos, (long long)ch->bound, ign);
-      return RNNC_EINPUT;
-    }
+    rnnc_aot_check ac = {.tensor = ch->tensor, .bound = ch->bound, .target = ch->target,
+                         .hasignore = ch->hasignore, .ignore = ch->ignore, .hastime = ch->hastime, .B = ch->B};
+    int st = rnnc_check_input(t->name, t->data, t->numel, &ac, err, errlen);
+    if (st)
+      return st;
   }
   return RNNC_OK;
 }
@@ -99,8 +87,8 @@ int cmodel_run(CModel *cm, int grad, int nthreads, char *err, size_t errlen)
   int st = check(cm, err, errlen);
   if (st)
     return st;
-  if ((st = plan_run(&cm->plan, cm->fn, cm->buf, nthreads)) ||
-      (grad && (st = plan_run(&cm->bplan, cm->bfn, cm->buf, nthreads)))) {
+  if ((st = rnnc_plan_run(&cm->plan, cm->fn, cm->buf, nthreads)) ||
+      (grad && (st = rnnc_plan_run(&cm->bplan, cm->bfn, cm->buf, nthreads)))) {
     snprintf(err, errlen, "out of memory for the threads' scratch");
     return st;
   }

@@ -366,6 +366,7 @@ static int backward(Comp *C)
 }
 
 static int build_nodes(Comp *C);
+static void internalize(LLVMModuleRef mod, const CModel *cm);
 
 /* Build everything into C->mod; fills C->cm's tensors and plans. */
 static int build(Comp *C)
@@ -458,8 +459,8 @@ static int begin(Comp *C, Module *m, Model *md, const Env *env, const CompileOpt
   return RNNC_OK;
 }
 
-int cmodel_module(Module *m, Model *md, const Env *env, const CompileOpts *o, LLVMContextRef cx,
-                  LLVMModuleRef *out, char *err, size_t errlen)
+int cmodel_build(Module *m, Model *md, const Env *env, const CompileOpts *o, LLVMContextRef cx,
+                 LLVMModuleRef *mod, CModel **out, char *err, size_t errlen)
 {
   Comp C;
   begin(&C, m, md, env, o, err, errlen);
@@ -467,15 +468,29 @@ int cmodel_module(Module *m, Model *md, const Env *env, const CompileOpts *o, LL
   C.mod = C.mods[0] = LLVMModuleCreateWithNameInContext(md->name, cx);
   C.nmod = 1;
   int st = build(&C);
-  cmodel_free(C.cm);
   arena_free(C.a);
+  *mod = NULL;
+  *out = NULL;
   if (st) {
     LLVMDisposeModule(C.mod);
-    *out = NULL;
+    cmodel_free(C.cm);
     return st;
   }
-  *out = C.mod;
+  internalize(C.mod, C.cm);
+  C.cm->wsfloats = C.ws;
+  C.cm->twsfloats = C.twsmax;
+  *mod = C.mod;
+  *out = C.cm;
   return RNNC_OK;
+}
+
+int cmodel_module(Module *m, Model *md, const Env *env, const CompileOpts *o, LLVMContextRef cx,
+                  LLVMModuleRef *out, char *err, size_t errlen)
+{
+  CModel *cm;
+  int st = cmodel_build(m, md, env, o, cx, out, &cm, err, errlen);
+  cmodel_free(cm);
+  return st;
 }
 
 /* Whether name is a kernel of plan p. */

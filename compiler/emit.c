@@ -1,5 +1,6 @@
-/* emit.c — a module's code as text: its LLVM IR after the optimizer, or the
- * host CPU's assembly for it (rnnc print --emit llvm|asm).
+/* emit.c — a module's code: its LLVM IR after the optimizer, assembly or an
+ * object file for a target machine (rnnc print --emit llvm|asm: the host's;
+ * rnnc compile: the --cpu's).
  * require: a module that verifies (the model compiler's, cmodel_module).
  * produce: the text on f; the module is optimized in place (default<O3> for
  * the host CPU and its features, as jit_add does), so what is printed is
@@ -49,31 +50,40 @@ static int optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err, size_
   return RNNC_OK;
 }
 
-int emit_module(LLVMModuleRef mod, int asm_, FILE *f, char *err, size_t errlen)
+int emit_to(LLVMModuleRef mod, LLVMTargetMachineRef tm, int what, FILE *f, char *err, size_t errlen)
 {
-  LLVMTargetMachineRef tm = jit_host_machine(err, errlen);
-  if (!tm)
-    return RNNC_EINPUT;
+  static const char *const kind[] = {"object code", "assembly", "LLVM IR"};
   int st = optimize(mod, tm, err, errlen);
-  if (st == RNNC_OK && !asm_) {
+  if (st == RNNC_OK && what == EMIT_LLVM) {
     char *text = LLVMPrintModuleToString(mod);
     fputs(text, f);
     LLVMDisposeMessage(text);
   } else if (st == RNNC_OK) {
     char *msg = NULL;
     LLVMMemoryBufferRef buf = NULL;
-    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &msg, &buf)) {
-      st = fail(msg, RNNC_EINPUT, "emit: generating assembly", err, errlen);
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, what == EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &msg,
+                                            &buf)) {
+      st = fail(msg, RNNC_EINPUT, what == EMIT_ASM ? "emit: generating assembly" : "emit: generating code", err,
+                errlen);
     } else {
       LLVMDisposeMessage(msg);
       fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), f);
       LLVMDisposeMemoryBuffer(buf);
     }
   }
-  LLVMDisposeTargetMachine(tm);
   if (st == RNNC_OK && (fflush(f) != 0 || ferror(f))) {
-    snprintf(err, errlen, "emit: cannot write the %s", asm_ ? "assembly" : "LLVM IR");
+    snprintf(err, errlen, "emit: cannot write the %s", kind[what]);
     st = RNNC_EIO;
   }
+  return st;
+}
+
+int emit_module(LLVMModuleRef mod, int asm_, FILE *f, char *err, size_t errlen)
+{
+  LLVMTargetMachineRef tm = jit_host_machine(err, errlen);
+  if (!tm)
+    return RNNC_EINPUT;
+  int st = emit_to(mod, tm, asm_ ? EMIT_ASM : EMIT_LLVM, f, err, errlen);
+  LLVMDisposeTargetMachine(tm);
   return st;
 }

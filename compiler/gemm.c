@@ -66,7 +66,7 @@ typedef struct G {
 void gemm_block(int flags, int *mr, int *nr)
 {
   *mr = MR;
-  *nr = !(flags & GEMM_PORTABLE) && irb_host_avx2_fma() ? 16 : 8;
+  *nr = !(flags & GEMM_PORTABLE) && irb_avx2_fma() ? 16 : 8;
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }

@@ -35,8 +35,20 @@ void irb_free(IRB *ir)
   ir->b = NULL;
 }
 
-int irb_host_avx2_fma(void)
+/* -1: the host's; else what irb_target_avx2 set (rnnc compile --cpu). */
+static _Thread_local int target_avx2 = -1;
+
+int irb_target_avx2(int v)
 {
+  int old = target_avx2;
+  target_avx2 = v;
+  return old;
+}
+
+int irb_avx2_fma(void)
+{
+  if (target_avx2 >= 0)
+    return target_avx2;
   char *f = LLVMGetHostCPUFeatures();
   int avx2 = 0, fma = 0;
   for (const char *p = f; p && *p;) {

@@ -54,7 +54,7 @@ static void kern_begin(MK *k, LLVMContextRef cx, LLVMModuleRef mod, const char *
 {
   IRB *ir = &k->ir;
   irb_init(ir, cx, mod);
-  k->W = !portable && irb_host_avx2_fma() ? 8 : 4;
+  k->W = !portable && irb_avx2_fma() ? 8 : 4;
   k->vf = LLVMVectorType(ir->f32, (unsigned)k->W);
   k->vd = LLVMVectorType(ir->f64, (unsigned)k->W);
   k->vi = LLVMVectorType(ir->i64, (unsigned)k->W);

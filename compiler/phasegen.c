@@ -656,7 +656,7 @@ int phasegen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const PhaseS
   g.toff = aalloc(ar, sizeof *g.toff * nn);
   irb_init(&g.ir, cx, mod);
   IRB *ir = &g.ir;
-  g.W = !ps->portable && irb_host_avx2_fma() ? 8 : 4;
+  g.W = !ps->portable && irb_avx2_fma() ? 8 : 4;
   g.vty = LLVMVectorType(ir->f32, (unsigned)g.W);
   int64_t temps = layout(&g);
   g.gemmoff = temps;

@@ -108,7 +108,7 @@ static Model *lastmodel(Module *m, const char *name)
 
 /* Bind dims into env: T and B as given (required), the model's header dims
  * as given or from their defaults. RNNC_OK or a status with the message set. */
-static int bind(rnnc_ctx *ctx, Model *md, Arena *a, int ndims, const rnnc_dim *dims, Env *env)
+int api_net_bind(rnnc_ctx *ctx, Model *md, Arena *a, int ndims, const rnnc_dim *dims, Env *env)
 {
   Module *m = ctx->m;
   const char *T = intern(m->names, "T", 1), *B = intern(m->names, "B", 1);
@@ -152,7 +152,7 @@ static int bind(rnnc_ctx *ctx, Model *md, Arena *a, int ndims, const rnnc_dim *d
  * the cells md applies, as pipeline() leaves them. A forward cell scheduled
  * before its backward cell existed is scheduled again: what backward saves
  * changes its schedule. */
-static int passes(rnnc_ctx *ctx, Model *md, int grad)
+int api_net_passes(rnnc_ctx *ctx, Model *md, int grad)
 {
   Module *m = ctx->m;
   if (grad && !md->grad) {
@@ -209,9 +209,9 @@ int rnnc_compile(rnnc_ctx *ctx, const char *model, int ndims, const rnnc_dim *di
 
   Arena *a = arena_new();
   Env env = {0};
-  int st = bind(ctx, md, a, ndims, dims, &env);
+  int st = api_net_bind(ctx, md, a, ndims, dims, &env);
   if (st == RNNC_OK)
-    st = passes(ctx, md, flags & RNNC_GRAD);
+    st = api_net_passes(ctx, md, flags & RNNC_GRAD);
   CModel *cm = NULL;
   if (st == RNNC_OK) {
     CompileOpts o = {.grad = !!(flags & RNNC_GRAD), .carry = !!(flags & RNNC_CARRY)};

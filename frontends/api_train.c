@@ -24,29 +24,8 @@ struct rnnc_optim {
   TensorSet meta;     /* metadata of the checkpoint last saved or loaded */
 };
 
-void rnnc_optim_defaults(rnnc_optim_config *c, int kind)
-{
-  if (!c)
-    return;
-  *c = (rnnc_optim_config){.kind = kind, .lr = kind == RNNC_SGD ? 0.1 : 1e-3, .beta1 = 0.9, .beta2 = 0.999,
-                           .eps = 1e-8, .weight_decay = kind == RNNC_ADAMW ? 0.01 : 0, .clip_norm = 5,
-                           .schedule = RNNC_LR_CONSTANT, .step_size = 1, .gamma = 1};
-}
-
-/* The public config as the optimizer's. */
-static OptConfig optconfig(const rnnc_optim_config *c)
-{
-  static const int kinds[] = {[RNNC_SGD] = OPT_SGD, [RNNC_ADAM] = OPT_ADAM, [RNNC_ADAMW] = OPT_ADAMW};
-  static const int scheds[] = {[RNNC_LR_CONSTANT] = LR_CONSTANT, [RNNC_LR_STEP] = LR_STEP,
-                               [RNNC_LR_COSINE] = LR_COSINE};
-  OptConfig o = {.kind = c->kind >= 0 && c->kind <= RNNC_ADAMW ? kinds[c->kind] : -1,
-                 .lr = c->lr, .momentum = c->momentum, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
-                 .weight_decay = c->weight_decay, .clip_norm = c->clip_norm, .clip_value = c->clip_value,
-                 .sched = c->schedule >= 0 && c->schedule <= RNNC_LR_COSINE ? scheds[c->schedule] : -1,
-                 .step_size = c->step_size, .gamma = c->gamma, .warmup = c->warmup, .total = c->total,
-                 .min_lr = c->min_lr};
-  return o;
-}
+/* rnnc_optim_defaults and the public config as the optimizer's
+ * (rnnc_opt_config): runtime/optstep.c, shared with the AOT runtime. */
 
 int rnnc_optim_new(rnnc_net *net, const rnnc_optim_config *c, int nfrozen, const char *const *frozen,
                    rnnc_optim **out)
@@ -98,7 +77,7 @@ int rnnc_optim_new(rnnc_net *net, const rnnc_optim_config *c, int nfrozen, const
     opt->p[opt->np++] = (OptParam){.name = t->name, .w = t->data, .g = g->data, .numel = t->numel, .frozen = fz};
   }
   opt->net = net;
-  opt->cfg = optconfig(c);
+  opt->cfg = rnnc_opt_config(c);
   opt->loss = lt->data;
   tset_init(&opt->meta);
   char err[1024] = "";

@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "rnnc.h" /* status codes RNNC_OK, ... */
+#include "rnnc_aot.h" /* the plan's op (rnnc_plan_op), the AOT runtime */
 
 /* ---- util.c ------------------------------------------------------------ */
 
@@ -566,8 +567,12 @@ typedef struct IRLoop {
 void irb_init(IRB *ir, struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod);
 /* Disposes the builder. */
 void irb_free(IRB *ir);
-/* Whether the host CPU has AVX2 and FMA (LLVMGetHostCPUFeatures): 8-wide kernels, SLEEF's AVX2 functions. */
-int irb_host_avx2_fma(void);
+/* Whether the target CPU has AVX2 and FMA: 8-wide kernels, SLEEF's AVX2
+ * functions. The target is the host (LLVMGetHostCPUFeatures) unless this
+ * thread set another with irb_target_avx2(0 or 1; -1: the host again), which
+ * returns the previous setting (rnnc compile --cpu). */
+int irb_avx2_fma(void);
+int irb_target_avx2(int v);
 /* Enum attribute name (value 0) on fn at idx (LLVMAttributeFunctionIndex, or parameter i + 1). */
 void irb_attr(IRB *ir, struct LLVMOpaqueValue *fn, unsigned idx, const char *name);
 /* void name(pt[0..n)) in mod: nounwind, pointer parameters noalias, named after names
@@ -708,7 +713,7 @@ int gemm_gen2(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const 
  *   scratch  this thread's scratch: Plan.scratch floats, 64-byte aligned
  * A kernel computes every element of its output the same way whatever the
  * range: results do not depend on the number of threads. */
-typedef void (*KernFn)(void *const *buf, int64_t t, int64_t lo, int64_t hi, float *scratch);
+typedef rnnc_kernel KernFn; /* (buf, t, lo, hi, scratch): rnnc_aot.h */
 
 /* Where a value lives: element e of row r at step t is
  *   (float *)buf[slot] + off + t·tstride + r·ld + e
@@ -851,29 +856,33 @@ int mk_gemv(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const ch
 /* A plan is the program of one run: kernel calls and time loops, executed by
  * one OpenMP team from start to end (one parallel region per run). It is data
  * (no pointers but the names), so an object file can carry it too. */
-enum { PK_CALL, PK_LOOP };
-typedef struct PlanOp {
-  int kind;
-  /* PK_CALL */
-  int fn;              /* index into the kernel table */
-  int64_t n, grain;    /* range [0, n), split into nthreads contiguous parts at
-                          multiples of grain (the last part ends at n); parts
-                          may be empty (no call) */
-  int barrier;         /* 1: every thread waits here after the call */
-  /* PK_LOOP: the next nbody ops run for t = 0 .. T-1 (reverse: T-1 .. 0) */
-  int64_t T;
-  int reverse, nbody;
-} PlanOp;
+enum { PK_CALL = RNNC_PLAN_CALL, PK_LOOP = RNNC_PLAN_LOOP };
+/* kind; PK_CALL: fn (index into the kernel table), range [0, n) split into
+ * nthreads contiguous parts at multiples of grain (the last part ends at n;
+ * parts may be empty: no call), barrier (1: every thread waits after the
+ * call); PK_LOOP: the next nbody ops run for t = 0 .. T-1 (reverse: T-1 ..
+ * 0). The same layout is the AOT object's (rnnc_aot.h). */
+typedef rnnc_plan_op PlanOp;
 typedef struct Plan {
   PlanOp *op; int nop, capop;
   char **fnname; int nfn, capfn; /* kernel symbols, in table order */
   size_t scratch;               /* floats per thread */
 } Plan;
+/* runtime/exec.c is part of librnnc_rt.a (the AOT runtime): its globals
+ * are rnnc_-prefixed, as everything of that library is. */
 /* The share [lo, hi) of thread tid of nth of a range n with grain g. */
-void plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_t *hi);
+void rnnc_plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_t *hi);
+/* Run ops op[0 .. nop-1] with nthreads (<= 0: omp_get_max_threads());
+ * fn[k] the kernel of index k (NULL: no call, the op is a barrier only).
+ * Allocates nothing: thread tid's scratch is scratch + tid·per (per floats,
+ * a multiple of 16; the caller gives nthreads·per floats, 64-byte aligned;
+ * scratch may be NULL when per is 0). */
+void rnnc_plan_exec(const PlanOp *op, int nop, const KernFn *fn, void *const *buf, float *scratch, size_t per,
+                    int nthreads);
 /* Run the plan with nthreads (<= 0: omp_get_max_threads()); fn[k] the kernel
- * of p->fnname[k]. Allocates the scratch (RNNC_ENOMEM) and returns RNNC_OK. */
-int plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads);
+ * of p->fnname[k]. Allocates the scratch (RNNC_ENOMEM), then
+ * rnnc_plan_exec; returns RNNC_OK. */
+int rnnc_plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads);
 
 /* ---- compiler/compile.c: a model compiled for its bound dims ------------- */
 
@@ -918,6 +927,12 @@ int cmodel_compile(Module *m, Model *md, const Env *env, const CompileOpts *o, C
  * the caller owns *out. */
 int cmodel_module(Module *m, Model *md, const Env *env, const CompileOpts *o, struct LLVMOpaqueContext *cx,
                   struct LLVMOpaqueModule **out, char *err, size_t errlen);
+/* The kernels in a new module of cx (unoptimized; only the plans' kernels
+ * external) and the CModel describing them: tensors (no data), plans, checks,
+ * workspace sizes; no JIT, no buffers (rnnc compile: compiler/aot.c). The
+ * caller owns both. */
+int cmodel_build(Module *m, Model *md, const Env *env, const CompileOpts *o, struct LLVMOpaqueContext *cx,
+                 struct LLVMOpaqueModule **mod, CModel **out, char *err, size_t errlen);
 void cmodel_free(CModel *cm);    /* NULL is fine */
 int cmodel_ntensor(const CModel *cm);
 CTensor *cmodel_tensor(CModel *cm, int i);
@@ -965,6 +980,14 @@ int api_net_check(rnnc_net *net, const char *fn);
 int api_net_fail(rnnc_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A successful call: the message becomes "" (written only when it is not). */
 int api_net_ok(rnnc_ctx *ctx);
+/* Bind dims into env (arena a): T and B as given (required), md's header
+ * dims as given or from their defaults; RNNC_OK or a status with ctx's
+ * message set ("rnnc_compile: dimension 'V' of model 'm' has no default;
+ * give it in dims"). */
+int api_net_bind(rnnc_ctx *ctx, Model *md, Arena *a, int ndims, const rnnc_dim *dims, Env *env);
+/* md->grad (autodiff, with grad) and the cells' schedules, as pipeline()
+ * leaves them; a status with ctx's message set. */
+int api_net_passes(rnnc_ctx *ctx, Model *md, int grad);
 
 /* ---- compiler/emit.c: a module as optimized LLVM IR or assembly ---------- */
 
@@ -974,6 +997,52 @@ int api_net_ok(rnnc_ctx *ctx);
  * generator bug), RNNC_EINPUT (no native target, an LLVM error) or RNNC_EIO
  * (f cannot be written), with a one-line message in err. */
 int emit_module(struct LLVMOpaqueModule *mod, int asm_, FILE *f, char *err, size_t errlen);
+/* The same for target machine tm: what is EMIT_OBJ (an object file), EMIT_ASM
+ * or EMIT_LLVM; f written in binary. */
+enum { EMIT_OBJ, EMIT_ASM, EMIT_LLVM };
+int emit_to(struct LLVMOpaqueModule *mod, struct LLVMOpaqueTargetMachine *tm, int what, FILE *f, char *err,
+            size_t errlen);
+
+/* ---- compiler/aot.c, aot_header.c: rnnc compile ---------------------------- */
+
+/* The CPU an object is compiled for: LLVM's CPU name and features (native:
+ * the host's, as the JIT's), and whether kernels use AVX2 + FMA (8 wide) or
+ * the portable 4-wide SSE2 path. */
+typedef struct AotTarget {
+  char cpu[64], features[2048];
+  char desc[96];         /* "x86-64-v3", "native (znver3)": in the descriptor and header */
+  int avx2, portable;
+} AotTarget;
+/* RNNC_EINPUT "unknown CPU 'x' (known: ...)" for a name not in aot.c's table;
+ * NULL is "native". */
+int aot_target(const char *cpu, AotTarget *t, char *err, size_t errlen);
+/* One program of the object: md NULL when not compiled. env binds T, B and
+ * every dim of md; o.grad for the training program, o.carry as asked
+ * (o.portable is set from the target). */
+typedef struct AotProg {
+  Model *md;
+  Env env;
+  int64_t B, T;
+  CompileOpts o;
+} AotProg;
+typedef struct AotSpec {
+  Module *m;                      /* after schedule(); models verified, with grad where asked */
+  AotProg prog[RNNC_AOT_NPROG];   /* forward, step, train (rnnc_aot.h) */
+  const char *prefix;             /* a C identifier: <prefix>_model, <prefix>_forward, ... */
+  AotTarget target;
+  int emit;                       /* EMIT_OBJ, EMIT_ASM, EMIT_LLVM */
+  const char *out;                /* the object (assembly, IR) */
+  const char *header;             /* NULL: none */
+  const char *command;            /* the command line, for the header's comment */
+} AotSpec;
+/* Compile every program of s into one module and write s->out (and
+ * s->header). RNNC_EIO "cannot write 'x.o': No such file or directory"
+ * (nothing left behind), the compiler's statuses otherwise; message in err. */
+int aot_compile(const AotSpec *s, char *err, size_t errlen);
+/* The header of descriptor d (rnnc_aot.h; kernels not needed) to f: the
+ * parameter table as an enum, per program its io struct, workspace size
+ * macro and inline functions (notes/AOT_HEADER.md's shape; docs/aot.md). */
+void aot_header(FILE *f, const AotSpec *s, const rnnc_aot_model *d);
 
 /* ---- runtime/tensor.c ---------------------------------------------------- */
 
@@ -1367,12 +1436,11 @@ int optim_restore(Optim *o, const TensorSet *in, char *err, size_t errlen);
  *           w += (negstep * m) / (sqrt(v) / bc2sqrt + eps) */
 enum { OPT_CHUNK = 4096 };
 enum { OPT_SGD_PLAIN, OPT_SGD_FIRST, OPT_SGD_MOMENTUM };
-typedef void (*OptSumsqFn)(const float *g, int64_t lo, int64_t hi, float clipv, double *part);
-typedef void (*OptSgdFn)(float *w, const float *g, float *buf, int64_t lo, int64_t hi, float clipv, float scale,
-                         float neglr, float wd, float momentum, int32_t mode);
-typedef void (*OptAdamFn)(float *w, const float *g, float *m, float *v, int64_t lo, int64_t hi, float clipv,
-                          float scale, float wd, float decay, float beta1, float omb1, float beta2, float omb2,
-                          float negstep, float bc2sqrt, float eps);
+/* the kernels' types, the same as an AOT object's (rnnc_aot.h) */
+typedef rnnc_opt_sumsq_fn OptSumsqFn; /* (g, lo, hi, clipv, part) */
+typedef rnnc_opt_sgd_fn OptSgdFn;     /* (w, g, buf, lo, hi, clipv, scale, neglr, wd, momentum, mode) */
+typedef rnnc_opt_adam_fn OptAdamFn;   /* (w, g, m, v, lo, hi, clipv, scale, wd, decay, beta1, omb1, beta2,
+                                          omb2, negstep, bc2sqrt, eps) */
 void optgen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *prefix);
 /* The three kernels, generated and compiled in a new JIT (*j: the caller
  * frees it with jit_free, after the last call of a kernel). */
@@ -1382,6 +1450,51 @@ typedef struct OptKernels {
   OptAdamFn adam;
 } OptKernels;
 int optgen_jit(Jit **j, OptKernels *k, char *err, size_t errlen);
+/* runtime/optstep.c (in librnnc_rt.a, so rnnc_-prefixed): the config
+ * check, the chunk tables and the step itself over memory the caller owns;
+ * optim.c (the JIT's Optim) and runtime/aot_rt.c (a compiled training step)
+ * run this same code, so their updates are bitwise the same.
+ * Chunks: parameter i's trainable elements are cut into chunks of OPT_CHUNK
+ * (the last one shorter), numbered parameter by parameter; a frozen
+ * parameter has none. */
+typedef struct OptStep {
+  const OptConfig *c;
+  int np;
+  const OptParam *p;            /* [np] w, g, numel, frozen (name unused) */
+  float *const *s1, *const *s2; /* [np] state: SGD's momentum buffer, Adam's m
+                                   and v (NULL where the kind has none) */
+  const int64_t *cfirst;        /* [np + 1] parameter i's chunks: cfirst[i] .. cfirst[i+1]-1 */
+  int64_t nchunk;
+  const int64_t *cstart;        /* [nchunk + 1] trainable elements before each chunk */
+  double *part;                 /* [nchunk] written: each chunk's sum of squares */
+  OptKernels k;
+} OptStep;
+/* The public config as the optimizer's (a kind or schedule out of range
+ * stays as it is: rnnc_opt_check names it). */
+OptConfig rnnc_opt_config(const rnnc_optim_config *c);
+/* RNNC_EINPUT with the JIT's message unless c is usable ("learning rate
+ * must be > 0, got -1"). */
+int rnnc_opt_check(const OptConfig *c, char *err, size_t errlen);
+/* The learning rate of step (0-based) under the schedule (optim_lr). */
+double rnnc_opt_lr(const OptConfig *c, int64_t step);
+/* The chunks of p[0 .. np-1], and their tables: cfirst [np + 1], cstart
+ * [rnnc_opt_nchunk + 1]. */
+int64_t rnnc_opt_nchunk(const OptParam *p, int np);
+void rnnc_opt_tables(const OptParam *p, int np, int64_t *cfirst, int64_t *cstart);
+/* One update at step (0-based) with nthreads (<= 0: OpenMP's default), as
+ * optim_step describes: *gnorm the global norm before clipping; a
+ * non-finite gradient changes nothing and returns RNNC_EINPUT with *bad
+ * the first such parameter (else *bad = -1). */
+int rnnc_opt_step(const OptStep *s, int64_t step, int nthreads, double *gnorm, int *bad);
+
+/* ---- runtime/aot_rt.c: the AOT runtime (rnnc_aot.h), in librnnc_rt.a ----- */
+
+/* RNNC_EINPUT with the interpreter's message unless every id of the int32
+ * input name (id[0 .. numel-1]) is in [0, ch->bound), or is ch->ignore
+ * for a target with one ("input 'tokens' has token id 70 at [3, 1],
+ * outside [0, 65)"); compiler/cmodel.c checks its runs with it too. */
+int rnnc_check_input(const char *name, const int32_t *id, int64_t numel, const rnnc_aot_check *ch, char *err,
+                     size_t errlen);
 
 /* ---- runtime/sample.c: sampling and beam search ---------------------------- */
 

@@ -2,7 +2,7 @@
  * require: a plan (compiler/compile.c) and its kernels. produce: the run.
  *
  * Every thread walks the same list of ops. A call runs the kernel on the
- * thread's share of the op's range (plan_share: contiguous, split at
+ * thread's share of the op's range (rnnc_plan_share: contiguous, split at
  * multiples of the grain, so a share never cuts a vector or a micro-tile);
  * a barrier after an op (barrier_wait) makes its results visible to every
  * thread before the next op reads them. A loop runs its body once per time step, in order or
@@ -11,8 +11,10 @@
  * computes an element never changes what it computes (the kernels' contract),
  * so results do not depend on the number of threads.
  *
- * Plain C and OpenMP only: an object file compiled ahead of time links this
- * file (with libgomp) and needs nothing of the compiler. */
+ * Plain C and OpenMP only: this file is part of librnnc_rt.a, the runtime
+ * an object compiled ahead of time links (with libgomp); it needs nothing of
+ * the compiler. Its symbols are rnnc_-prefixed for that reason: a static
+ * archive's globals share the user's namespace. */
 #include <omp.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -21,7 +23,7 @@
 
 #include "ir.h"
 
-void plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_t *hi)
+void rnnc_plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_t *hi)
 {
   if (g < 1)
     g = 1;
@@ -60,45 +62,53 @@ static void barrier_wait(Barrier *b, int nth)
   }
 }
 
-/* Run ops [k0, k1) of p at step t; loops recurse. */
-static void run_ops(const Plan *p, const KernFn *fn, void *const *buf, float *scratch, Barrier *bar, int tid,
+/* Run ops [k0, k1) of op at step t; loops recurse. A NULL kernel is a
+ * barrier only. */
+static void run_ops(const PlanOp *op, const KernFn *fn, void *const *buf, float *scratch, Barrier *bar, int tid,
                     int nth, int k0, int k1, int64_t t)
 {
   for (int k = k0; k < k1; k++) {
-    const PlanOp *o = &p->op[k];
+    const PlanOp *o = &op[k];
     if (o->kind == PK_LOOP) {
       for (int64_t s = 0; s < o->T; s++)
-        run_ops(p, fn, buf, scratch, bar, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s);
+        run_ops(op, fn, buf, scratch, bar, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s);
       k += o->nbody;
       continue;
     }
     int64_t lo, hi;
-    plan_share(o->n, o->grain, tid, nth, &lo, &hi);
-    if (lo < hi)
+    rnnc_plan_share(o->n, o->grain, tid, nth, &lo, &hi);
+    if (lo < hi && fn[o->fn])
       fn[o->fn](buf, t, lo, hi, scratch);
     if (o->barrier && nth > 1)
       barrier_wait(bar, nth);
   }
 }
 
-int plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads)
+void rnnc_plan_exec(const PlanOp *op, int nop, const KernFn *fn, void *const *buf, float *scratch, size_t per,
+                    int nthreads)
+{
+  int nth = nthreads > 0 ? nthreads : omp_get_max_threads();
+  Barrier bar = {0, 0};
+  if (nth == 1) {
+    run_ops(op, fn, buf, scratch, &bar, 0, 1, 0, nop, 0);
+    return;
+  }
+#pragma omp parallel num_threads(nth)
+  {
+    /* the team may be smaller than asked (OMP_THREAD_LIMIT, nesting) */
+    int tid = omp_get_thread_num(), n = omp_get_num_threads();
+    run_ops(op, fn, buf, scratch ? scratch + per * (size_t)tid : NULL, &bar, tid, n, 0, nop, 0);
+  }
+}
+
+int rnnc_plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads)
 {
   int nth = nthreads > 0 ? nthreads : omp_get_max_threads();
   size_t per = (p->scratch + 15) / 16 * 16; /* floats, a multiple of 64 bytes */
   float *scratch = NULL;
   if (per && !(scratch = aligned_alloc(64, per * sizeof(float) * (size_t)nth)))
     return RNNC_ENOMEM;
-  Barrier bar = {0, 0};
-  if (nth == 1) {
-    run_ops(p, fn, buf, scratch, &bar, 0, 1, 0, p->nop, 0);
-  } else {
-#pragma omp parallel num_threads(nth)
-    {
-      /* the team may be smaller than asked (OMP_THREAD_LIMIT, nesting) */
-      int tid = omp_get_thread_num(), n = omp_get_num_threads();
-      run_ops(p, fn, buf, scratch + per * (size_t)tid, &bar, tid, n, 0, p->nop, 0);
-    }
-  }
+  rnnc_plan_exec(p->op, p->nop, fn, buf, scratch, per, nth);
   free(scratch);
   return RNNC_OK;
 }

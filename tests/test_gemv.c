@@ -55,7 +55,7 @@ static void check(Jit *j, int64_t M, int64_t N, int64_t K, int acc, int portable
     void *buf[3] = {A, W, C};
     for (int p = parts - 1; p >= 0; p--) {
       int64_t lo, hi;
-      plan_share(N, 8, p, parts, &lo, &hi);
+      rnnc_plan_share(N, 8, p, parts, &lo, &hi);
       if (lo < hi)
         f(buf, t, lo, hi, NULL);
     }

@@ -88,6 +88,11 @@ Model *pick_model(Loaded *ld, const char *name);
 int parse_dims(Loaded *ld, const Model *md, const Opts *o, Env *env);
 /* Bind every header dimension of md that env leaves unbound to its default. */
 void bind_defaults(Loaded *ld, const Model *md, Env *env);
+/* --dim, then T and B (defT, defB when no --dim gives them) and the header
+ * defaults; a user error names a dimension of an input or a parameter left
+ * unbound: "dimension 'V' of input 'tokens' has no value; give it with --dim
+ * V=N". */
+int bind_all_dims(Loaded *ld, Model *md, const Opts *o, Env *env, long defT, long defB);
 
 /* ---- the JIT engine (cli_util.c) ------------------------------------------- */
 
@@ -242,5 +247,6 @@ int cmd_init(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_compile(int argc, char **argv);
 
 #endif

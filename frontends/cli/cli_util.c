@@ -331,6 +331,35 @@ void bind_defaults(Loaded *ld, const Model *md, Env *env)
 
 /* ---- the JIT engine ---------------------------------------------------------- */
 
+/* bind_all_dims: --dim, then T, B and the header defaults; every dim of an input or a
+ * parameter must end up bound (a user error names one that is not). */
+int bind_all_dims(Loaded *ld, Model *md, const Opts *o, Env *env, long defT, long defB)
+{
+  int st = parse_dims(ld, md, o, env);
+  if (st)
+    return st;
+  long v;
+  const char *T = intern(ld->m->names, "T", 1), *B = intern(ld->m->names, "B", 1);
+  if (!env_get(env, T, &v))
+    env_set(ld->m->arena, env, T, defT);
+  if (!env_get(env, B, &v))
+    env_set(ld->m->arena, env, B, defB);
+  bind_defaults(ld, md, env);
+  for (int i = 0; i < md->nnode; i++) {
+    const MNode *n = &md->node[i];
+    for (int p = -1; p < n->nparam; p++) {
+      const Shape *s = p < 0 ? (n->kind == M_INPUT ? &n->shape : NULL) : &n->param[p].shape;
+      for (int k = 0; s && k < s->rank; k++) {
+        const char *bad = NULL;
+        if (!dim_eval(s->d[k], env, &v, &bad))
+          return user_error("dimension '%s' of %s '%s' has no value; give it with --dim %s=N", bad,
+                            p < 0 ? "input" : "parameter", p < 0 ? n->name : n->param[p].full, bad);
+      }
+    }
+  }
+  return EXIT_OK;
+}
+
 int jit_prepare(Loaded *ld, Model *md, int grad)
 {
   if (grad && md->loss < 0)

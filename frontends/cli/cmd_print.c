@@ -54,35 +54,6 @@ static void help(void)
 /* T and B when --emit is given no --dim for them (as `rnnc init`'s). */
 enum { EMIT_T = 8, EMIT_B = 4 };
 
-/* --dim, then T, B and the header defaults; every dim of an input or a
- * parameter must end up bound (a user error names one that is not). */
-static int emit_dims(Loaded *ld, Model *md, const Opts *o, Env *env)
-{
-  int st = parse_dims(ld, md, o, env);
-  if (st)
-    return st;
-  long v;
-  const char *T = intern(ld->m->names, "T", 1), *B = intern(ld->m->names, "B", 1);
-  if (!env_get(env, T, &v))
-    env_set(ld->m->arena, env, T, EMIT_T);
-  if (!env_get(env, B, &v))
-    env_set(ld->m->arena, env, B, EMIT_B);
-  bind_defaults(ld, md, env);
-  for (int i = 0; i < md->nnode; i++) {
-    const MNode *n = &md->node[i];
-    for (int p = -1; p < n->nparam; p++) {
-      const Shape *s = p < 0 ? (n->kind == M_INPUT ? &n->shape : NULL) : &n->param[p].shape;
-      for (int k = 0; s && k < s->rank; k++) {
-        const char *bad = NULL;
-        if (!dim_eval(s->d[k], env, &v, &bad))
-          return user_error("dimension '%s' of %s '%s' has no value; give it with --dim %s=N", bad,
-                            p < 0 ? "input" : "parameter", p < 0 ? n->name : n->param[p].full, bad);
-      }
-    }
-  }
-  return EXIT_OK;
-}
-
 /* Ops [k0, k1) of p, loops indented. */
 static void print_ops(FILE *f, const Plan *p, int k0, int k1, int depth)
 {
@@ -133,7 +104,7 @@ static int emit(Loaded *ld, const Opts *o, const char *what)
     return EXIT_USER;
   Env env = {0};
   int grad = opt_given(o, "--grad");
-  int st = emit_dims(ld, md, o, &env);
+  int st = bind_all_dims(ld, md, o, &env, EMIT_T, EMIT_B);
   if (!st)
     st = jit_prepare(ld, md, grad);
   if (st)

@@ -17,6 +17,7 @@ static const struct {
     {"train", cmd_train, "train a model on text or IDX data, with validation and checkpoints"},
     {"eval", cmd_eval, "loss, perplexity, bits per character, accuracy, sentence log-probabilities"},
     {"sample", cmd_sample, "generate text: greedy, temperature, top-k or beam search"},
+    {"compile", cmd_compile, "compile a model ahead of time: an object file and its C header"},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 
