@@ -678,8 +678,9 @@ Test(api_net, docs_jit_example_runs, .timeout = 300)
   fclose(f);
   snprintf(cmd, sizeof cmd,
            "cd %s && cc -std=c17 -Wall -Wextra -Wpedantic -Werror %s -I%s/include jit_lm.c "
-           "%s/librnnc_core.a $(llvm-config-19 --ldflags --libs) -lsleef -ljansson -lz -fopenmp -lm -o jit_lm",
-           dir, san, RNNC_SOURCE_DIR, bindir());
+           "%s/librnnc.a %s/librnnc_rt.a $(llvm-config-19 --ldflags --libs) -lsleef -ljansson -lz -fopenmp -lm "
+           "-o jit_lm",
+           dir, san, RNNC_SOURCE_DIR, bindir(), bindir());
   char *out = NULL;
   int rc = run_cmd(cmd, &out);
   cr_assert_eq(rc, 0, "%s\n%s", cmd, out);

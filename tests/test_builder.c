@@ -783,7 +783,7 @@ Test(builder, docs_example_compiles_runs_and_prints_what_the_page_shows, .timeou
   char *want = mdblock(md, "Its output:\n\n```\n", strlen("Its output:\n\n```\n"));
   char dir[] = "/tmp/rnnc_api_XXXXXX";
   cr_assert(mkdtemp(dir));
-  char path[256], cmd[2048];
+  char path[256], cmd[4096];
   snprintf(path, sizeof path, "%s/irnn_lm.c", dir);
   FILE *f = fopen(path, "w");
   cr_assert(f);
@@ -799,9 +799,9 @@ Test(builder, docs_example_compiles_runs_and_prints_what_the_page_shows, .timeou
 #endif
   snprintf(cmd, sizeof cmd,
            "cd %s && cc -std=c17 -Wall -Wextra -Wpedantic -Werror %s -I%s/include irnn_lm.c "
-           "%s/librnnc_core.a -ljansson -lz -lsleef -lm -fopenmp -L/usr/lib/llvm-19/lib -lLLVM-19 "
+           "%s/librnnc.a %s/librnnc_rt.a -ljansson -lz -lsleef -lm -fopenmp -L/usr/lib/llvm-19/lib -lLLVM-19 "
            "-o irnn_lm",
-           dir, san, RNNC_SOURCE_DIR, bindir);
+           dir, san, RNNC_SOURCE_DIR, bindir, bindir);
   char *out = NULL;
   int rc = run_cmd(cmd, &out);
   cr_assert_eq(rc, 0, "%s\n%s", cmd, out);

@@ -13,8 +13,8 @@
  *
  * Build it from the top of the rnnc tree, after building rnnc into build/:
  *
- *   cc -std=c17 -O2 examples/host/host.c -Iinclude build/librnnc_core.a \
- *      $(llvm-config-19 --ldflags --libs) -lsleef -ljansson -fopenmp -lm -o host
+ *   cc -std=c17 -O2 examples/host/host.c -Iinclude build/librnnc.a build/librnnc_rt.a \
+ *      $(llvm-config-19 --ldflags --libs) -lsleef -ljansson -lz -fopenmp -lm -o host
  *   ./host [MODEL.rnn]          (default: examples/charlm_lstm.rnn)
  */
 #include <math.h>
