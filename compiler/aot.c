@@ -530,8 +530,8 @@ int aot_compile(const AotSpec *s, char *err, size_t errlen)
     model_global(&a, &d, cm, s, train);
     st = write_module(a.mod, tm, s, err, errlen);
   }
-  if (st == RNNC_OK && s->header)
-    st = write_header(s, &d, err, errlen);
+  if (st == RNNC_OK && s->header && (st = write_header(s, &d, err, errlen)) != RNNC_OK)
+    remove(s->out); /* both files or neither */
   LLVMDisposeModule(a.mod);
   LLVMContextDispose(cx);
   LLVMDisposeTargetMachine(tm);
