@@ -164,6 +164,10 @@ static Head *head(const rnnc_aot_model *m, void *ws, int prog, const char *fn, i
     return tfail(RNNC_EMISUSE, "%s: the workspace is NULL", fn), NULL;
   if (h->magic != WS_MAGIC)
     return tfail(RNNC_EMISUSE, "%s: not a workspace (rnnc_aot_init makes one)", fn), NULL;
+  if (m && m != h->m && strcmp(m->name, h->m->name) == 0)
+    return fail(h, RNNC_EMISUSE, "%s: the workspace was made for another descriptor of model '%s'", fn,
+                m->name),
+           NULL;
   if (m != h->m)
     return fail(h, RNNC_EMISUSE, "%s: the workspace was made for model '%s', not %s%s%s", fn, h->m->name,
                 m ? "'" : "", m ? m->name : "NULL", m ? "'" : ""),
@@ -390,8 +394,10 @@ int rnnc_aot_train_init(const rnnc_aot_model *m, void *ws, const rnnc_optim_conf
     return fail(h, RNNC_EMISUSE, "rnnc_aot_train_init: the config is NULL");
   if (nfrozen < 0 || (nfrozen > 0 && !frozen))
     return fail(h, RNNC_EMISUSE, "rnnc_aot_train_init: bad frozen list");
-  if (!m->opt_sumsq || !m->opt_sgd || !m->opt_adam)
-    return fail(h, RNNC_EMISUSE, "model '%s' has no optimizer kernels", m->name);
+  const rnnc_aot_prog *p = m->prog[RNNC_AOT_TRAIN];
+  if (!m->opt_sumsq || !m->opt_sgd || !m->opt_adam || p->loss < 0 || p->loss >= p->ntensor)
+    return fail(h, RNNC_EMISUSE, "model '%s' has no %s", m->name,
+                p->loss < 0 || p->loss >= p->ntensor ? "loss tensor" : "optimizer kernels");
   OptConfig cfg = rnnc_opt_config(c);
   if ((st = rnnc_opt_check(&cfg, h->msg, MSGLEN)) != RNNC_OK)
     return st;

@@ -607,7 +607,7 @@ Test(aot_rt, init_misuse_messages)
   cr_assert_eq(rnnc_aot_init(&f.model, RNNC_AOT_FORWARD, ws, need, 2), RNNC_OK);
   cr_assert_str_eq(rnnc_aot_message(NULL), "");
   /* ... and zeroes the workspace after its header */
-  for (size_t i = 4096; i < need; i++)
+  for (size_t i = 512; i < need; i++)
     cr_assert_eq(ws[i], 0, "byte %zu", i);
   /* a workspace of another model, or none */
   rnnc_aot_model other = f.model;
@@ -709,6 +709,18 @@ Test(aot_rt, train_misuse_messages)
   cr_assert_str_eq(rnnc_aot_message(ws), "cosine schedule needs total steps > warmup (0), got 0");
   cr_assert_eq(rnnc_aot_train_init(&f.model, ws, NULL, 0, NULL), RNNC_EMISUSE);
   cr_assert_str_eq(rnnc_aot_message(ws), "rnnc_aot_train_init: the config is NULL");
+  rnnc_optim_defaults(&c, RNNC_ADAM);
+  rnnc_aot_model nokern = f.model;
+  nokern.opt_adam = NULL;
+  cr_assert_eq(rnnc_aot_train_init(&nokern, ws, &c, 0, NULL), RNNC_EMISUSE);
+  cr_assert_str_eq(rnnc_aot_message(ws),
+                   "rnnc_aot_train_init: the workspace was made for another descriptor of model 'lstm_lm'");
+  void *ws2 = aligned_alloc(64, rnnc_aot_ws_bytes(&nokern, RNNC_AOT_TRAIN, 1));
+  cr_assert_eq(rnnc_aot_init(&nokern, RNNC_AOT_TRAIN, ws2, rnnc_aot_ws_bytes(&nokern, RNNC_AOT_TRAIN, 1), 1),
+               RNNC_OK);
+  cr_assert_eq(rnnc_aot_train_init(&nokern, ws2, &c, 0, NULL), RNNC_EMISUSE);
+  cr_assert_str_eq(rnnc_aot_message(ws2), "model 'lstm_lm' has no optimizer kernels");
+  free(ws2);
   /* failures left no optimizer behind */
   cr_assert_eq(rnnc_aot_train_step(&f.model, ws, f.params, opt, 0, io, NULL, NULL), RNNC_EMISUSE);
   rnnc_optim_defaults(&c, RNNC_ADAM);
