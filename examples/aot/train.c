@@ -215,10 +215,23 @@ static double num(const char *s, const char *opt)
   return v;
 }
 
+static uint64_t u64(const char *s, const char *opt)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*s < '0' || *s > '9' || *end || errno) {
+    fprintf(stderr, "train: %s wants an integer >= 0, not '%s'\n", opt, s);
+    exit(2);
+  }
+  return (uint64_t)v;
+}
+
 int main(int argc, char **argv)
 {
   const char *data = NULL, *init = NULL, *valid = NULL, *metrics = NULL, *save = NULL, *optim = "adam";
-  double frac = -1, steps = 0, epochs = 0, seed = 1, threads = 0, logevery = 1;
+  double frac = -1, steps = 0, epochs = 0, threads = 0, logevery = 1;
+  uint64_t seed = 1;
   int shuffle = 1;
   rnnc_optim_config c;
   /* first pass: the optimizer's kind, whose defaults the other options change */
@@ -254,7 +267,7 @@ int main(int argc, char **argv)
     else if (strcmp(a, "--valid-frac") == 0) frac = num(v, a);
     else if (strcmp(a, "--steps") == 0) steps = num(v, a);
     else if (strcmp(a, "--epochs") == 0) epochs = num(v, a);
-    else if (strcmp(a, "--seed") == 0) seed = num(v, a);
+    else if (strcmp(a, "--seed") == 0) seed = u64(v, a);
     else if (strcmp(a, "--threads") == 0) threads = num(v, a);
     else if (strcmp(a, "--log-every") == 0) logevery = num(v, a);
     else if (strcmp(a, "--lr") == 0) c.lr = num(v, a);
@@ -267,8 +280,13 @@ int main(int argc, char **argv)
     else if (strcmp(a, "--clip-value") == 0) c.clip_value = num(v, a);
     else usage();
   }
-  if (!data || !init || logevery < 1 || (frac >= 1))
+  if (!data || logevery < 1 || frac >= 1)
     usage();
+  if (!init) {
+    fprintf(stderr, "train: give the initial parameters with --init PARAMS, from rnnc init MODEL --out PARAMS "
+                    "--seed N (rnnc train's --seed) and the model's --dim options\n");
+    return 2;
+  }
   if (frac < 0)
     frac = valid ? 0 : 0.05;
   long maxsteps = (long)steps, maxepochs = (long)epochs;
@@ -310,7 +328,7 @@ int main(int argc, char **argv)
   }
   memset(params, 0, pbytes);
   memset(opt, 0, obytes); /* Adam's moments, SGD's momentum: zero before the first step */
-  if (!stream_init(tr, "training data", ids, n, shuffle, (uint64_t)seed) ||
+  if (!stream_init(tr, "training data", ids, n, shuffle, seed) ||
       (vids && !stream_init(va, "validation data", vids, nv, 0, 0)))
     goto done;
 
