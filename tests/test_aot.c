@@ -752,6 +752,80 @@ Test(aot, one_and_two_threads_bitwise)
   rnnc_optim_config cfg;
   adam_cfg(&cfg);
   train_vs_jit(m, params, NULL, &charlm, &cfg, 3, 1, 950);
+  /* the step program of 2 rows against the JIT's next-token model of 2 rows */
+  rnnc_ctx *ctx = jit_open(&charlm);
+  rnnc_generator *g;
+  cr_assert_eq(rnnc_generator_new(ctx, "charlm", charlm.ndim, charlm.dim, 2, &g), RNNC_OK, "%s", rnnc_errmsg(ctx));
+  rnnc_generator_free(g);
+  rnnc_net *net = jit_net(ctx, &charlm, "charlm_gen", 1, 2, RNNC_CARRY);
+  set_params(net, m, params);
+  run_vs_jit(m, RNNC_AOT_STEP, params, net, &charlm, 6, 1, 1, 960);
+  rnnc_close(ctx);
+  free(params);
+  dlclose(so);
+}
+
+/* io NULL (or an entry NULL): inputs and outputs live in the workspace
+ * (rnnc_aot_area), the same results; a token id out of range is the JIT's
+ * message, RNNC_EINPUT, and leaves the carried states as they were. */
+Test(aot, workspace_io_and_bad_token)
+{
+  void *so;
+  const rnnc_aot_model *m = obj_build(&charlm, "wio", "", &so);
+  const rnnc_aot_prog *p = m->prog[RNNC_AOT_FORWARD];
+  float *params = make_params(m, 61);
+  rnnc_ctx *ctx = jit_open(&charlm);
+  rnnc_net *net = jit_net(ctx, &charlm, "charlm", charlm.T, charlm.B, RNNC_CARRY);
+  set_params(net, m, params);
+  void *ws = ws_new(m, RNNC_AOT_FORWARD, 2);
+  Io x;
+  io_alloc(&x, p);
+  for (int call = 0; call < 3; call++) {
+    io_fill(&x, &charlm, net, 70 + (uint64_t)call);
+    void *io[MAXIO] = {0};
+    for (int64_t k = 0; k < p->ntensor; k++) {
+      const rnnc_aot_tensor *t = &p->tensor[k];
+      if (t->role != RNNC_AOT_INPUT)
+        continue;
+      void *area = rnnc_aot_area(m, ws, t->name);
+      cr_assert(area, "no workspace area for input '%s'", t->name);
+      if (call == 1) /* inputs through io, outputs in the workspace */
+        io[t->io] = x.io[t->io];
+      else
+        memcpy(area, x.io[t->io], (size_t)t->numel * 4);
+    }
+    cr_assert_eq(rnnc_aot_run(m, ws, params, call == 1 ? io : NULL), RNNC_OK, "%s", rnnc_aot_message(ws));
+    cr_assert_eq(rnnc_forward(net), RNNC_OK);
+    const float *loss = rnnc_aot_area(m, ws, "loss");
+    cr_assert(loss, "no workspace area for output 'loss'");
+    cmp_floats("workspace io", "loss", loss, rnnc_data(net, "loss"), 1, 1);
+    cmp_floats("workspace io", "state.h2.c", rnnc_aot_area(m, ws, "state.h2.c"), rnnc_data(net, "state.h2.c"),
+               charlm.B * 16, 1);
+  }
+  cr_assert_null(rnnc_aot_area(m, ws, "h1.W_ih"), "a parameter has no workspace area");
+  cr_assert_null(rnnc_aot_area(m, ws, "nosuch"));
+  cr_assert_eq(rnnc_aot_message(ws)[0], 0, "no failure yet: '%s'", rnnc_aot_message(ws));
+
+  /* token id 70 at [3, 1] */
+  size_t sb = (size_t)charlm.B * 16 * sizeof(float);
+  float *before = malloc(sb);
+  memcpy(before, rnnc_aot_area(m, ws, "state.h1.h"), sb);
+  int32_t *tok = NULL;
+  for (int64_t k = 0; k < p->ntensor; k++)
+    if (strcmp(p->tensor[k].name, "tokens") == 0)
+      tok = x.io[p->tensor[k].io];
+  cr_assert(tok);
+  tok[3 * charlm.B + 1] = 70;
+  cr_assert_eq(rnnc_set(net, "tokens", tok, sizeof(int32_t) * charlm.T * charlm.B), RNNC_OK);
+  cr_assert_eq(rnnc_aot_run(m, ws, params, x.io), RNNC_EINPUT);
+  cr_assert_eq(rnnc_forward(net), RNNC_EINPUT);
+  cr_assert_str_eq(rnnc_aot_message(ws), "input 'tokens' has token id 70 at [3, 1], outside [0, 24)");
+  cr_assert(strstr(rnnc_errmsg(ctx), rnnc_aot_message(ws)), "the JIT says '%s'", rnnc_errmsg(ctx));
+  cr_assert_eq(memcmp(before, rnnc_aot_area(m, ws, "state.h1.h"), sb), 0, "a refused run changed the states");
+  free(before);
+  io_free(&x);
+  free(ws);
+  rnnc_close(ctx);
   free(params);
   dlclose(so);
 }
@@ -934,7 +1008,7 @@ static const char consumer[] =
     "  float *params = load(argv[1], CONS_PARAM_FLOATS * sizeof(float));\n"
     "  int32_t *data = load(argv[2], 4 * N * sizeof(int32_t));\n"
     "  size_t bytes = CONS_FORWARD_WS_BYTES(2);\n"
-    "  void *ws = aligned_alloc(64, bytes);\n"
+    "  void *ws = aligned_alloc(64, (bytes + 63) / 64 * 64);\n"
     "  if (cons_forward_init(ws, bytes, 2) != RNNC_OK) {\n"
     "    fprintf(stderr, \"%s\\n\", cons_message(NULL));\n"
     "    return 1;\n"
@@ -950,7 +1024,7 @@ static const char consumer[] =
     "  }\n"
     "  free(ws);\n"
     "  bytes = CONS_TRAIN_WS_BYTES(1);\n"
-    "  ws = aligned_alloc(64, bytes);\n"
+    "  ws = aligned_alloc(64, (bytes + 63) / 64 * 64);\n"
     "  float *opt = calloc(CONS_OPT_FLOATS, sizeof(float));\n"
     "  rnnc_optim_config c;\n"
     "  rnnc_optim_defaults(&c, RNNC_SGD);\n"
