@@ -25,6 +25,7 @@
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -708,8 +709,60 @@ Test(aot, generic_x86_64_features_within_1e5)
 
 /* ---- threads ------------------------------------------------------------------------ */
 
+/* Two workspaces of one program run at once from two threads (each with a
+ * team of 2): each gives what it gives alone. */
+typedef struct Job {
+  const rnnc_aot_model *m;
+  void *ws;
+  const float *params;
+  Io x;
+  int st;
+} Job;
+
+static void *job_run(void *arg)
+{
+  Job *j = arg;
+  for (int k = 0; k < 4 && j->st == RNNC_OK; k++)
+    j->st = rnnc_aot_run(j->m, j->ws, j->params, j->x.io);
+  return NULL;
+}
+
+static void two_workspaces_at_once(const rnnc_aot_model *m, const float *params)
+{
+  Job j[2];
+  float want[2];
+  for (int k = 0; k < 2; k++) { /* alone: 4 carried calls */
+    j[k] = (Job){m, ws_new(m, RNNC_AOT_FORWARD, 2), params, {0}, RNNC_OK};
+    io_alloc(&j[k].x, m->prog[RNNC_AOT_FORWARD]);
+    io_fill(&j[k].x, &charlm, NULL, 990 + (uint64_t)k);
+    job_run(&j[k]);
+    cr_assert_eq(j[k].st, RNNC_OK, "%s", rnnc_aot_message(j[k].ws));
+    const rnnc_aot_prog *p = m->prog[RNNC_AOT_FORWARD];
+    for (int64_t t = 0; t < p->ntensor; t++)
+      if (strcmp(p->tensor[t].name, "loss") == 0)
+        want[k] = *(float *)j[k].x.io[p->tensor[t].io];
+    rnnc_aot_reset(m, j[k].ws); /* from zero states again */
+  }
+  cr_assert(memcmp(&want[0], &want[1], 4) != 0, "two inputs, two losses");
+  pthread_t th[2];
+  for (int k = 0; k < 2; k++)
+    cr_assert_eq(pthread_create(&th[k], NULL, job_run, &j[k]), 0);
+  for (int k = 0; k < 2; k++)
+    cr_assert_eq(pthread_join(th[k], NULL), 0);
+  const rnnc_aot_prog *p = m->prog[RNNC_AOT_FORWARD];
+  for (int k = 0; k < 2; k++) {
+    cr_assert_eq(j[k].st, RNNC_OK, "%s", rnnc_aot_message(j[k].ws));
+    for (int64_t t = 0; t < p->ntensor; t++)
+      if (strcmp(p->tensor[t].name, "loss") == 0)
+        cr_assert(memcmp(j[k].x.io[p->tensor[t].io], &want[k], 4) == 0, "workspace %d: loss %a at once, %a alone",
+                  k, (double)*(float *)j[k].x.io[p->tensor[t].io], (double)want[k]);
+    io_free(&j[k].x);
+    free(j[k].ws);
+  }
+}
+
 /* The forward and step programs, the gradients and 3 training steps of one
- * object on 1 thread and on 2: bitwise the same. */
+ * object on 1 thread and on 2: bitwise the same; two workspaces at once. */
 Test(aot, one_and_two_threads_bitwise)
 {
   void *so;
@@ -761,6 +814,7 @@ Test(aot, one_and_two_threads_bitwise)
   set_params(net, m, params);
   run_vs_jit(m, RNNC_AOT_STEP, params, net, &charlm, 6, 1, 1, 960);
   rnnc_close(ctx);
+  two_workspaces_at_once(m, params);
   free(params);
   dlclose(so);
 }
@@ -1051,6 +1105,20 @@ static const char consumer[] =
     "  return 0;\n"
     "}\n";
 
+/* Whether this test (and so librnnc_rt.a: RNNC_SANITIZE) is built with
+ * AddressSanitizer: GCC's macro, clang's feature. */
+#if defined(__SANITIZE_ADDRESS__)
+static const int sanitize = 1;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+static const int sanitize = 1;
+#else
+static const int sanitize = 0;
+#endif
+#else
+static const int sanitize = 0;
+#endif
+
 /* The build directory (RNNC_BINARY's). */
 static const char *build_dir(void)
 {
@@ -1071,11 +1139,7 @@ Test(aot, consumer_program_with_plain_cc)
   cr_assert_eq(st, 0, "%s", out);
   free(out);
   write_bytes(tmp_path("prog.c"), consumer, strlen(consumer));
-#ifdef __SANITIZE_ADDRESS__
-  const char *san = " -fsanitize=address,undefined"; /* librnnc_rt.a is instrumented too */
-#else
-  const char *san = "";
-#endif
+  const char *san = sanitize ? " -fsanitize=address,undefined" : ""; /* librnnc_rt.a is instrumented too */
   snprintf(cmd, sizeof cmd,
            "cc -std=c17 -Wall -Wextra -Wpedantic -Werror%s -I '%s' -I '%s' -o '%s' '%s' '%s' -L '%s' -lrnnc_rt "
            "-lsleef -lm -fopenmp",
