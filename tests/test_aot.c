@@ -6,14 +6,16 @@
  *    JIT's outputs and carried states over several calls (forward program),
  *    the JIT's next-token model over 10 carried steps (step program), its
  *    gradients (rnnc_aot_backward vs rnnc_forward_backward) and, over 5
- *    training steps with Adam + clipping and SGD + momentum, its losses,
+ *    training steps with Adam + clipping, SGD + momentum on a cosine schedule
+ *    and AdamW with a frozen parameter on a step schedule, its losses,
  *    norms and parameters (rnnc_aot_train_step vs rnnc_train_step), for a
  *    two-layer LSTM, a GRU, a user cell run both ways, a bidirectional
- *    tagger, a masked classifier with final(), a last() classifier and an
- *    LSTM over features with given initial states;
+ *    tagger, a masked classifier with final(), a last() classifier, an
+ *    LSTM over features with given initial states and an encoder-decoder;
  *  - an object for the generic x86-64 target: within relative 1e-5 (the max
  *    relative difference per tensor, max|a - b| / max|b|, printed);
- *  - 1 and 2 threads: bitwise the same;
+ *  - 1 and 2 threads: bitwise the same; two workspaces run at once from two
+ *    threads; inputs and outputs in the workspace (io NULL); a bad token id;
  *  - nm: the object needs only SLEEF, libm/libc and OpenMP, and defines
  *    <prefix>_model; two models link into one library;
  *  - --emit asm / llvm and --header (compiles as C17 with -Werror);
@@ -59,6 +61,7 @@ static const Case textcls = {"examples/text_classifier.rnn", "text_classifier", 
                              8, 3, "m", 0};
 static const Case grucls = {"examples/gru_classifier.rnn", "gru_classifier", 2, {{"E", 8}, {"H", 16}}, 5, 2, NULL, 0};
 static const Case feats = {"examples/features_lstm.rnn", "features_lstm", 0, {{0}}, 5, 2, NULL, 0};
+static const Case s2s = {"examples/seq2seq.rnn", "seq2seq", 3, {{"S", 5}, {"E", 8}, {"H", 16}}, 4, 2, NULL, 0};
 
 /* ---- random values (xorshift64) --------------------------------------------- */
 
@@ -471,12 +474,13 @@ static double grads_vs_jit(const rnnc_aot_model *m, const float *params, rnnc_ne
   return rel;
 }
 
-/* nstep training steps with config cfg from params0: rnnc_aot_train_step
+/* nstep training steps with config cfg (frozen: a parameter left as it is,
+ * or NULL) from params0: rnnc_aot_train_step
  * (nthreads) against rnnc_train_step on net (RNNC_GRAD [| RNNC_CARRY], its
  * parameters set from params0 here): losses, norms and parameters after every
  * step. When net is NULL, the same with 1 and 2 threads of the object. */
 static double train_vs_jit(const rnnc_aot_model *m, const float *params0, rnnc_net *net, const Case *c,
-                           const rnnc_optim_config *cfg, int nstep, int exact, uint64_t seed)
+                           const rnnc_optim_config *cfg, const char *frozen, int nstep, int exact, uint64_t seed)
 {
   const rnnc_aot_prog *p = m->prog[RNNC_AOT_TRAIN];
   cr_assert(p, "no training program");
@@ -490,13 +494,13 @@ static double train_vs_jit(const rnnc_aot_model *m, const float *params0, rnnc_n
     memcpy(w[k], params0, pbytes);
     opt[k] = zalloc64(of * sizeof(float));
     ws[k] = ws_new(m, RNNC_AOT_TRAIN, net ? 2 : k + 1);
-    cr_assert_eq(rnnc_aot_train_init(m, ws[k], cfg, 0, NULL), RNNC_OK, "rnnc_aot_train_init: %s",
+    cr_assert_eq(rnnc_aot_train_init(m, ws[k], cfg, frozen != NULL, &frozen), RNNC_OK, "rnnc_aot_train_init: %s",
                  rnnc_aot_message(ws[k]));
   }
   rnnc_optim *o = NULL;
   if (net) {
     set_params(net, m, params0);
-    cr_assert_eq(rnnc_optim_new(net, cfg, 0, NULL, &o), RNNC_OK, "%s", rnnc_errmsg(net->ctx));
+    cr_assert_eq(rnnc_optim_new(net, cfg, frozen != NULL, &frozen, &o), RNNC_OK, "%s", rnnc_errmsg(net->ctx));
   }
   Io x;
   io_alloc(&x, p);
@@ -530,6 +534,11 @@ static double train_vs_jit(const rnnc_aot_model *m, const float *params0, rnnc_n
       cr_assert(fabs(gnorm[0] - gnorm[1]) <= 1e-5 * fabs(gnorm[1]), "%s: gradient norm %g vs %g", what, gnorm[0],
                 gnorm[1]);
   }
+  for (int64_t i = 0; frozen && i < m->nparam; i++)
+    if (strcmp(m->param[i].name, frozen) == 0)
+      cr_assert_eq(memcmp(w[0] + m->param[i].offset, params0 + m->param[i].offset,
+                          (size_t)m->param[i].numel * sizeof(float)),
+                   0, "frozen '%s' changed", frozen);
   io_free(&x);
   rnnc_optim_free(o);
   for (int k = 0; k < 2; k++) {
@@ -567,8 +576,8 @@ static void sgd_cfg(rnnc_optim_config *c)
  * the program carries: exactly when every cell runs forward in time), the
  * step program over 10 steps (a language model's: its next-token model; else
  * the model at T = 1 with carry; none when a cell runs backward in time), the
- * gradients (2 calls) and 5 training steps with Adam (and with SGD when sgd),
- * each bitwise the JIT's. */
+ * gradients (2 calls) and 5 training steps with Adam (and when sgd, with SGD
+ * and with AdamW with a frozen parameter), each bitwise the JIT's. */
 static void native_vs_jit(const Case *c, const char *prefix, int carries, int sgd)
 {
   void *so;
@@ -611,12 +620,21 @@ static void native_vs_jit(const Case *c, const char *prefix, int carries, int sg
   adam_cfg(&cfg);
   if (carry)
     cr_assert_eq(rnnc_reset_state(net), RNNC_OK);
-  train_vs_jit(m, params, net, c, &cfg, 5, 1, 400);
+  train_vs_jit(m, params, net, c, &cfg, NULL, 5, 1, 400);
   if (sgd) {
     sgd_cfg(&cfg);
     if (carry)
       cr_assert_eq(rnnc_reset_state(net), RNNC_OK);
-    train_vs_jit(m, params, net, c, &cfg, 5, 1, 500);
+    train_vs_jit(m, params, net, c, &cfg, NULL, 5, 1, 500);
+    /* AdamW on a step schedule, the first parameter frozen */
+    rnnc_optim_defaults(&cfg, RNNC_ADAMW);
+    cfg.lr = 2e-2;
+    cfg.schedule = RNNC_LR_STEP;
+    cfg.step_size = 2;
+    cfg.gamma = 0.5;
+    if (carry)
+      cr_assert_eq(rnnc_reset_state(net), RNNC_OK);
+    train_vs_jit(m, params, net, c, &cfg, m->param[0].name, 5, 1, 550);
   }
   rnnc_net_free(net);
   rnnc_close(ctx);
@@ -625,7 +643,7 @@ static void native_vs_jit(const Case *c, const char *prefix, int carries, int sg
 }
 
 /* A two-layer LSTM language model: the forward program carries its states,
- * the step program is the next-token model; Adam and SGD. */
+ * the step program is the next-token model; Adam, SGD and AdamW. */
 Test(aot, charlm_native_bitwise_jit)
 {
   native_vs_jit(&charlm, "lm", 1, 1);
@@ -664,6 +682,12 @@ Test(aot, features_lstm_native_bitwise_jit)
   native_vs_jit(&feats, "fl", 1, 1);
 }
 
+/* An encoder over S steps whose final states start the decoder over T. */
+Test(aot, seq2seq_native_bitwise_jit)
+{
+  native_vs_jit(&s2s, "s2s", 1, 0);
+}
+
 /* ---- the generic x86-64 target: within relative 1e-5 ----------------------------- */
 
 static void generic_vs_jit(const Case *c, const char *prefix)
@@ -686,7 +710,7 @@ static void generic_vs_jit(const Case *c, const char *prefix)
   adam_cfg(&cfg);
   cfg.lr = 1e-3;
   net = jit_net(ctx, c, c->model, c->T, c->B, RNNC_GRAD | carry);
-  double rt = train_vs_jit(m, params, net, c, &cfg, 5, 0, 800);
+  double rt = train_vs_jit(m, params, net, c, &cfg, NULL, 5, 0, 800);
   rnnc_net_free(net);
   fprintf(stderr, "test_aot: %s --cpu x86-64 vs the JIT: max relative difference forward %.3g, gradients %.3g, "
                   "5 Adam steps %.3g\n", c->model, rf, rg, rt);
@@ -804,7 +828,7 @@ Test(aot, one_and_two_threads_bitwise)
   }
   rnnc_optim_config cfg;
   adam_cfg(&cfg);
-  train_vs_jit(m, params, NULL, &charlm, &cfg, 3, 1, 950);
+  train_vs_jit(m, params, NULL, &charlm, &cfg, NULL, 3, 1, 950);
   /* the step program of 2 rows against the JIT's next-token model of 2 rows */
   rnnc_ctx *ctx = jit_open(&charlm);
   rnnc_generator *g;
