@@ -67,6 +67,7 @@ typedef struct Bench {
   void *ws, **io;
   float *params, *optstate;
   size_t wsbytes;
+  int64_t aot_steps; /* training steps the AOT side took: rnnc_aot_train_step's step */
   double compile_ms;
   char err[1024];
 } Bench;
@@ -257,17 +258,15 @@ static int same_io_states(Bench *b, const char *when) {
 
 /* ---- train ------------------------------------------------------------------ */
 
-static int64_t aot_steps; /* steps the AOT side took: the step argument */
-
 static int jit_train(Bench *b, float *loss, double *gnorm) {
   int st = rnnc_train_step(b->opt, loss, gnorm);
   return st == RNNC_OK ? 0 : jitfail(b, "rnnc_train_step", st);
 }
 
 static int aot_train(Bench *b, float *loss, double *gnorm) {
-  int st = rnnc_aot_train_step(b->m, b->ws, b->params, b->optstate, aot_steps, b->io, loss, gnorm);
+  int st = rnnc_aot_train_step(b->m, b->ws, b->params, b->optstate, b->aot_steps, b->io, loss, gnorm);
   if (st != RNNC_OK) return aotfail(b, "rnnc_aot_train_step", st);
-  aot_steps++;
+  b->aot_steps++;
   return 0;
 }
 
