@@ -1321,3 +1321,73 @@ Test(aot, error_prefix_not_identifier)
                 "digit)\n",
                 tmp_path("p.o"));
 }
+
+/* A NaN parameter: the compiled training step refuses with the JIT's
+ * message (RNNC_EINPUT) and changes no parameter and no optimizer state; a
+ * bad configuration is refused with the JIT's message too. */
+Test(aot, non_finite_loss_and_bad_config_as_the_jit)
+{
+  void *so;
+  const rnnc_aot_model *m = obj_build(&gru_lm, "nan", "--train", &so);
+  float *params = make_params(m, 71);
+  rnnc_ctx *ctx = jit_open(&gru_lm);
+  rnnc_net *net = jit_net(ctx, &gru_lm, "charlm_gru", gru_lm.T, gru_lm.B, RNNC_GRAD | RNNC_CARRY);
+  rnnc_optim_config cfg;
+  adam_cfg(&cfg);
+  void *ws = ws_new(m, RNNC_AOT_TRAIN, 2);
+
+  cfg.lr = -1;
+  rnnc_optim *o = NULL;
+  cr_assert_eq(rnnc_optim_new(net, &cfg, 0, NULL, &o), RNNC_EINPUT);
+  cr_assert_eq(rnnc_aot_train_init(m, ws, &cfg, 0, NULL), RNNC_EINPUT);
+  cr_assert(strstr(rnnc_errmsg(ctx), rnnc_aot_message(ws)) && rnnc_aot_message(ws)[0], "AOT '%s', JIT '%s'",
+            rnnc_aot_message(ws), rnnc_errmsg(ctx));
+  const char *nope = "no.such";
+  cfg.lr = 1e-2;
+  cr_assert_eq(rnnc_optim_new(net, &cfg, 1, &nope, &o), RNNC_EINPUT);
+  cr_assert_eq(rnnc_aot_train_init(m, ws, &cfg, 1, &nope), RNNC_EINPUT);
+  cr_assert(strstr(rnnc_errmsg(ctx), rnnc_aot_message(ws)) && rnnc_aot_message(ws)[0], "AOT '%s', JIT '%s'",
+            rnnc_aot_message(ws), rnnc_errmsg(ctx));
+
+  cr_assert_eq(rnnc_aot_train_init(m, ws, &cfg, 0, NULL), RNNC_OK, "%s", rnnc_aot_message(ws));
+  set_params(net, m, params);
+  cr_assert_eq(rnnc_optim_new(net, &cfg, 0, NULL, &o), RNNC_OK, "%s", rnnc_errmsg(ctx));
+  size_t pbytes = (size_t)m->param_floats * sizeof(float), of = rnnc_aot_opt_floats(m) * sizeof(float);
+  float *opt = zalloc64(of), *w0 = malloc(pbytes), *o0 = malloc(of);
+  Io x;
+  io_alloc(&x, m->prog[RNNC_AOT_TRAIN]);
+  for (int s = 0; s < 3; s++) {
+    io_fill(&x, &gru_lm, net, 80 + (uint64_t)s);
+    if (s == 2) { /* a NaN in the last parameter, both sides */
+      const rnnc_aot_param *q = &m->param[m->nparam - 1];
+      params[q->offset] = NAN;
+      ((float *)rnnc_data(net, q->name))[0] = NAN;
+      memcpy(w0, params, pbytes);
+      memcpy(o0, opt, of);
+    }
+    float loss[2];
+    int st = rnnc_aot_train_step(m, ws, params, opt, s, x.io, &loss[0], NULL);
+    int jst = rnnc_train_step(o, &loss[1], NULL);
+    cr_assert_eq(st, jst, "step %d: status %d (AOT) vs %d (JIT): %s", s, st, jst, rnnc_aot_message(ws));
+    if (s < 2) {
+      cr_assert_eq(st, RNNC_OK, "%s", rnnc_aot_message(ws));
+      cr_assert(memcmp(&loss[0], &loss[1], 4) == 0);
+      continue;
+    }
+    cr_assert_eq(st, RNNC_EINPUT);
+    cr_assert_str_eq(rnnc_aot_message(ws), "step 3: the loss is not finite (nan)");
+    cr_assert_str_eq(rnnc_aot_message(ws), rnnc_errmsg(ctx), "step %d: AOT '%s', JIT '%s'", s,
+                     rnnc_aot_message(ws), rnnc_errmsg(ctx));
+    cr_assert_eq(memcmp(w0, params, pbytes), 0, "a refused step changed the parameters");
+    cr_assert_eq(memcmp(o0, opt, of), 0, "a refused step changed the optimizer's state");
+  }
+  io_free(&x);
+  rnnc_optim_free(o);
+  rnnc_close(ctx);
+  free(ws);
+  free(opt);
+  free(w0);
+  free(o0);
+  free(params);
+  dlclose(so);
+}
