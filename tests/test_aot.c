@@ -53,7 +53,8 @@ typedef struct Case {
 } Case;
 
 static const Case charlm = {"examples/charlm.rnn", "charlm", 3, {{"V", 24}, {"E", 8}, {"H", 16}}, 6, 3, NULL, 1};
-static const Case gru_lm = {"examples/charlm_gru.rnn", "charlm_gru", 3, {{"V", 20}, {"E", 8}, {"H", 24}}, 7, 2, NULL, 1};
+static const Case gru_lm = {"examples/charlm_gru.rnn", "charlm_gru", 3, {{"V", 20}, {"E", 8}, {"H", 24}}, 7, 2,
+                            NULL, 1};
 static const Case mgu = {"examples/mgu.rnn", "mgu_tagger", 0, {{0}}, 5, 2, NULL, 0};
 static const Case bilstm = {"examples/bilstm_tagger.rnn", "bilstm_tagger", 3, {{"V", 30}, {"E", 8}, {"H", 16}}, 6, 3,
                             NULL, 0};
@@ -1045,7 +1046,8 @@ Test(aot, emit_asm_llvm_and_header)
       "#define EM_NPARAM 7", "EM_PARAM_x_weight = 0", "EM_PARAM_h_W_ih = ", "EM_PARAM_loss_bias = ",
       "#define EM_FORWARD_B 2", "#define EM_FORWARD_T 5", "typedef struct em_forward_io {",
       "const int32_t *tokens;", "const int32_t *labels;", "float *loss;", "float *p;", "} em_forward_io;",
-      "#define EM_FORWARD_WS_BYTES(nthreads)", "static inline int em_forward_init(void *ws, size_t bytes, int nthreads)",
+      "#define EM_FORWARD_WS_BYTES(nthreads)",
+      "static inline int em_forward_init(void *ws, size_t bytes, int nthreads)",
       "static inline int em_forward(void *ws, const float *params, const em_forward_io *io)",
       "typedef struct em_step_io {", "#define EM_STEP_WS_BYTES(nthreads)", "typedef struct em_train_io {",
       "#define EM_TRAIN_WS_BYTES(nthreads)", "#define EM_OPT_FLOATS", "static inline int em_train_init(",
