@@ -1393,3 +1393,23 @@ Test(aot, non_finite_loss_and_bad_config_as_the_jit)
   free(params);
   dlclose(so);
 }
+
+/* --train on a model with no loss: status 1, one line naming the model. */
+Test(aot, error_train_without_loss)
+{
+  static const char probs[] = "model p(V = 10, E = 4, H = 8) {\n"
+                              "  input tokens: i32[T, B]\n"
+                              "  x     = embedding(tokens, V, E)\n"
+                              "  h     = gru(x, H = H)\n"
+                              "  probs = softmax(h, V)\n"
+                              "  output probs\n"
+                              "}\n";
+  write_bytes(tmp_path("p.rnn"), probs, strlen(probs));
+  char *out;
+  int st = rnnc_cmd(&out, "compile '%s' -o '%s' --batch 2 --seq 3 --train", tmp_path("p.rnn"), tmp_path("p.o"));
+  cr_assert_eq(st, 1, "status %d: %s", st, out);
+  cr_assert(strncmp(out, "rnnc: ", 6) == 0 && strchr(out, '\n') == out + strlen(out) - 1, "one line: %s", out);
+  cr_assert(strstr(out, "model 'p' has no loss to differentiate (a softmax with a target, or a sum)\n"), "%s", out);
+  free(out);
+  cr_assert_neq(access(tmp_path("p.o"), F_OK), 0, "p.o was written");
+}
