@@ -349,7 +349,7 @@ static int jit_gen(Bench *b, Gen *g) {
 
 static int aot_gen(Bench *b, Gen *g) {
   (void)g;
-  int st = rnnc_aot_run(b->m, b->ws, b->params, b->io);
+  int st = rnnc_aot_run(b->m, RNNC_AOT_STEP, b->ws, b->params, b->io);
   return st == RNNC_OK ? 0 : aotfail(b, "rnnc_aot_run", st);
 }
 

@@ -69,7 +69,7 @@ static void program(FILE *f, const char *P, const char *U, const rnnc_aot_model 
       const rnnc_aot_tensor *t = &p->tensor[i];
       if (t->io < 0 || (t->role == RNNC_AOT_OUTPUT) != pass)
         continue;
-      fprintf(f, "  a[%lld] = (void *)io->", (long long)j++);
+      fprintf(f, "  a[%lld] = (void *)(uintptr_t)io->", (long long)j++);
       ident(f, t->name, 0);
       fprintf(f, ";\n");
     }
@@ -82,9 +82,10 @@ static void program(FILE *f, const char *P, const char *U, const rnnc_aot_model 
   const char *fn = k == RNNC_AOT_TRAIN ? "backward" : n;
   fprintf(f,
           "%sstatic inline int %s_%s(void *ws, const float *params, const %s_%s_io *io)\n"
-          "{\n  void *a[%lld];\n  return %s(&%s_model, ws, params, %s_%s_ioa(io, a));\n}\n",
+          "{\n  void *a[%lld];\n  return %s(&%s_model, %sws, params, %s_%s_ioa(io, a));\n}\n",
           k == RNNC_AOT_TRAIN ? "/* forward and backward: the gradients in the workspace (_grads) */\n" : "", P, fn, P, n,
-          (long long)(p->nio ? p->nio : 1), k == RNNC_AOT_TRAIN ? "rnnc_aot_backward" : "rnnc_aot_run", P, P, n);
+          (long long)(p->nio ? p->nio : 1), k == RNNC_AOT_TRAIN ? "rnnc_aot_backward" : "rnnc_aot_run", P,
+          k == RNNC_AOT_TRAIN ? "" : k == RNNC_AOT_STEP ? "RNNC_AOT_STEP, " : "RNNC_AOT_FORWARD, ", P, n);
   if (k == RNNC_AOT_TRAIN) {
     fprintf(f,
             "/* the optimizer's state: floats, zeroed by the caller before the first step */\n"

@@ -146,9 +146,11 @@ const char *rnnc_aot_message(const void *ws);
  * nio pointers (inputs, then outputs, in tensor order: the header's io
  * struct); io may be NULL, and any entry may be NULL: that tensor then lives
  * in the workspace (zeroed at init; a carried state, a mask of ones set once,
- * outputs read later with rnnc_aot_area). The program must be the one ws
- * was initialized for (RNNC_EMISUSE). */
-int rnnc_aot_run(const rnnc_aot_model *m, void *ws, const float *params, void *const *io);
+ * outputs read later with rnnc_aot_area). prog (RNNC_AOT_*) must be the
+ * program ws was initialized for: the io array is that program's
+ * (RNNC_EMISUSE "rnnc_aot_run: the workspace was made for program 'step',
+ * not 'forward'"). On a training workspace it runs the forward pass only. */
+int rnnc_aot_run(const rnnc_aot_model *m, int prog, void *ws, const float *params, void *const *io);
 /* The training program's forward and backward plans: the gradients of every
  * parameter are left in rnnc_aot_grads(ws). */
 int rnnc_aot_backward(const rnnc_aot_model *m, void *ws, const float *params, void *const *io);

@@ -310,10 +310,14 @@ static int run(Head *h, const float *params, void *const *io, int back, const ch
   return RNNC_OK;
 }
 
-int rnnc_aot_run(const rnnc_aot_model *m, void *ws, const float *params, void *const *io)
+int rnnc_aot_run(const rnnc_aot_model *m, int prog, void *ws, const float *params, void *const *io)
 {
   int st;
-  Head *h = head(m, ws, -1, "rnnc_aot_run", &st);
+  if (prog < 0 || prog >= RNNC_AOT_NPROG)
+    return m && ws && ((Head *)ws)->magic == WS_MAGIC
+               ? fail(ws, RNNC_EMISUSE, "rnnc_aot_run: no program %d (RNNC_AOT_FORWARD, _STEP or _TRAIN)", prog)
+               : tfail(RNNC_EMISUSE, "rnnc_aot_run: no program %d (RNNC_AOT_FORWARD, _STEP or _TRAIN)", prog);
+  Head *h = head(m, ws, prog, "rnnc_aot_run", &st);
   if (!h)
     return st;
   st = run(h, params, io, 0, "rnnc_aot_run");

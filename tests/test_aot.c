@@ -400,7 +400,7 @@ static double run_vs_jit(const rnnc_aot_model *m, int prog, const float *params,
   double rel = 0;
   for (int k = 0; k < ncall; k++) {
     io_fill(&x, c, net, seed + (uint64_t)k);
-    cr_assert_eq(rnnc_aot_run(m, ws, params, x.io), RNNC_OK, "rnnc_aot_run: %s", rnnc_aot_message(ws));
+    cr_assert_eq(rnnc_aot_run(m, prog, ws, params, x.io), RNNC_OK, "rnnc_aot_run: %s", rnnc_aot_message(ws));
     cr_assert_eq(rnnc_forward(net), RNNC_OK, "rnnc_forward: %s", rnnc_errmsg(net->ctx));
     char what[96];
     snprintf(what, sizeof what, "%s %s call %d", m->name, p->name, k);
@@ -748,7 +748,7 @@ static void *job_run(void *arg)
 {
   Job *j = arg;
   for (int k = 0; k < 4 && j->st == RNNC_OK; k++)
-    j->st = rnnc_aot_run(j->m, j->ws, j->params, j->x.io);
+    j->st = rnnc_aot_run(j->m, RNNC_AOT_FORWARD, j->ws, j->params, j->x.io);
   return NULL;
 }
 
@@ -811,7 +811,7 @@ Test(aot, one_and_two_threads_bitwise)
       for (int k = 0; k < 2; k++) {
         io_fill(&x[k], &charlm, NULL, 900 + (uint64_t)call);
         int st = prog == RNNC_AOT_TRAIN ? rnnc_aot_backward(m, ws[k], params, x[k].io)
-                                        : rnnc_aot_run(m, ws[k], params, x[k].io);
+                                        : rnnc_aot_run(m, prog, ws[k], params, x[k].io);
         cr_assert_eq(st, RNNC_OK, "%s", rnnc_aot_message(ws[k]));
       }
       for (int64_t t = 0; t < p->ntensor; t++) {
@@ -879,7 +879,7 @@ Test(aot, workspace_io_and_bad_token)
       else
         memcpy(area, x.io[t->io], (size_t)t->numel * 4);
     }
-    cr_assert_eq(rnnc_aot_run(m, ws, params, call == 1 ? io : NULL), RNNC_OK, "%s", rnnc_aot_message(ws));
+    cr_assert_eq(rnnc_aot_run(m, RNNC_AOT_FORWARD, ws, params, call == 1 ? io : NULL), RNNC_OK, "%s", rnnc_aot_message(ws));
     cr_assert_eq(rnnc_forward(net), RNNC_OK);
     const float *loss = rnnc_aot_area(m, ws, "loss");
     cr_assert(loss, "no workspace area for output 'loss'");
@@ -902,7 +902,7 @@ Test(aot, workspace_io_and_bad_token)
   cr_assert(tok);
   tok[3 * charlm.B + 1] = 70;
   cr_assert_eq(rnnc_set(net, "tokens", tok, sizeof(int32_t) * charlm.T * charlm.B), RNNC_OK);
-  cr_assert_eq(rnnc_aot_run(m, ws, params, x.io), RNNC_EINPUT);
+  cr_assert_eq(rnnc_aot_run(m, RNNC_AOT_FORWARD, ws, params, x.io), RNNC_EINPUT);
   cr_assert_eq(rnnc_forward(net), RNNC_EINPUT);
   cr_assert_str_eq(rnnc_aot_message(ws), "input 'tokens' has token id 70 at [3, 1], outside [0, 24)");
   cr_assert(strstr(rnnc_errmsg(ctx), rnnc_aot_message(ws)), "the JIT says '%s'", rnnc_errmsg(ctx));

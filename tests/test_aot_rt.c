@@ -334,7 +334,7 @@ Test(aot_rt, forward_carries_states_like_the_jit)
         cmodel_reset_state(f.prog[0].cm);
       }
       cr_assert_eq(cmodel_run(f.prog[0].cm, 0, 2, err, sizeof err), RNNC_OK, "%s", err);
-      cr_assert_eq(rnnc_aot_run(&f.model, ws, f.params, io), RNNC_OK, "%s", rnnc_aot_message(ws));
+      cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, ws, f.params, io), RNNC_OK, "%s", rnnc_aot_message(ws));
       same(&f, RNNC_AOT_FORWARD, ws, io, ROLE(CT_OUTPUT) | ROLE(CT_STATE), "forward");
     }
     for (int i = 0; i < 8; i++)
@@ -356,14 +356,14 @@ Test(aot_rt, step_by_step_reaches_the_forward_states)
   float *fout[8] = {0}, *sout[8] = {0};
   make_io(&f, RNNC_AOT_FORWARD, fio, fout, 1);
   make_io(&f, RNNC_AOT_STEP, sio, sout, 1);
-  cr_assert_eq(rnnc_aot_run(&f.model, fw, f.params, fio), RNNC_OK, "%s", rnnc_aot_message(fw));
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, fw, f.params, fio), RNNC_OK, "%s", rnnc_aot_message(fw));
   const CTensor *tok = cmodel_find(f.prog[0].cm, "tokens"), *tgt = cmodel_find(f.prog[0].cm, "targets");
   cr_assert(tok && tgt);
   int64_t B = 4;
   for (int t = 0; t < 6; t++) {
     sio[f.prog[1].t[cmodel_find(f.prog[1].cm, "tokens") - f.prog[1].cm->t].io] = (int32_t *)tok->data + t * B;
     sio[f.prog[1].t[cmodel_find(f.prog[1].cm, "targets") - f.prog[1].cm->t].io] = (int32_t *)tgt->data + t * B;
-    cr_assert_eq(rnnc_aot_run(&f.model, sw, f.params, sio), RNNC_OK, "%s", rnnc_aot_message(sw));
+    cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_STEP, sw, f.params, sio), RNNC_OK, "%s", rnnc_aot_message(sw));
   }
   const char *names[] = {"state.h.h", "state.h.c", "h_T", "c_T"};
   for (int i = 0; i < 4; i++) {
@@ -612,16 +612,20 @@ Test(aot_rt, init_misuse_messages)
   /* a workspace of another model, or none */
   rnnc_aot_model other = f.model;
   other.name = "other";
-  cr_assert_eq(rnnc_aot_run(&other, ws, f.params, NULL), RNNC_EMISUSE);
+  cr_assert_eq(rnnc_aot_run(&other, RNNC_AOT_FORWARD, ws, f.params, NULL), RNNC_EMISUSE);
   cr_assert_str_eq(rnnc_aot_message(ws), "rnnc_aot_run: the workspace was made for model 'lstm_lm', not 'other'");
   char junk[256] __attribute__((aligned(64))) = {0};
-  cr_assert_eq(rnnc_aot_run(&f.model, junk, f.params, NULL), RNNC_EMISUSE);
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, junk, f.params, NULL), RNNC_EMISUSE);
   cr_assert_str_eq(rnnc_aot_message(NULL), "rnnc_aot_run: not a workspace (rnnc_aot_init makes one)");
-  cr_assert_eq(rnnc_aot_run(&f.model, NULL, f.params, NULL), RNNC_EMISUSE);
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, NULL, f.params, NULL), RNNC_EMISUSE);
   cr_assert_str_eq(rnnc_aot_message(NULL), "rnnc_aot_run: the workspace is NULL");
-  cr_assert_eq(rnnc_aot_run(&f.model, ws, NULL, NULL), RNNC_EMISUSE);
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, ws, NULL, NULL), RNNC_EMISUSE);
   cr_assert_str_eq(rnnc_aot_message(ws), "rnnc_aot_run: params is NULL");
   /* the wrong program */
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_STEP, ws, f.params, NULL), RNNC_EMISUSE);
+  cr_assert_str_eq(rnnc_aot_message(ws), "rnnc_aot_run: the workspace was made for program 'forward', not 'step'");
+  cr_assert_eq(rnnc_aot_run(&f.model, 7, ws, f.params, NULL), RNNC_EMISUSE);
+  cr_assert_str_eq(rnnc_aot_message(ws), "rnnc_aot_run: no program 7 (RNNC_AOT_FORWARD, _STEP or _TRAIN)");
   cr_assert_eq(rnnc_aot_backward(&f.model, ws, f.params, NULL), RNNC_EMISUSE);
   cr_assert_str_eq(rnnc_aot_message(ws), "rnnc_aot_backward: the workspace was made for program 'forward', not 'train'");
   cr_assert_null(rnnc_aot_grads(&f.model, ws));
@@ -635,7 +639,7 @@ Test(aot_rt, init_misuse_messages)
   void *io[8] = {0};
   float *out[8] = {0};
   make_io(&f, RNNC_AOT_FORWARD, io, out, 1);
-  cr_assert_eq(rnnc_aot_run(&f.model, ws, f.params, io), RNNC_OK);
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, ws, f.params, io), RNNC_OK);
   cr_assert_str_eq(rnnc_aot_message(ws), "");
   free(ws);
   fix_free(&f);
@@ -657,7 +661,7 @@ Test(aot_rt, inputs_out_of_range)
   char err[256];
   int32_t keep = tok[3 * 4 + 1];
   tok[3 * 4 + 1] = 70;
-  cr_assert_eq(rnnc_aot_run(&f.model, ws, f.params, io), RNNC_EINPUT);
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, ws, f.params, io), RNNC_EINPUT);
   cr_assert_str_eq(rnnc_aot_message(ws), "input 'tokens' has token id 70 at [3, 1], outside [0, 11)");
   cr_assert_eq(cmodel_run(cm, 0, 1, err, sizeof err), RNNC_EINPUT);
   cr_assert_str_eq(err, rnnc_aot_message(ws));
@@ -666,12 +670,12 @@ Test(aot_rt, inputs_out_of_range)
   cr_assert_eq(*loss, 0.0f, "the run happened");
   tok[3 * 4 + 1] = keep;
   tgt[5 * 4 + 3] = -1;
-  cr_assert_eq(rnnc_aot_run(&f.model, ws, f.params, io), RNNC_EINPUT);
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, ws, f.params, io), RNNC_EINPUT);
   cr_assert_str_eq(rnnc_aot_message(ws), "input 'targets' has target -1 at [5, 3], outside [0, 11)");
   cr_assert_eq(cmodel_run(cm, 0, 1, err, sizeof err), RNNC_EINPUT);
   cr_assert_str_eq(err, rnnc_aot_message(ws));
   tgt[5 * 4 + 3] = 0;
-  cr_assert_eq(rnnc_aot_run(&f.model, ws, f.params, io), RNNC_OK);
+  cr_assert_eq(rnnc_aot_run(&f.model, RNNC_AOT_FORWARD, ws, f.params, io), RNNC_OK);
   cr_assert(*loss > 0);
   free(ws);
   fix_free(&f);

@@ -136,6 +136,9 @@ static int compile(Loaded *ld, const Opts *o, int argc, char **argv)
   env_get(&env, sT, &vT);
   env_get(&env, sB, &vB);
   int train = opt_given(o, "--train");
+  if (train && md->loss < 0)
+    return user_error("--train: model '%s' has no loss to differentiate (a softmax with a target, or a sum)",
+                      md->name);
   if ((st = jit_prepare(ld, md, train)))
     return st;
   int backward = 0;
