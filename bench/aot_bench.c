@@ -45,6 +45,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "rnnc.h"
 #include "rnnc_aot.h"
 
@@ -73,23 +74,6 @@ typedef struct Bench {
 } Bench;
 
 /* ---- small helpers -------------------------------------------------------- */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *x, const void *y) {
-  double a = *(const double *)x, b = *(const double *)y;
-  return (a > b) - (a < b);
-}
-
-/* The median of v[0..n-1] (sorted in place). */
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static double minimum(const double *v, int n) {
   double x = v[0];

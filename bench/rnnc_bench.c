@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "ir.h" /* the reference interpreter, for the check before timing */
 #include "rnnc.h"
 
@@ -93,23 +94,6 @@ typedef struct Opts {
 } Opts;
 
 /* ---- small helpers -------------------------------------------------------- */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *x, const void *y) {
-  double a = *(const double *)x, b = *(const double *)y;
-  return (a > b) - (a < b);
-}
-
-/* The median of v[0..n-1] (v is sorted in place). */
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* splitmix64: the inputs' fixed-seed generator. */
 static uint64_t splitmix64(uint64_t *s) {

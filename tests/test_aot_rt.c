@@ -62,23 +62,6 @@ static void *xcalloc(size_t n, size_t s)
   return p;
 }
 
-/* "T=5 B=3 H=40" into a fresh env (names interned in m). */
-static void env_parse(Module *m, const char *dims, Env *env)
-{
-  memset(env, 0, sizeof *env);
-  const char *p = dims;
-  while (*p) {
-    while (*p == ' ')
-      p++;
-    const char *eq = strchr(p, '=');
-    cr_assert(eq, "bad dims '%s'", dims);
-    char *end;
-    long v = strtol(eq + 1, &end, 10);
-    env_set(m->arena, env, intern(m->names, p, (size_t)(eq - p)), v);
-    p = end;
-  }
-}
-
 /* Fill prog's descriptor from its CModel (param: the model's table). */
 static void describe(Fix *f, Prog *g, int which)
 {
@@ -165,7 +148,7 @@ static void fix_new(Fix *f, const char *path, const char *dims, const char *step
   for (int w = 0; w < RNNC_AOT_NPROG; w++) {
     if (!pdims[w])
       continue;
-    Env env;
+    Env env = {0};
     env_parse(f->m, pdims[w], &env);
     CompileOpts co = {.grad = w == RNNC_AOT_TRAIN, .carry = 1};
     int st = cmodel_compile(f->m, f->md, &env, &co, &f->prog[w].cm, err, sizeof err);

@@ -141,22 +141,6 @@ static Module *load_text(const char *name, const char *text)
   return m;
 }
 
-/* "T=5 B=3 H=1" into env (names interned in m). */
-static void parse_env(Module *m, const char *dims, Env *env)
-{
-  const char *p = dims;
-  while (p && *p) {
-    while (*p == ' ')
-      p++;
-    const char *eq = strchr(p, '=');
-    cr_assert(eq, "bad dims '%s'", dims);
-    char *end;
-    long v = strtol(eq + 1, &end, 10);
-    env_set(m->arena, env, intern(m->names, p, (size_t)(eq - p)), v);
-    p = end;
-  }
-}
-
 /* Bind the header defaults env leaves unbound; every dim of an input or a
  * parameter must then be bound. */
 static void bind_all(Case *c)
@@ -256,7 +240,7 @@ static void case_new(Case *c, const char *tag, const char *path, const char *tex
   cr_assert_not_null(c->m, "%s does not parse and verify", tag);
   c->md = model_find(c->m, NULL);
   cr_assert_not_null(c->md, "%s: not exactly one model", tag);
-  parse_env(c->m, dims, &c->env);
+  env_parse(c->m, dims, &c->env);
   bind_all(c);
   cr_assert_eq(init_params(c->md, &c->env, seed, &c->params, err, sizeof err), RNNC_OK, "%s", err);
   make_inputs(c, seed);

@@ -149,3 +149,18 @@ void write_bytes(const char *path, const void *p, size_t n)
   cr_assert_eq(fwrite(p, 1, n, f), n);
   cr_assert_eq(fclose(f), 0);
 }
+
+void env_parse(Module *m, const char *dims, Env *env)
+{
+  const char *p = dims;
+  while (p && *p) {
+    while (*p == ' ')
+      p++;
+    const char *eq = strchr(p, '=');
+    cr_assert(eq, "bad dims '%s'", dims);
+    char *end;
+    long v = strtol(eq + 1, &end, 10);
+    env_set(m->arena, env, intern(m->names, p, (size_t)(eq - p)), v);
+    p = end;
+  }
+}

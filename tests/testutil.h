@@ -24,6 +24,8 @@ const char *tmp_dir(void);
 const char *tmp_path(const char *name);
 /* Write n bytes to path; the test fails when that does not work. */
 void write_bytes(const char *path, const void *p, size_t n);
+/* "T=5 B=3 H=1" into env (added to what it holds; names interned in m). */
+void env_parse(Module *m, const char *dims, Env *env);
 /* Parse and verify a file into a new module; NULL on error (diags printed). */
 Module *load_module(const char *path);
 #endif
