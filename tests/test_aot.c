@@ -1322,6 +1322,12 @@ Test(aot, error_prefix_not_identifier)
                 "rnnc: prefix 'my-model' is not a C identifier (letters, digits and _, not starting with a "
                 "digit)\n",
                 tmp_path("p.o"));
+  snprintf(args, sizeof args, "'%s' -o '%s' --batch 2 --seq 3 --prefix rnnc_lm", srcpath(mgu.file),
+           tmp_path("p.o"));
+  compile_fails(args,
+                "rnnc: prefix 'rnnc_lm' would clash with rnnc's own names (rnnc_forward, RNNC_OK, ...); give "
+                "another with --prefix NAME\n",
+                tmp_path("p.o"));
 }
 
 /* A NaN parameter: the compiled training step refuses with the JIT's

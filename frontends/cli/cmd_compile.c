@@ -62,6 +62,10 @@ static int prefix_of(const Opts *o, const Model *md, const char **out)
   if (!ok)
     return user_error("prefix '%s' is not a C identifier (letters, digits and _, not starting with a digit)%s", p,
                       opt_str(o, "--prefix") ? "" : "; give one with --prefix NAME");
+  if (!strcmp(p, "rnnc") || !strncmp(p, "rnnc_", 5) || !strncmp(p, "RNNC", 4))
+    return user_error("prefix '%s' would clash with rnnc's own names (rnnc_forward, RNNC_OK, ...); give another "
+                      "with --prefix NAME",
+                      p);
   *out = p;
   return EXIT_OK;
 }
