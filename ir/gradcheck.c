@@ -102,9 +102,10 @@ static Tensor *add64(TensorSet *s, const char *name, const Shape *shape, const E
   return tset_add(s, name, dtype, shape->rank, dim);
 }
 
+void gradcheck_rng(Rng *rng, uint64_t seed) { rng_seed(rng, seed ^ 0x9e3779b97f4a7c15u); }
+
 /* Random inputs as described at the top. */
-static int make_inputs(Module *m, Model *md, const Env *e, Rng *rng, TensorSet *in, char *err,
-                       size_t errlen)
+int gradcheck_inputs(const Model *md, const Env *e, Rng *rng, TensorSet *in, char *err, size_t errlen)
 {
   for (int i = 0; i < md->nnode; i++) {
     const MNode *n = &md->node[i];
@@ -146,7 +147,6 @@ static int make_inputs(Module *m, Model *md, const Env *e, Rng *rng, TensorSet *
       ((int64_t *)t->data)[k] = v;
     }
   }
-  (void)m;
   return RNNC_OK;
 }
 
@@ -295,7 +295,7 @@ int gradcheck(Module *m, Model *md, const Env *env, uint64_t seed, const Gradche
   tset_init(&in);
   tset_init(&out);
   Rng rng;
-  rng_seed(&rng, seed ^ 0x9e3779b97f4a7c15u);
+  gradcheck_rng(&rng, seed);
   int st = init_params(md, e, seed, &p32, err, errlen);
   /* float64 copies of the parameters, so small steps are representable */
   for (int k = 0; !st && k < p32.n; k++) {
@@ -309,7 +309,7 @@ int gradcheck(Module *m, Model *md, const Env *env, uint64_t seed, const Gradche
       ((double *)t->data)[i] = ((const float *)s->data)[i];
   }
   if (!st)
-    st = make_inputs(m, md, e, &rng, &in, err, errlen);
+    st = gradcheck_inputs(md, e, &rng, &in, err, errlen);
   InterpOpts io = {.prec = PREC_F64, .wantgrad = 1};
   if (!st)
     st = interp_run(m, md, g, e, &p, &in, &io, &out, err, errlen);

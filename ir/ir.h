@@ -1193,6 +1193,13 @@ typedef struct GradcheckReport {
 int gradcheck(Module *m, Model *md, const Env *env, uint64_t seed, const GradcheckOpts *o,
               GradcheckReport *r, char *err, size_t errlen);
 void gradcheck_report_free(GradcheckReport *r);
+/* The point gradcheck checks, for another check of the same point (rnnc
+ * gradcheck's JIT check): its generator seeded from seed, and the inputs it
+ * draws from it (float inputs N(0, 1); token ids and targets in the range
+ * their readers accept, a quarter of a softmax's targets its ignore index),
+ * float64 / int64 tensors into in. RNNC_ENOMEM with a message. */
+void gradcheck_rng(Rng *rng, uint64_t seed);
+int gradcheck_inputs(const Model *md, const Env *e, Rng *rng, TensorSet *in, char *err, size_t errlen);
 
 
 /* ==== issue 4: training and generation (contracts; each banner's file owns

@@ -112,61 +112,6 @@ static int opt_pos(const Opts *o, const char *name, double def, double *out)
 
 /* ---- the jit check ----------------------------------------------------------- */
 
-/* The point gradcheck() checks (ir/gradcheck.c, "The point checked"): inputs
- * drawn exactly as it draws them, from the same seed and dims, so both
- * checks look at the same point (jit_check verifies it by the loss). */
-static int point_inputs(const Model *md, const Env *e, uint64_t seed, TensorSet *in)
-{
-  Rng rng;
-  rng_seed(&rng, seed ^ 0x9e3779b97f4a7c15u);
-  for (int i = 0; i < md->nnode; i++) {
-    const MNode *n = &md->node[i];
-    if (n->kind != M_INPUT)
-      continue;
-    int64_t dim[TENSOR_MAXRANK];
-    for (int k = 0; k < n->shape.rank; k++) {
-      long v = 0;
-      dim_eval(n->shape.d[k], e, &v, NULL);
-      dim[k] = v;
-    }
-    Tensor *t = tset_add(in, n->name, n->dtype == DT_I32 ? DT_I64 : DT_F64, n->shape.rank, dim);
-    if (!t)
-      return RNNC_ENOMEM;
-    int64_t ne = tensor_numel(t);
-    if (n->dtype != DT_I32) {
-      for (int64_t k = 0; k < ne; k++)
-        ((double *)t->data)[k] = rng_normal(&rng);
-      continue;
-    }
-    long hi = -1, ignore = 0;
-    int hasignore = 0;
-    for (int j = 0; j < md->nnode; j++) {
-      const MNode *u = &md->node[j];
-      long v = -1;
-      if ((u->kind == M_EMBEDDING || u->kind == M_ONEHOT) && u->arg[0] == i)
-        dim_eval(u->size[0], e, &v, NULL);
-      if (u->kind == M_SOFTMAX && u->target == i) {
-        dim_eval(u->size[0], e, &v, NULL);
-        if (u->hasignore) {
-          hasignore = 1;
-          ignore = u->ignore;
-        }
-      }
-      if (v >= 0 && (hi < 0 || v < hi))
-        hi = v;
-    }
-    if (hi <= 0)
-      hi = 1;
-    for (int64_t k = 0; k < ne; k++) {
-      long v = (long)(rng_uniform(&rng) * (double)hi);
-      if (hasignore && k > 0 && rng_uniform(&rng) < 0.25)
-        v = ignore;
-      ((int64_t *)t->data)[k] = v;
-    }
-  }
-  return RNNC_OK;
-}
-
 /* Norm-wise relative error of a (F32) against ref (F64):
  * max_i |a_i - r_i| / max(max_i |r_i|, FLT_MIN), infinite with a NaN;
  * *worst the index of the largest difference. */
@@ -208,8 +153,11 @@ static int jit_check(Loaded *ld, Model *md, GradcheckReport *r, uint64_t seed, i
   if (st)
     goto done;
   InterpOpts io = {.prec = PREC_F64, .wantgrad = 1};
-  if (point_inputs(md, e, seed, &in) != RNNC_OK) {
-    st = user_error("out of memory");
+  /* the point gradcheck() checked (jit_check verifies it by the loss) */
+  Rng rng;
+  gradcheck_rng(&rng, seed);
+  if (gradcheck_inputs(md, e, &rng, &in, err, sizeof err) != RNNC_OK) {
+    st = user_error("%s", err);
     goto done;
   }
   if (init_params(md, e, seed, &p, err, sizeof err) != RNNC_OK ||
