@@ -2,8 +2,9 @@
  * require: the descriptor aot.c built (in memory; its sizes are what the
  * object holds). produce: the model's own API as text: the parameter table as
  * an enum, and per program an io struct (its inputs, then its outputs, typed
- * pointers with their shapes), the workspace size as a macro affine in the
- * thread count (rnnc_aot_ws_bytes for 0 and 1 threads: the runtime's own
+ * pointers with their shapes; a language model's step output is said to be
+ * the next token's probabilities), the workspace size as a macro affine in the
+ * thread count (from rnnc_aot_ws_bytes for 1 and 2 threads: the runtime's own
  * layout), and small inline functions over rnnc_aot.h. */
 #include <ctype.h>
 #include <stdio.h>
@@ -30,7 +31,7 @@ static const char *const upname[RNNC_AOT_NPROG] = {"FORWARD", "STEP", "TRAIN"};
 static const char *const enumname[RNNC_AOT_NPROG] = {"RNNC_AOT_FORWARD", "RNNC_AOT_STEP", "RNNC_AOT_TRAIN"};
 
 /* The io struct and the functions of program k. */
-static void program(FILE *f, const char *P, const char *U, const rnnc_aot_model *d, int k)
+static void program(FILE *f, const char *P, const char *U, const rnnc_aot_model *d, int k, int nexttoken)
 {
   const rnnc_aot_prog *p = d->prog[k];
   const char *n = p->name;
@@ -53,7 +54,7 @@ static void program(FILE *f, const char *P, const char *U, const rnnc_aot_model 
       ident(f, t->name, 0);
       fprintf(f, "; /* %s ", pass ? "output" : "input ");
       shape(f, t->dtype, t->rank, t->dim);
-      fprintf(f, " */\n");
+      fprintf(f, "%s */\n", pass && nexttoken ? ": the next token's probabilities" : "");
     }
   fprintf(f, "} %s_%s_io;\n", P, n);
   size_t a = rnnc_aot_ws_bytes(d, k, 1), b = rnnc_aot_ws_bytes(d, k, 2);
@@ -146,7 +147,8 @@ void aot_header(FILE *f, const AotSpec *s, const rnnc_aot_model *d)
   fprintf(f, "};\n");
   for (int k = 0; k < RNNC_AOT_NPROG; k++)
     if (d->prog[k])
-      program(f, P, U, d, k);
+      /* a language model's step is its next-token model (ir/genmodel.c) */
+      program(f, P, U, d, k, k == RNNC_AOT_STEP && s->prog[k].md != s->prog[RNNC_AOT_FORWARD].md);
   fprintf(f, "\n/* the message of the last failure on ws */\n"
              "static inline const char *%s_message(const void *ws) { return rnnc_aot_message(ws); }\n", P);
   fprintf(f, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
