@@ -60,12 +60,19 @@ def check_targets(rn, pt, peak):
     def ms(d, k, mode):
         return d.get(k, {}).get(mode, {}).get("ms_median")
 
-    # training: 3x on C1, 2x on C2-C5; forward only: 2x on C1-C5
+    # training: 3x on C1, 2x on C2-C5; forward only: 2x on C1-C5. With the
+    # FLOPs of a step, a ratio is also a fraction of the FMA peak: the one
+    # rnnc would have to sustain over the whole step to reach it.
     for k, need_train in [("C1", 3), ("C2", 2), ("C3", 2), ("C4", 2), ("C5", 2)]:
         for mode, label, need in [("train", "training", need_train), ("fwd", "forward-only", 2)]:
             r, p = ms(rn, k, mode), ms(pt, k, mode)
             if r and p:
-                out.append(dict(what=f"{k} {label} ≥ {need}× PyTorch", value=f"{p / r:.2f}×", met=p / r >= need))
+                value = f"{p / r:.2f}×"
+                gf = rn.get(k, {}).get(mode, {}).get("gflop_per_step")
+                if gf and peak:
+                    value += (f" ({need}× needs {100 * need * gf / (p / 1000) / peak:.0f}% of the FMA peak;"
+                              f" rnnc ran at {100 * gf / (r / 1000) / peak:.0f}%)")
+                out.append(dict(what=f"{k} {label} ≥ {need}× PyTorch", value=value, met=p / r >= need))
     for k in ("C2", "C5"):
         g = rn.get(k, {}).get("train", {}).get("gflops")
         if g and peak:

@@ -29,7 +29,11 @@ typedef struct CC {
   Addr *acc;         /* backward: outs added into operands' adjoints */
   Addr *pack;
   char *gemm;
-  char *colgemm;     /* a GEMM split by columns in a kernel of its own (few rows) */
+  char *colgemm;     /* a GEMM split by columns in a kernel of its own, before
+                        its phase's kernel (few rows, or a big weight) */
+  char *tailgemm;    /* ... after its phase's kernel: a step's GEMM with a big
+                        weight whose vector the step computes and whose value
+                        no other node of the step reads (backward's d_h') */
   char *lateacc;     /* col_gemms: add this GEMM's home into its acc after it */
   char *gemv;        /* ... with so few rows that the weight is read unpacked */
   char *bigemm;      /* a GEMM over all T*B rows (PRE, POST) in a kernel of its
@@ -71,6 +75,7 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
   cc->pack = aalloc(C->a, nn * sizeof *cc->pack);
   cc->gemm = aalloc(C->a, nn);
   cc->colgemm = aalloc(C->a, nn);
+  cc->tailgemm = aalloc(C->a, nn);
   cc->lateacc = aalloc(C->a, nn);
   cc->gemv = aalloc(C->a, nn);
   cc->bigemm = aalloc(C->a, nn);
@@ -121,6 +126,19 @@ static int computed(const CC *cc, int i)
   return !isleaf(cc->c->node[i].op) && cc->s->phase[i] != SCHED_DEAD && !cc->s->sumonly[i] && !cc->skip[i];
 }
 
+/* Whether node i is read or written by a column GEMM of its step, which
+ * takes every row of the step from its home: the GEMM's product, or the
+ * vector of one run after the step's kernel. */
+static int by_step(const CC *cc, int i)
+{
+  if (cc->colgemm[i] || cc->tailgemm[i])
+    return 1;
+  for (int j = 0; j < cc->c->nnode; j++)
+    if (cc->tailgemm[j] && cc->c->node[j].arg[1] == i)
+      return 1;
+  return 0;
+}
+
 /* Homes for the computed nodes; need[i] says who must have one, keep[i]
  * (NULL: none) whose home outlives the node's kernels (an output, a value
  * saved for backward): the others are in the transient area. */
@@ -160,7 +178,7 @@ static void assign(CC *cc, char *need, const char *keep)
       cc->sa[i].off += cc->start[i];
     } else if (need[i] && !cc->V[i]) {
       cc->sa[i] = keep && keep[i] ? ws_alloc(cc->C, cc->numel[i], 0) : ws_tmp(cc->C, cc->numel[i], 0);
-    } else if (cc->colgemm[i] && s->phase[i] == SCHED_LOOP && !need[i]) {
+    } else if (by_step(cc, i) && s->phase[i] == SCHED_LOOP && !need[i]) {
       cc->sa[i] = ws_tmp(cc->C, cc->B * cc->numel[i], cc->numel[i]);
       cc->steptmp[i] = 1;
     } else if (need[i] || cc->colgemm[i]) {
@@ -175,13 +193,37 @@ static void assign(CC *cc, char *need, const char *keep)
 enum { FEWROWS = 16 };
 /* Rows below which such a GEMM reads its weight unpacked (mk_gemv). */
 enum { GEMVROWS = 4 };
+/* Floats of a weight from which a step's GEMM runs by columns whatever the
+ * rows (CompileOpts.colweight, 0: this). Within the step's kernel, every
+ * block of rows (RB, a few micro-tiles: phasegen.c) streams the whole packed
+ * weight; one of 8 MiB or more is not kept by the caches between blocks, so
+ * C5's 16 MiB weight was read from memory 3 to 6 times a step. By columns,
+ * each thread reads its share once a step (bench/README.md: C5's forward
+ * 0.72x the time). Smaller weights stay in the caches and gain nothing. */
+enum { BIGWEIGHT = 1 << 21 };
+
+/* Whether a node of the loop phase other than node i reads node i. */
+static int read_in_loop(const CC *cc, int i)
+{
+  const Cell *c = cc->c;
+  for (int j = 0; j < c->nnode; j++)
+    if (j != i && cc->s->phase[j] == SCHED_LOOP && computed(cc, j))
+      for (int k = 0; k < c->node[j].narg; k++)
+        if (c->node[j].arg[k] == i)
+          return 1;
+  return 0;
+}
 
 /* GEMM nodes: a matvec / matvec_t of a parameter by a per-row value. With
  * few rows, those whose vector comes from outside their phase run by
- * columns (generation at B = 1: every thread takes a share of the weights). */
+ * columns (generation at B = 1: every thread takes a share of the weights);
+ * so do a step's GEMMs with a big weight, before the step's kernel when
+ * their vector comes from outside the step, after it when the step computes
+ * the vector and nothing else in the step reads the product. */
 static void mark_gemms(CC *cc, int bwd)
 {
   const Cell *c = cc->c;
+  int64_t big = cc->C->o->colweight > 0 ? cc->C->o->colweight : BIGWEIGHT;
   for (int i = 0; i < c->nnode; i++) {
     const Node *nd = &c->node[i];
     if (!computed(cc, i) || !cc->s->gemm[i] || (nd->op != OP_MATVEC && nd->op != OP_MATVECT))
@@ -196,7 +238,9 @@ static void mark_gemms(CC *cc, int bwd)
     int isout = 0;
     for (int j = 0; bwd && j < c->nout; j++)
       isout |= c->out[j] == i;
-    cc->colgemm[i] = rows < FEWROWS && outside && !isout;
+    int bigw = ph == SCHED_LOOP && cc->numel[i] * cc->numel[x] >= big;
+    cc->colgemm[i] = (rows < FEWROWS || bigw) && outside && !isout;
+    cc->tailgemm[i] = bigw && !outside && !isout && !read_in_loop(cc, i);
     cc->gemv[i] = cc->colgemm[i] && rows < GEMVROWS && nd->op == OP_MATVEC;
     cc->bigemm[i] = !cc->colgemm[i] && ph != SCHED_LOOP && outside;
   }
@@ -239,14 +283,16 @@ static Addr where(const CC *cc, int i, int inloop)
   return inloop && !cc->steptmp[i] ? at_step(cc->sa[i], cc->B) : cc->sa[i];
 }
 
-/* The column-split GEMMs of a phase, then a barrier; they leave mask. */
-static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop)
+/* The GEMMs of a phase in kernels of their own, then a barrier; they leave
+ * mask. tail 0: those run before the phase's kernel (colgemm, bigemm); 1:
+ * those run after it (tailgemm). */
+static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
 {
   Comp *C = cc->C;
   const Cell *c = cc->c;
   int any = 0;
   for (int i = 0; i < c->nnode; i++) {
-    if (!mask[i] || !(cc->colgemm[i] || cc->bigemm[i]))
+    if (!mask[i] || !(tail ? cc->tailgemm[i] : cc->colgemm[i] || cc->bigemm[i]))
       continue;
     const Node *nd = &c->node[i];
     int x = nd->arg[1], bt = nd->op == OP_MATVEC;
@@ -306,19 +352,12 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop)
   return RNNC_OK;
 }
 
-/* One fused kernel of the nodes in mask (none: no kernel). */
-static int phase_kernel(CC *cc, const char *what, char *mask, int64_t nrows, int inloop, int64_t grain)
+/* The fused kernel of the nodes in mask (phasegen.c). */
+static int fused_kernel(CC *cc, const char *what, char *mask, int64_t nrows, int inloop, int64_t grain)
 {
   Comp *C = cc->C;
   const Cell *c = cc->c;
-  int st = col_gemms(cc, mask, nrows, inloop);
-  if (st)
-    return st;
-  int any = 0;
-  for (int i = 0; i < c->nnode; i++)
-    any |= mask[i];
-  if (!any)
-    return RNNC_OK;
+  int st;
   Addr *at = aalloc(C->a, ((size_t)c->nnode + 1) * sizeof *at);
   Addr *acc = aalloc(C->a, ((size_t)c->nnode + 1) * sizeof *acc);
   for (int i = 0; i < c->nnode; i++) {
@@ -337,6 +376,33 @@ static int phase_kernel(CC *cc, const char *what, char *mask, int64_t nrows, int
   need_scratch(C, scr);
   plan_call(C, sym, nrows, grain, !inloop);
   return RNNC_OK;
+}
+
+/* A phase's kernels: the fused kernel of the nodes in mask (none: no kernel)
+ * and the GEMMs that run in kernels of their own before and after it. */
+static int phase_kernel(CC *cc, const char *what, char *mask, int64_t nrows, int inloop, int64_t grain)
+{
+  Comp *C = cc->C;
+  const Cell *c = cc->c;
+  int st = col_gemms(cc, mask, nrows, inloop, 0);
+  if (st)
+    return st;
+  char *tail = NULL;
+  int any = 0;
+  for (int i = 0; i < c->nnode; i++) {
+    if (mask[i] && cc->tailgemm[i]) {
+      if (!tail)
+        tail = aalloc(C->a, (size_t)c->nnode + 1);
+      tail[i] = 1, mask[i] = 0;
+    }
+    any |= mask[i];
+  }
+  if (any && (st = fused_kernel(cc, what, mask, nrows, inloop, grain)))
+    return st;
+  if (!tail)
+    return RNNC_OK;
+  plan_call(C, "barrier", 0, 1, 1); /* their vectors: every row of the step */
+  return col_gemms(cc, tail, nrows, inloop, 1);
 }
 
 /* The masks of the four kernels: invariant, PRE, LOOP, POST. */
@@ -385,7 +451,7 @@ static int move(CC *cc, int node, Addr y, int64_t rows, int inloop, int acc)
 static void step_end(CC *cc)
 {
   for (int i = 0; i < cc->c->nnode; i++)
-    if (cc->colgemm[i] && cc->s->phase[i] == SCHED_LOOP) {
+    if ((cc->colgemm[i] || cc->tailgemm[i]) && cc->s->phase[i] == SCHED_LOOP) {
       plan_call(cc->C, "barrier", 0, 1, 1);
       return;
     }

@@ -912,6 +912,10 @@ typedef struct CompileOpts {
                             left there: a forward run continues the last one
                             (forward-direction cells only) */
   int portable;          /* generic x86-64 code (no AVX2) */
+  int64_t colweight;     /* a step's GEMMs with a weight of at least this
+                            many floats run by columns over the threads
+                            (compile_cell.c, BIGWEIGHT); 0: the default.
+                            Never changes a result's bits (tests set 1) */
 } CompileOpts;
 
 typedef struct CModel CModel;

@@ -262,14 +262,12 @@ static double now_ms(void)
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Compile c's model (with gradients or not) and copy the parameters and
- * inputs in. */
-static CModel *case_compile(Case *c, int grad)
+/* Compile c's model with options co and copy the parameters and inputs in. */
+static CModel *case_compile_with(Case *c, const CompileOpts *co)
 {
   char err[512] = "";
   CModel *cm = NULL;
-  CompileOpts co = {.grad = grad};
-  int st = cmodel_compile(c->m, c->md, &c->env, &co, &cm, err, sizeof err);
+  int st = cmodel_compile(c->m, c->md, &c->env, co, &cm, err, sizeof err);
   cr_assert_eq(st, RNNC_OK, "%s: cmodel_compile: %s", c->tag, err);
   for (int i = 0; i < cmodel_ntensor(cm); i++) {
     CTensor *x = cmodel_tensor(cm, i);
@@ -283,6 +281,9 @@ static CModel *case_compile(Case *c, int grad)
   }
   return cm;
 }
+
+/* ... with gradients or not, the default options. */
+static CModel *case_compile(Case *c, int grad) { return case_compile_with(c, &(CompileOpts){.grad = grad}); }
 
 static void run(Case *c, CModel *cm, int grad, int nthreads)
 {
@@ -617,6 +618,67 @@ Test(jit_model, edge_examples)
     check_case(&c, 0, NULL);
     case_free(&c);
   }
+}
+
+/* ---- a step's GEMMs by columns -------------------------------------------------- */
+
+/* Kernels in cm's plans (forward and backward) whose symbol contains what. */
+static int plan_kernels(const CModel *cm, const char *what)
+{
+  int n = 0;
+  for (int b = 0; b < 2; b++) {
+    const Plan *p = b ? cmodel_bplan(cm) : cmodel_plan(cm);
+    for (int k = 0; k < p->nfn; k++)
+      n += strstr(p->fnname[k], what) != NULL;
+  }
+  return n;
+}
+
+/* CompileOpts.colweight = 1: every GEMM of a step runs by columns over the
+ * threads in a kernel of its own — before the step's fused kernel when its
+ * vector comes from the step before (forward's W_hh·h), after it when the
+ * step computes the vector and nothing else in the step reads the product
+ * (backward's d_h' = W_hhᵀ·d_gates) — where by default, at B >= 16 rows and
+ * weights under 8 MiB, they run by rows inside the fused kernel. By rows or
+ * by columns, the GEMM sums each element in the same order: within JIT_TOL
+ * of the interpreter, and memcmp-equal to the default build on 1, 2 and 3
+ * threads. ncol: the column GEMMs the plan must have. */
+static void by_columns(const char *name, const char *dims, int ncol)
+{
+  Case c;
+  char path[256], tag[160];
+  snprintf(path, sizeof path, "examples/%s.rnn", name);
+  snprintf(tag, sizeof tag, "%s %s by columns", name, dims);
+  case_new(&c, tag, path, NULL, dims, 5);
+  CModel *rows = case_compile(&c, 1), *cols = case_compile_with(&c, &(CompileOpts){.grad = 1, .colweight = 1});
+  cr_assert_eq(plan_kernels(rows, "colgemm"), 0, "%s: the default build has a column GEMM", tag);
+  cr_assert_eq(plan_kernels(cols, "colgemm"), ncol, "%s: %d column GEMMs, expected %d", tag,
+               plan_kernels(cols, "colgemm"), ncol);
+  run(&c, rows, 1, 1);
+  Snap s;
+  snap_take(rows, 1, &s);
+  for (int nth = 1; nth <= 3; nth++) {
+    run(&c, cols, 1, nth);
+    snap_expect_same(tag, cols, &s, nth);
+  }
+  int n;
+  double worst = compare(tag, cols, &c.ref, c.md, 0, 0, &n);
+  cr_expect(n == c.ref.n, "%s: compared %d of %d tensors", tag, n, c.ref.n);
+  cr_expect(worst <= JIT_TOL, "%s: relative error %.3g > %g", tag, worst, JIT_TOL);
+  snap_free(&s);
+  cmodel_free(rows);
+  cmodel_free(cols);
+  case_free(&c);
+}
+
+Test(jit_model, step_gemms_by_columns)
+{
+  by_columns("charlm", "T=4 B=17", 4);                   /* 2 LSTMs: W_hh·h, W_hhᵀ·d_gates */
+  by_columns("charlm_gru", "T=3 B=16", 1);               /* GRU: the step adds to W_hhᵀ·d: forward only */
+  by_columns("mgu", "T=3 B=19 H=9", 2);                  /* 2 MGUs: U·(f⊙h) stays in the step */
+  by_columns("bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4); /* both directions */
+  by_columns("deepbench_lstm", "T=2 B=18 I=3 H=13", 2);  /* C5's model: float inputs, a sum loss */
+  by_columns("seq2seq", "S=2 T=3 B=16 H=6", 4);          /* a decoder started from the encoder */
 }
 
 /* ---- errors and sensitivity -------------------------------------------------------- */
