@@ -47,6 +47,10 @@ enum {
   MAXNR = 16, /* the widest NR */
   PFD = 32,   /* k steps before the end of a slice at which C is prefetched */
   PFA = 8,    /* rows of A ahead that GEMM_AT's packing prefetches */
+  PFB = 1 << 18, /* floats of op(B) (K·N) above which the micro-kernel prefetches
+                    the next panel: larger than L2, B streams from L3 or memory
+                    (C2's 4 MiB W_hh: 0.92-0.95x the time; at C1's 256 KiB the
+                    prefetches, all hits, cost 1-3%) */
 };
 
 typedef struct G {
@@ -55,6 +59,7 @@ typedef struct G {
   LLVMValueRef fma;
   LLVMTypeRef fmaty;
   int W, NR, flags;
+  int pfb;                /* the micro-kernels prefetch the next panel (PFB) */
   int64_t M, N, K, lda, ldb, ldc;
   int64_t np, npf, nt;    /* panels, whole panels, columns of the partial one */
   int linkage;            /* of the entry points: 0 external, 1 internal */
@@ -71,6 +76,19 @@ void gemm_block(int flags, int *mr, int *nr)
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t up16(int64_t n) { return (n + 15) / 16 * 16; } /* 64 bytes */
+
+/* llvm.prefetch(p, rw, locality, data): 0 read / 1 write; locality 3 keeps
+ * the line in L1, 2 in L2. A prefetch never faults, wherever p points. */
+static void prefetch(G *g, LLVMValueRef p, int rw, int locality)
+{
+  IRB *ir = &g->ir;
+  unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+  LLVMValueRef pf = LLVMGetIntrinsicDeclaration(ir->mod, pid, &ir->ptr, 1);
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(ir->cx);
+  LLVMValueRef pa[4] = {p, LLVMConstInt(i32, (unsigned)rw, 0), LLVMConstInt(i32, (unsigned)locality, 0),
+                        LLVMConstInt(i32, 1, 0)};
+  LLVMBuildCall2(ir->b, LLVMIntrinsicGetType(ir->cx, pid, &ir->ptr, 1), pf, pa, 4, "");
+}
 
 /* Floats of one block of op(A) packed: up to MC rows (rounded up to MR, a
  * partial micro-panel takes a whole one) by up to KC columns. */
@@ -237,18 +255,9 @@ static void gen_packa(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LL
    * weight gradient [2048 x 4096] x [4096 x 512], behind OpenBLAS) */
   LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), kc, 1, "ak");
   LLVMValueRef src = irb_gep(ir, A, irb_add(ir, irb_mulc(ir, irb_add(ir, k0, k), g->lda), i0));
-  {
-    /* the rows PFA ahead, read at (prefetch: no fault past the end) */
-    unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-    LLVMValueRef pf = LLVMGetIntrinsicDeclaration(ir->mod, pid, &ir->ptr, 1);
-    LLVMTypeRef pfty = LLVMIntrinsicGetType(ir->cx, pid, &ir->ptr, 1);
-    LLVMTypeRef i32 = LLVMInt32TypeInContext(ir->cx);
-    for (int64_t l = 0; l <= min64(MC, g->M); l += 16) {
-      LLVMValueRef off = irb_i64(ir, PFA * g->lda + l);
-      LLVMValueRef pa[4] = {LLVMBuildGEP2(ir->b, ir->f32, src, &off, 1, ""), LLVMConstInt(i32, 0, 0),
-                            LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
-      LLVMBuildCall2(ir->b, pfty, pf, pa, 4, "");
-    }
+  for (int64_t l = 0; l <= min64(MC, g->M); l += 16) { /* the rows PFA ahead (past the end: no fault) */
+    LLVMValueRef off = irb_i64(ir, PFA * g->lda + l);
+    prefetch(g, LLVMBuildGEP2(ir->b, ir->f32, src, &off, 1, ""), 0, 3);
   }
   if (g->M >= MR) {
     LLVMTypeRef mrty = LLVMVectorType(ir->f32, MR);
@@ -270,8 +279,8 @@ static void gen_packa(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LL
 /* for (k = lo; k < hi; k++) acc[r][v] = fma(A[k·MR + r], Bp[k·NR + v·W ..], acc[r][v])
  * for r < mr, v < nv; out gets the accumulators after the loop (out may be
  * in). */
-static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef lo, LLVMValueRef hi,
-                      LLVMValueRef in[MR][MAXNR / 4], LLVMValueRef out[MR][MAXNR / 4])
+static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef pf, LLVMValueRef lo,
+                      LLVMValueRef hi, LLVMValueRef in[MR][MAXNR / 4], LLVMValueRef out[MR][MAXNR / 4])
 {
   IRB *ir = &g->ir;
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(ir->b);
@@ -293,6 +302,8 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
   LLVMValueRef brow = irb_mulc(ir, k, g->NR);
   for (int v = 0; v < nv; v++)
     bv[v] = irb_loadu(ir, g->vty, irb_gep(ir, Bp, irb_add(ir, brow, irb_i64(ir, (int64_t)v * g->W))));
+  if (pf)
+    prefetch(g, irb_gep(ir, pf, brow), 0, 2); /* the next panel's line k, into L2 */
   LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(ir->cx), (unsigned)g->W));
   LLVMValueRef poison = LLVMGetPoison(g->vty);
   for (int r = 0; r < mr; r++) {
@@ -317,35 +328,41 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
       out[r][v] = acc[r][v];
 }
 
-/* void kern(Ap, Bp, C, ldc, kc, first), internal: for r < mr, j < NR,
+/* void kern(Ap, Bp, C, ldc, kc, first, pf), internal: for r < mr, j < NR,
  *   C[r·ldc + j] = (first ? 0 : C[r·ldc + j]) + Σ_{k < kc} Ap[k·MR + r] Bp[k·NR + j]
  * with the sum in increasing k from 0 (the same bits for every mr); kc >= 1.
- * The MR-row kernel prefetches its C tile near the end of the slice. */
+ * With a large B (g->pfb, the variant named .pf), step k also prefetches
+ * pf[k·NR] into L2: the line of the next panel that the next panel's first
+ * tile reads at its step k, so a panel streamed from L3 or memory arrives
+ * while the one before is computed (pf = Bp when there is nothing to
+ * fetch). The MR-row kernel prefetches its C tile near the end of the
+ * slice. */
 static LLVMValueRef gen_kernel(G *g, int mr)
 {
   IRB *ir = &g->ir;
   /* the micro-kernel depends on mr, NR and the vector type only: one copy
    * per module serves every GEMM in it (compile time) */
   char name[64];
-  snprintf(name, sizeof name, "rnnc.gemm.k%dx%d.w%d", mr, g->NR, g->W);
+  snprintf(name, sizeof name, "rnnc.gemm.k%dx%d.w%d%s", mr, g->NR, g->W, g->pfb ? ".pf" : "");
   LLVMValueRef have = LLVMGetNamedFunction(ir->mod, name);
   if (have)
     return have;
   const char *sym = g->sym;
   g->sym = "";
-  LLVMTypeRef pt[6] = {ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64, ir->i1};
-  LLVMValueRef fn = newfn(g, name, pt, 6, 1, "Ap Bp C ldc kc first");
+  LLVMTypeRef pt[7] = {ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64, ir->i1, ir->ptr};
+  LLVMValueRef fn = newfn(g, name, pt, 7, 1, "Ap Bp C ldc kc first pf");
   g->sym = sym;
   irb_attr(ir, fn, LLVMAttributeFunctionIndex, "noinline"); /* one copy: compile time */
   LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
   LLVMValueRef ldc = LLVMGetParam(fn, 3), kc = LLVMGetParam(fn, 4), first = LLVMGetParam(fn, 5);
+  LLVMValueRef pf = g->pfb ? LLVMGetParam(fn, 6) : NULL;
   int nv = g->NR / g->W;
   LLVMValueRef acc[MR][MAXNR / 4], next[MR][MAXNR / 4];
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++)
       acc[r][v] = LLVMConstNull(g->vty);
   if (mr < MR) {
-    gen_kloop(g, mr, nv, A, Bp, irb_i64(ir, 0), kc, acc, next);
+    gen_kloop(g, mr, nv, A, Bp, pf, irb_i64(ir, 0), kc, acc, next);
   } else {
     /* acc = Σ over k in [0, split), prefetch the C tile for writing
      * (llvm.prefetch(p, rw 1, locality 3, data 1), the first and last float
@@ -354,18 +371,11 @@ static LLVMValueRef gen_kernel(G *g, int mr)
     LLVMValueRef split = LLVMBuildNSWSub(ir->b, kc, irb_i64(ir, PFD), "");
     split = LLVMBuildSelect(ir->b, LLVMBuildICmp(ir->b, LLVMIntSLT, split, irb_i64(ir, 0), ""), irb_i64(ir, 0), split,
                             "split");
-    gen_kloop(g, mr, nv, A, Bp, irb_i64(ir, 0), split, acc, next);
-    unsigned pid = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-    LLVMValueRef pf = LLVMGetIntrinsicDeclaration(ir->mod, pid, &ir->ptr, 1);
-    LLVMTypeRef pfty = LLVMIntrinsicGetType(ir->cx, pid, &ir->ptr, 1);
-    LLVMTypeRef i32 = LLVMInt32TypeInContext(ir->cx);
+    gen_kloop(g, mr, nv, A, Bp, pf, irb_i64(ir, 0), split, acc, next);
     for (int r = 0; r < mr; r++)
-      for (int e = 0; e < 2; e++) {
-        LLVMValueRef pa[4] = {irb_gep(ir, C, irb_add(ir, irb_mulc(ir, ldc, r), irb_i64(ir, e ? g->NR - 1 : 0))),
-                              LLVMConstInt(i32, 1, 0), LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)};
-        LLVMBuildCall2(ir->b, pfty, pf, pa, 4, "");
-      }
-    gen_kloop(g, mr, nv, A, Bp, split, kc, next, next);
+      for (int e = 0; e < 2; e++)
+        prefetch(g, irb_gep(ir, C, irb_add(ir, irb_mulc(ir, ldc, r), irb_i64(ir, e ? g->NR - 1 : 0))), 1, 3);
+    gen_kloop(g, mr, nv, A, Bp, pf, split, kc, next, next);
   }
   /* C += acc (or C = acc on the first slice) */
   for (int r = 0; r < mr; r++)
@@ -385,17 +395,18 @@ static LLVMValueRef gen_kernel(G *g, int mr)
  * tile (MR x NR, in scratch), then its nt columns into C, added as the
  * kernel adds: the same bits. */
 static void gen_call(G *g, LLVMValueRef kern, LLVMValueRef h, int partial, LLVMValueRef Ap, LLVMValueRef Bpan,
-                     LLVMValueRef Cp, LLVMValueRef i, LLVMValueRef kc, LLVMValueRef first, LLVMValueRef tile)
+                     LLVMValueRef pf, LLVMValueRef Cp, LLVMValueRef i, LLVMValueRef kc, LLVMValueRef first,
+                     LLVMValueRef tile)
 {
   IRB *ir = &g->ir;
   LLVMValueRef c = irb_gep(ir, Cp, irb_mulc(ir, i, g->ldc));
   if (!partial) {
-    LLVMValueRef args[6] = {Ap, Bpan, c, irb_i64(ir, g->ldc), kc, first};
-    call(g, kern, args, 6);
+    LLVMValueRef args[7] = {Ap, Bpan, c, irb_i64(ir, g->ldc), kc, first, pf};
+    call(g, kern, args, 7);
     return;
   }
-  LLVMValueRef args[6] = {Ap, Bpan, tile, irb_i64(ir, g->NR), kc, LLVMConstInt(ir->i1, 1, 0)};
-  call(g, kern, args, 6);
+  LLVMValueRef args[7] = {Ap, Bpan, tile, irb_i64(ir, g->NR), kc, LLVMConstInt(ir->i1, 1, 0), pf};
+  call(g, kern, args, 7);
   IRLoop lr;
   LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), h, 1, "tr");
   LLVMValueRef src = irb_gep(ir, tile, irb_mulc(ir, r, g->NR)), dst = irb_gep(ir, c, irb_mulc(ir, r, g->ldc));
@@ -409,16 +420,19 @@ static void gen_call(G *g, LLVMValueRef kern, LLVMValueRef h, int partial, LLVMV
 
 /* One panel against the rows i0 .. i0 + nq·MR + rem of a block, packed at
  * Ap: MR rows at a time, then the rem rows left (rem < MR, or <= M when
- * M < MR) as 4 + 2 + 1 rows, each part there when rem has its bit. */
-static void gen_rows(G *g, int partial, LLVMValueRef Bpan, LLVMValueRef Cp, LLVMValueRef Ap, LLVMValueRef tile,
-                     LLVMValueRef i0, LLVMValueRef nq, LLVMValueRef rem, LLVMValueRef kc, LLVMValueRef first)
+ * M < MR) as 4 + 2 + 1 rows, each part there when rem has its bit. The
+ * first tile prefetches the panel at Bnext (the next one, or Bpan). */
+static void gen_rows(G *g, int partial, LLVMValueRef Bpan, LLVMValueRef Bnext, LLVMValueRef Cp, LLVMValueRef Ap,
+                     LLVMValueRef tile, LLVMValueRef i0, LLVMValueRef nq, LLVMValueRef rem, LLVMValueRef kc,
+                     LLVMValueRef first)
 {
   IRB *ir = &g->ir;
   LLVMValueRef qstride = irb_mulc(ir, kc, MR);
   if (g->M >= MR) {
     IRLoop lq;
     LLVMValueRef q = irb_loop_begin(ir, &lq, irb_i64(ir, 0), nq, 1, "q");
-    gen_call(g, g->kern[MR], irb_i64(ir, MR), partial, irb_gep(ir, Ap, mulv(g, q, qstride)), Bpan, Cp,
+    LLVMValueRef pf = LLVMBuildSelect(ir->b, LLVMBuildICmp(ir->b, LLVMIntEQ, q, irb_i64(ir, 0), ""), Bnext, Bpan, "");
+    gen_call(g, g->kern[MR], irb_i64(ir, MR), partial, irb_gep(ir, Ap, mulv(g, q, qstride)), Bpan, pf, Cp,
              irb_add(ir, i0, irb_mulc(ir, q, MR)), kc, first, tile);
     irb_loop_end(ir, &lq);
   }
@@ -430,8 +444,8 @@ static void gen_rows(G *g, int partial, LLVMValueRef Bpan, LLVMValueRef Cp, LLVM
     LLVMValueRef has =
         LLVMBuildICmp(ir->b, LLVMIntNE, LLVMBuildAnd(ir->b, rem, irb_i64(ir, h), ""), irb_i64(ir, 0), "");
     LLVMBasicBlockRef after = if_begin(g, has, "mtail");
-    gen_call(g, g->kern[h], irb_i64(ir, h), partial, irb_gep(ir, Aq, r0), Bpan, Cp, irb_add(ir, iq, r0), kc, first,
-             tile);
+    gen_call(g, g->kern[h], irb_i64(ir, h), partial, irb_gep(ir, Aq, r0), Bpan, g->M >= MR ? Bpan : Bnext, Cp,
+             irb_add(ir, iq, r0), kc, first, tile);
     if_end(g, after);
   }
 }
@@ -463,14 +477,16 @@ static void gen_blk(G *g)
   gen_packa(g, A, Ap, i0, rows, nq, rem, k0, kc);
   if (g->npf) {
     LLVMValueRef p = irb_loop_begin(ir, &lp, pb0, smin(g, pb1, irb_i64(ir, g->npf)), 1, "p");
-    gen_rows(g, 0, irb_gep(ir, Bp, mulv(g, sub(g, p, p0), ps)), irb_gep(ir, C, irb_mulc(ir, p, g->NR)), Ap, tile, i0,
-             nq, rem, kc, first);
+    LLVMValueRef Bpan = irb_gep(ir, Bp, mulv(g, sub(g, p, p0), ps));
+    LLVMValueRef more = LLVMBuildICmp(ir->b, LLVMIntSLT, irb_add(ir, p, irb_i64(ir, 1)), pb1, "");
+    LLVMValueRef Bnext = LLVMBuildSelect(ir->b, more, irb_gep(ir, Bpan, ps), Bpan, "");
+    gen_rows(g, 0, Bpan, Bnext, irb_gep(ir, C, irb_mulc(ir, p, g->NR)), Ap, tile, i0, nq, rem, kc, first);
     irb_loop_end(ir, &lp);
   }
   if (g->nt) { /* the partial panel, with the last column block */
     LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(ir->b, LLVMIntSGT, pb1, irb_i64(ir, g->npf), ""), "ntail");
-    gen_rows(g, 1, irb_gep(ir, Bp, mulv(g, sub(g, irb_i64(ir, g->npf), p0), ps)),
-             irb_gep(ir, C, irb_i64(ir, g->npf * g->NR)), Ap, tile, i0, nq, rem, kc, first);
+    LLVMValueRef Bpan = irb_gep(ir, Bp, mulv(g, sub(g, irb_i64(ir, g->npf), p0), ps));
+    gen_rows(g, 1, Bpan, Bpan, irb_gep(ir, C, irb_i64(ir, g->npf * g->NR)), Ap, tile, i0, nq, rem, kc, first);
     if_end(g, after);
   }
   irb_loop_end(ir, &li);
@@ -605,6 +621,7 @@ static void g_init(G *g, LLVMContextRef cx, LLVMModuleRef mod, const char *sym, 
   *g = (G){.flags = s->flags, .M = s->M, .N = s->N, .K = s->K, .lda = s->lda,
            .ldb = s->ldb, .ldc = s->ldc, .sym = sym, .linkage = linkage};
   g->NR = spec_nr(s);
+  g->pfb = s->K * s->N > PFB;
   int fused = g->NR == 16; /* AVX2 + FMA */
   g->W = fused ? 8 : 4;
   g->np = gemm_npanels(s);
