@@ -49,8 +49,8 @@ enum {
   PFA = 8,    /* rows of A ahead that GEMM_AT's packing prefetches */
   PFB = 1 << 18, /* floats of op(B) (K·N) above which the micro-kernel prefetches
                     the next panel: larger than L2, B streams from L3 or memory
-                    (C2's 4 MiB W_hh: 0.92-0.95x the time; at C1's 256 KiB the
-                    prefetches, all hits, cost 1-3%) */
+                    (C5's step: 0.89-0.96x the time, C2's 0.92-1.0x; at C1's
+                    256 KiB the prefetches, all hits, cost 1-3%) */
 };
 
 typedef struct G {

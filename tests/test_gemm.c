@@ -422,6 +422,46 @@ Test(gemm2, model_shapes)
   jit_free(j);
 }
 
+/* Whether gemm_gen2 for s put the micro-kernel named name into a module. */
+static int has_kernel(Jit *j, GemmSpec s, const char *name)
+{
+  char err[512];
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("k", jit_context(j));
+  cr_assert_eq(gemm_gen2(jit_context(j), mod, "k", &s, err, sizeof err), RNNC_OK, "%s", err);
+  int has = LLVMGetNamedFunction(mod, name) != NULL;
+  LLVMDisposeModule(mod);
+  return has;
+}
+
+/* With op(B) over 2^18 floats (K·N; larger than L2) the micro-kernels are
+ * the variants that prefetch the next panel (`.pf`), below it the plain
+ * ones; the prefetching kernels of every row count (M = 7: 6 + 1 rows, 11:
+ * 6 + 4 + 1, 2: the 2-row kernel alone) and a partial last panel (N = 450,
+ * 530) are right against the double reference, on every split. */
+Test(gemm2, large_b_prefetching_kernels)
+{
+  Jit *j = newjit();
+  if (irb_avx2_fma()) {
+    cr_assert(has_kernel(j, (GemmSpec){7, 450, 600, 600, 600, 450, GEMM_BT}, "rnnc.gemm.k6x16.w8.pf"));
+    cr_assert(has_kernel(j, (GemmSpec){7, 450, 600, 600, 600, 450, GEMM_BT}, "rnnc.gemm.k1x16.w8.pf"));
+    cr_assert(!has_kernel(j, (GemmSpec){7, 450, 600, 600, 600, 450, GEMM_BT}, "rnnc.gemm.k6x16.w8"));
+    cr_assert(!has_kernel(j, (GemmSpec){7, 512, 512, 512, 512, 512, GEMM_BT}, "rnnc.gemm.k6x16.w8.pf"),
+              "K·N = 2^18 exactly: no prefetch");
+    cr_assert(has_kernel(j, (GemmSpec){7, 512, 512, 512, 512, 512, GEMM_BT}, "rnnc.gemm.k6x16.w8"));
+  }
+  static const struct {
+    Shape2 s;
+    int flags;
+  } m[] = {
+      {{7, 450, 600, 0, 0, 0}, GEMM_BT | GEMM_ACC},
+      {{11, 530, 520, 1, 2, 3}, GEMM_AT},
+      {{2, 600, 450, 0, 0, 0}, 0},
+  };
+  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+    check2(j, m[i].s, m[i].flags);
+  jit_free(j);
+}
+
 /* Bad sizes and leading dimensions are shape errors with a message; nothing
  * is added to the module. */
 Test(gemm2, bad_specs)
