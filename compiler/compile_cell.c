@@ -472,13 +472,12 @@ static int move_to(CC *cc, int node, Addr y, int64_t rows, int acc)
   return k_copy(cc->C, rows, cc->numel[node], where(cc, node, 1), y, acc, 1, 0);
 }
 
-/* Whether backward cell bc reads the adjoint of state s anywhere but in the
- * loop's own kernel: a store for after the loop, a POST node, a GEMM-summed
- * gradient's outer, a gradient summed by rows, an out. */
-static int read_after(const Cell *bc, int s)
+/* Whether backward cell bc reads node L anywhere but in the loop's own
+ * kernel: a store for after the loop, a POST node, a GEMM-summed gradient's
+ * outer, a gradient summed by rows, an out. */
+static int node_read_after(const Cell *bc, int L)
 {
   const CellSched *bs = bc->sched;
-  int L = bc->state[s];
   if (!bs || bs->store[L])
     return 1;
   for (int j = 0; j < bc->nnode; j++) {
@@ -494,6 +493,16 @@ static int read_after(const Cell *bc, int s)
     if (bc->out[j] == L)
       return 1;
   return 0;
+}
+
+/* Whether the adjoint of state s must be kept for every step (T + 1 slots,
+ * not two): backward cell bc reads it after the loop, or reads its update
+ * there — e.g. d_s1' = d_v5 that a GEMM after the loop also reads as d_v5
+ * (grad P0 = outer(d_v5, x0)): that update is written in the state's slot of
+ * the step, which two slots would overwrite at the next step. */
+static int read_after(const Cell *bc, int s)
+{
+  return node_read_after(bc, bc->state[s]) || (bc->next[s] >= 0 && node_read_after(bc, bc->next[s]));
 }
 
 Addr dhs_final(const Comp *C, int node, int s)

@@ -20,7 +20,9 @@
  *    sum(concat(last(top), final(c1, s))), K in {1, 2, 3, 5, 17}; sometimes
  *    a second output (c1, probs(loss), final(c1, s0)).
  * T is random in 1..5, B cycles through 1, 2, 3, 5, 17 (B >= 16: row-split
- * steps, B < 16 column-split GEMMs, B < 4 the gemv path). Parameters are
+ * steps, B < 16 column-split GEMMs, B < 4 the gemv path); odd cases compile
+ * with CompileOpts.colweight = 1, so every step GEMM runs by columns, in a
+ * kernel of its own before the fused step or after it (compile_cell.c). Parameters are
  * init_params' (seeded), float inputs uniform in [-1, 1) (the generator's
  * bounds assume leaves there), token ids uniform in their embedding's range,
  * targets in their softmax's classes (one in four -1 where ignore = -1).
@@ -490,14 +492,14 @@ static void make_alt(Module *m, Model *md, const Env *env, const TensorSet *para
   tset_clear(&r64);
 }
 
-/* md compiled (with gradients or not), params and inputs copied in; NULL
- * (reported) on an error. */
-static CModel *compile_in(MCtx *x, Module *m, Model *md, const Env *env, int grad, const TensorSet *params,
-                          const TensorSet *inputs)
+/* md compiled (with gradients or not; colweight: CompileOpts'), params and
+ * inputs copied in; NULL (reported) on an error. */
+static CModel *compile_in(MCtx *x, Module *m, Model *md, const Env *env, int grad, int64_t colweight,
+                          const TensorSet *params, const TensorSet *inputs)
 {
   char err[512] = "";
   CModel *cm = NULL;
-  CompileOpts co = {.grad = grad};
+  CompileOpts co = {.grad = grad, .colweight = colweight};
   if (cmodel_compile(m, md, env, &co, &cm, err, sizeof err) != RNNC_OK) {
     mreport(x, "cmodel_compile (%s gradients): %s", grad ? "with" : "without", err);
     return NULL;
@@ -598,7 +600,7 @@ static void run_case(MCtx *x, long kase)
     x->skipped++;
     goto done;
   }
-  cm = compile_in(x, m, md, &env, 1, &params, &inputs);
+  cm = compile_in(x, m, md, &env, 1, kase % 2, &params, &inputs);
   if (!cm)
     goto done;
   if (cmodel_run(cm, 1, 1, err, sizeof err) != RNNC_OK) {
@@ -659,7 +661,7 @@ static void run_case(MCtx *x, long kase)
   }
   if (kase % 4 == 3 && !x->selftest) { /* compiled without gradients: the outputs, 1 and 3 threads the same */
     cmodel_free(cm);
-    cm = compile_in(x, m, md, &env, 0, &params, &inputs);
+    cm = compile_in(x, m, md, &env, 0, kase % 2, &params, &inputs);
     if (!cm)
       goto done;
     if (cmodel_run(cm, 0, 1, err, sizeof err) != RNNC_OK) {
