@@ -173,7 +173,10 @@ static void assign(CC *cc, char *need, const char *keep)
         st = k;
     if (st >= 0) {
       cc->sa[i] = cc->stnew[st];
-    } else if ((nd->op == OP_SPLIT || nd->op == OP_SLICE) && cc->sa[nd->arg[0]].slot >= 0) {
+    } else if ((nd->op == OP_SPLIT || nd->op == OP_SLICE) && cc->sa[nd->arg[0]].slot >= 0 &&
+               !(keep && keep[i] && !keep[nd->arg[0]])) {
+      /* a view; not of a transient home when it must outlive its kernels
+       * (saved for backward): it gets a kept home of its own instead */
       cc->sa[i] = cc->sa[nd->arg[0]];
       cc->sa[i].off += cc->start[i];
     } else if (need[i] && !cc->V[i]) {
