@@ -176,9 +176,11 @@ static void assign(CC *cc, char *need, const char *keep)
     } else if ((nd->op == OP_SPLIT || nd->op == OP_SLICE) && cc->sa[nd->arg[0]].slot >= 0 &&
                !(keep && keep[i] && !keep[nd->arg[0]])) {
       /* a view; not of a transient home when it must outlive its kernels
-       * (saved for backward): it gets a kept home of its own instead */
+       * (saved for backward): it gets a kept home of its own instead. A
+       * view of a one-step home is one too (the same rows at every step) */
       cc->sa[i] = cc->sa[nd->arg[0]];
       cc->sa[i].off += cc->start[i];
+      cc->steptmp[i] = cc->steptmp[nd->arg[0]];
     } else if (need[i] && !cc->V[i]) {
       cc->sa[i] = keep && keep[i] ? ws_alloc(cc->C, cc->numel[i], 0) : ws_tmp(cc->C, cc->numel[i], 0);
     } else if (by_step(cc, i) && s->phase[i] == SCHED_LOOP && !need[i]) {
