@@ -1350,10 +1350,21 @@ typedef struct Batcher {
   int64_t nbatch;      /* batches per epoch */
   size_t *perm;        /* this epoch's order (lines, IDX), or NULL */
   int64_t offset;      /* this epoch's start offset (streams) */
+  int64_t span;        /* steps of each part (streams) */
+  int tail;            /* steps of the last chunk when fewer than T (batcher_whole), else 0 */
   Batch b;             /* the buffers batcher_next fills */
 } Batcher;
 int batcher_init(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint64_t seed, char *err,
                  size_t errlen);
+/* A stream for evaluation, in file order: the parts L = (nids - 1) / B steps
+ * long, so every target but the last (nids - 1) % B is in one chunk. When T
+ * does not divide L the last chunk (b.T) has tail = L % T steps; the rest
+ * have T. RNNC_EINPUT with fewer than B + 1 tokens ("5 tokens, fewer than
+ * B+1 = 9"). */
+int batcher_whole(Batcher *bt, const Dataset *d, int T, int B, char *err, size_t errlen);
+/* The steps of batcher_whole's last chunk when fewer than T, else 0 (also
+ * when d is not a stream or is too short). */
+int stream_tail(const Dataset *d, int T, int B);
 /* Fill bt->b with the next batch; at the end of an epoch starts the next one
  * (epoch + 1) first. Deterministic in (seed, epoch, pos). */
 const Batch *batcher_next(Batcher *bt);

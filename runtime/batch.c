@@ -6,7 +6,10 @@
  * k*T .. k*T+T-1 of every part, targets one token later, so chunk k+1 of part
  * b continues where chunk k ended. nbatch = (nids - 1) / B / T; the slack
  * S = nids - 1 - B * L tokens leave room for the offset: 0, or with shuffle
- * drawn in [0, min(T - 1, S)] per epoch.
+ * drawn in [0, min(T - 1, S)] per epoch. batcher_whole (evaluation) makes
+ * the parts L = (nids - 1) / B long instead, so only the last (nids - 1) % B
+ * targets go unscored: nbatch - 1 chunks of T steps and, when T does not
+ * divide L, a last chunk of L % T (bt->tail).
  * Lines and IDX: batch k holds sequences order[k*B .. k*B+B-1] (order: file
  * order, or a seeded shuffle per epoch), each cut to T steps; rows past the
  * end of a last partial batch are padding. */
@@ -40,7 +43,7 @@ static void start_epoch(Batcher *bt, int64_t e)
   bt->epoch = e;
   bt->pos = 0;
   if (d->kind == DS_STREAM) {
-    uint64_t slack = d->nids - 1 - (uint64_t)bt->B * (uint64_t)bt->nbatch * (uint64_t)bt->T;
+    uint64_t slack = d->nids - 1 - (uint64_t)bt->B * (uint64_t)bt->span;
     uint64_t most = slack < (uint64_t)bt->T - 1 ? slack : (uint64_t)bt->T - 1;
     bt->offset = bt->shuffle ? (int64_t)(rng_next(&r) % (most + 1)) : 0;
   } else if (bt->shuffle) {
@@ -54,34 +57,15 @@ static void start_epoch(Batcher *bt, int64_t e)
   }
 }
 
-int batcher_init(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint64_t seed, char *err,
-                 size_t errlen)
+/* bt's fields and buffers for d in [T, B] batches, nbatch and span set. */
+static void setup(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint64_t seed)
 {
-  memset(bt, 0, sizeof *bt);
-  if (T < 1 || B < 1)
-    return errorf(RNNC_EINPUT, err, errlen, "batch size and sequence length must be >= 1, got B = %d, T = %d", B,
-                T);
-  if (d->kind == DS_STREAM) {
-    int64_t need = (int64_t)B * T + 1;
-    if (d->nids < (size_t)need)
-      return errorf(RNNC_EINPUT, err, errlen, "%zu tokens, fewer than B*T+1 = %" PRId64, d->nids,
-                  need);
-  } else if (d->nseq == 0) {
-    return errorf(RNNC_EINPUT, err, errlen, "no sequences");
-  } else if (d->kind == DS_IDX && T > d->steps) {
-    return errorf(RNNC_EINPUT, err, errlen, "the examples have %d steps, fewer than T = %d", d->steps, T);
-  }
   bt->d = d;
   bt->T = T, bt->B = B, bt->shuffle = shuffle;
   bt->seed = seed;
   size_t tb = (size_t)T * (size_t)B;
-  if (d->kind == DS_STREAM) {
-    bt->nbatch = (int64_t)((d->nids - 1) / (size_t)B / (size_t)T);
-  } else {
-    bt->nbatch = (int64_t)((d->nseq + (size_t)B - 1) / (size_t)B);
-    if (shuffle)
-      bt->perm = xcalloc(d->nseq, sizeof *bt->perm);
-  }
+  if (d->kind != DS_STREAM && shuffle)
+    bt->perm = xcalloc(d->nseq, sizeof *bt->perm);
   Batch *b = &bt->b;
   b->T = T, b->B = B;
   if (d->kind == DS_IDX) {
@@ -96,22 +80,74 @@ int batcher_init(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint6
       b->label = xcalloc((size_t)B, sizeof *b->label);
   }
   start_epoch(bt, 0);
+}
+
+static int bad_size(int T, int B, char *err, size_t errlen)
+{
+  return errorf(RNNC_EINPUT, err, errlen, "batch size and sequence length must be >= 1, got B = %d, T = %d", B, T);
+}
+
+int batcher_init(Batcher *bt, const Dataset *d, int T, int B, int shuffle, uint64_t seed, char *err,
+                 size_t errlen)
+{
+  memset(bt, 0, sizeof *bt);
+  if (T < 1 || B < 1)
+    return bad_size(T, B, err, errlen);
+  if (d->kind == DS_STREAM) {
+    int64_t need = (int64_t)B * T + 1;
+    if (d->nids < (size_t)need)
+      return errorf(RNNC_EINPUT, err, errlen, "%zu tokens, fewer than B*T+1 = %" PRId64, d->nids, need);
+    bt->nbatch = (int64_t)((d->nids - 1) / (size_t)B / (size_t)T);
+    bt->span = bt->nbatch * T;
+  } else if (d->nseq == 0) {
+    return errorf(RNNC_EINPUT, err, errlen, "no sequences");
+  } else if (d->kind == DS_IDX && T > d->steps) {
+    return errorf(RNNC_EINPUT, err, errlen, "the examples have %d steps, fewer than T = %d", d->steps, T);
+  } else {
+    bt->nbatch = (int64_t)((d->nseq + (size_t)B - 1) / (size_t)B);
+  }
+  setup(bt, d, T, B, shuffle, seed);
   return RNNC_OK;
 }
 
-/* Chunk k of a stream: tokens[t, b] = ids[offset + b*L + k*T + t]. */
+int stream_tail(const Dataset *d, int T, int B)
+{
+  if (d->kind != DS_STREAM || T < 1 || B < 1 || d->nids <= (size_t)B)
+    return 0;
+  return (int)((d->nids - 1) / (size_t)B % (size_t)T);
+}
+
+int batcher_whole(Batcher *bt, const Dataset *d, int T, int B, char *err, size_t errlen)
+{
+  memset(bt, 0, sizeof *bt);
+  if (d->kind != DS_STREAM)
+    die("batcher_whole: the data set is not a stream");
+  if (T < 1 || B < 1)
+    return bad_size(T, B, err, errlen);
+  if (d->nids < (size_t)B + 1)
+    return errorf(RNNC_EINPUT, err, errlen, "%zu tokens, fewer than B+1 = %d", d->nids, B + 1);
+  bt->span = (int64_t)((d->nids - 1) / (size_t)B);
+  bt->nbatch = (bt->span + T - 1) / T;
+  bt->tail = stream_tail(d, T, B);
+  setup(bt, d, T, B, 0, 0);
+  return RNNC_OK;
+}
+
+/* Chunk k of a stream: tokens[t, b] = ids[offset + b*L + k*T + t], for the T
+ * steps of a chunk or the tail's. */
 static void fill_stream(Batcher *bt, int64_t k)
 {
   const Dataset *d = bt->d;
   Batch *b = &bt->b;
-  size_t L = (size_t)bt->nbatch * (size_t)bt->T;
-  for (int t = 0; t < bt->T; t++)
+  size_t L = (size_t)bt->span;
+  b->T = k == bt->nbatch - 1 && bt->tail ? bt->tail : bt->T;
+  for (int t = 0; t < b->T; t++)
     for (int r = 0; r < bt->B; r++) {
       size_t i = (size_t)bt->offset + (size_t)r * L + (size_t)k * (size_t)bt->T + (size_t)t;
       b->tokens[t * bt->B + r] = d->ids[i];
       b->targets[t * bt->B + r] = d->ids[i + 1];
     }
-  b->ntarget = (int64_t)bt->T * bt->B;
+  b->ntarget = (int64_t)b->T * bt->B;
   b->reset = k == 0;
 }
 

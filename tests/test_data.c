@@ -507,6 +507,66 @@ Test(data, split)
 
 /* ---- batches ---- */
 
+/* batcher_whole: every target of the stream scored once, but the last
+ * (nids - 1) % B; a last chunk of fewer steps; fewer than T steps in all. */
+Test(data, stream_batches_whole)
+{
+  Dataset d = stream_of(1000);
+  Batcher bt;
+  char err[256];
+  int T = 7, B = 4;
+  cr_assert_eq(batcher_whole(&bt, &d, T, B, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(bt.span, 249); /* 999 / 4: 3 targets left over */
+  cr_assert_eq(bt.nbatch, 36);
+  cr_assert_eq(bt.tail, 4); /* 249 = 35 * 7 + 4 */
+  char *seen = calloc(1000, 1);
+  for (int64_t k = 0; k < 36; k++) {
+    const Batch *b = batcher_next(&bt);
+    cr_assert_eq(b->T, k < 35 ? 7 : 4);
+    cr_assert_eq(b->ntarget, (int64_t)b->T * B);
+    cr_assert_eq(b->reset, k == 0);
+    for (int t = 0; t < b->T; t++)
+      for (int r = 0; r < B; r++) {
+        cr_assert_eq(b->tokens[t * B + r], r * 249 + k * T + t, "k %ld t %d b %d", (long)k, t, r);
+        cr_assert_eq(b->targets[t * B + r], b->tokens[t * B + r] + 1);
+        cr_assert_eq(seen[b->targets[t * B + r]]++, 0, "target %d twice", b->targets[t * B + r]);
+      }
+  }
+  int scored = 0;
+  for (int i = 0; i < 1000; i++)
+    scored += seen[i];
+  cr_assert_eq(scored, 996);
+  cr_assert_eq(seen[0] + seen[997] + seen[998] + seen[999], 0);
+  const Batch *b = batcher_next(&bt); /* the next pass starts over with T steps */
+  cr_assert_eq(b->T, 7);
+  cr_assert_eq(b->tokens[0], 0);
+  batcher_free(&bt);
+  free(seen);
+
+  /* 999 targets in 4 parts of 249: T = 300 gives one chunk of 249 */
+  cr_assert_eq(batcher_whole(&bt, &d, 300, B, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(bt.nbatch, 1);
+  cr_assert_eq(bt.tail, 249);
+  cr_assert_eq(batcher_next(&bt)->T, 249);
+  batcher_free(&bt);
+  /* T divides the parts: no tail */
+  cr_assert_eq(batcher_whole(&bt, &d, 83, 12, err, sizeof err), RNNC_OK, "%s", err);
+  cr_assert_eq(bt.span, 83);
+  cr_assert_eq(bt.nbatch, 1);
+  cr_assert_eq(bt.tail, 0);
+  batcher_free(&bt);
+  dataset_free(&d);
+
+  Dataset s = stream_of(5);
+  cr_assert_eq(batcher_whole(&bt, &s, 2, 4, err, sizeof err), RNNC_OK, "%s", err);
+  batcher_free(&bt);
+  cr_assert_eq(batcher_whole(&bt, &s, 2, 5, err, sizeof err), RNNC_EINPUT);
+  cr_assert_str_eq(err, "5 tokens, fewer than B+1 = 6");
+  cr_assert_eq(batcher_whole(&bt, &s, 0, 2, err, sizeof err), RNNC_EINPUT);
+  cr_assert_str_eq(err, "batch size and sequence length must be >= 1, got B = 2, T = 0");
+  dataset_free(&s);
+}
+
 Test(data, stream_batches)
 {
   Dataset d = stream_of(1000);

@@ -423,6 +423,66 @@ static void eval_json(const char *args, double *loss, double *acc, long *n)
   free(out);
 }
 
+/* `rnnc eval ... --json` of a language model: the loss and count. */
+static void lm_eval_json(const char *args, double *loss, long *n)
+{
+  char *out;
+  int rc = rnnc_cmd(&out, "eval %s --json", args);
+  cr_assert_eq(rc, 0, "eval %s: %s", args, out);
+  json_error_t je;
+  json_t *j = json_loads(out, 0, &je);
+  cr_assert(j, "not JSON: %s", out);
+  cr_assert_eq(json_unpack(j, "{s:F,s:I}", "loss", loss, "n", n), 0, "%s", out);
+  json_decref(j);
+  free(out);
+}
+
+/* `rnnc eval` on text scores every target but the last (chars - 1) % B, the
+ * states carried into a last chunk shorter than --seq: the loss and the
+ * count do not depend on --seq, and --batch 1 scores every target, in many
+ * chunks or in one shorter than --seq. */
+Test(train, eval_scores_the_whole_stream)
+{
+  const char *data = corpus("d.txt", 3000);
+  char *out;
+  cr_assert_eq(rnnc_cmd(&out, "train '%s' --data '%s' " SMALL " --steps 10 --checkpoint '%s'", charlm(), data,
+                        tmp_path("c.st")),
+               0, "%s", out);
+  free(out);
+  char *text = read_file(data);
+  long chars = 0;
+  for (const char *c = text; *c; c++)
+    chars += (*c & 0xc0) != 0x80; /* UTF-8: not a continuation byte */
+  free(text);
+  double ref = 0, loss;
+  long n;
+  char args[800];
+  static const int runs[][2] = {{3, 64}, {3, 7}, {3, 1000}, {1, 5000}, {1, 333}};
+  for (int i = 0; i < 5; i++) {
+    snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch %d --seq %d", charlm(),
+             tmp_path("c.st"), data, runs[i][0], runs[i][1]);
+    lm_eval_json(args, &loss, &n);
+    cr_assert_eq(n, chars - 1 - (chars - 1) % runs[i][0], "--batch %d --seq %d: %ld targets of %ld", runs[i][0],
+                 runs[i][1], n, chars - 1);
+    if (i == 0 || i == 3)
+      ref = loss;
+    cr_assert(fabs(loss - ref) <= 1e-5 * ref, "--batch %d --seq %d: loss %.9f, not %.9f", runs[i][0], runs[i][1],
+              loss, ref);
+  }
+  /* fewer than --seq steps in each part: one short chunk */
+  write_bytes(tmp_path("short.txt"), "The fox.", 8);
+  snprintf(args, sizeof args, "'%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 2", charlm(),
+           tmp_path("c.st"), tmp_path("short.txt"));
+  lm_eval_json(args, &loss, &n);
+  cr_assert_eq(n, 6);
+  cr_assert(loss > 0 && isfinite(loss), "%g", loss);
+  cr_assert_neq(rnnc_cmd(&out, "eval '%s' --params '%s' --data '%s' --dim E=8 --dim H=16 --batch 8", charlm(),
+                         tmp_path("c.st"), tmp_path("short.txt")),
+                0);
+  cr_assert(strstr(out, "8 tokens, fewer than B+1 = 9"), "%s", out);
+  free(out);
+}
+
 /* The key property of masked batches: a trained classifier's loss and
  * accuracy over a data set are the same whether lines share padded, masked
  * batches of 4 or 7 or each is alone in a batch of 1 (and the classes are

@@ -200,16 +200,25 @@ int feed_batch(const Session *s, rnnc_net *net, const Batch *b);
 /* The mean loss per target of a forward-only net over d's batches in order
  * (at most maxb; <= 0: all), from a zero state (carried from batch to batch
  * with carry); with probsname on IDX data or labelled lines also the
- * accuracy (per example; tagging: per token). what names the
- * data in messages ("validation data"). Prints and
+ * accuracy (per example; tagging: per token). A stream is cut into chunks
+ * of T steps (batcher_init: training's validation, the same chunks as
+ * examples/aot/train.c), or with whole as batcher_whole cuts it (rnnc eval),
+ * every target but the last (nids - 1) % B scored: its last chunk, when
+ * shorter than T, runs on tail (eval_tail_net), the states carried from
+ * net. what names the data in messages ("validation data"). Prints and
  * returns EXIT_* on error. */
 typedef struct Score {
   double loss;           /* mean cross-entropy per target */
   double acc;            /* fraction of labels predicted; -1 when not measured */
   int64_t n;             /* targets counted */
 } Score;
-int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what, int carry, long T, long B,
-             int64_t maxb, const char *probsname, Score *sc);
+int evaluate(const Session *s, rnnc_net *net, int whole, rnnc_net *tail, const Dataset *d, const char *what,
+             int carry, long T, long B, int64_t maxb, const char *probsname, Score *sc);
+/* *tail: for a stream d whose last chunk in evaluate is shorter than T, net's
+ * model compiled with dims (which bind T) and flags at that chunk's steps,
+ * sharing net's parameters; else NULL. Prints and returns EXIT_* on error. */
+int eval_tail_net(const Session *s, rnnc_net *net, const Dataset *d, int ndims, const rnnc_dim *dims, long T,
+                  long B, int flags, int nth, rnnc_net **tail);
 /* "loss 1.2345, perplexity 3.437, 1.7813 bits per character[, accuracy 88.10%]";
  * vocabkind -1 (a classifier): the loss and accuracy only. */
 void score_text(const Score *sc, int vocabkind, char *buf, size_t len);

@@ -133,7 +133,7 @@ int cmd_eval(int argc, char **argv)
   rnnc_dim dims[40];
   int ndims = 0;
   char *vjson = NULL;
-  rnnc_net *net = NULL;
+  rnnc_net *net = NULL, *tail = NULL;
   char err[1024];
   if ((st = session_open(&s, path, opt_str(&o, "--model"))))
     goto done;
@@ -199,7 +199,8 @@ int cmd_eval(int argc, char **argv)
       goto done;
     }
     const Dataset *d = isidx ? &idx : &td.train;
-    if ((st = evaluate(&s, net, d, opt_str(&o, "--data"), carry, (long)T, (long)B, 0, s.probs, &sc)))
+    if ((st = eval_tail_net(&s, net, d, ndims + 2, dims, (long)T, (long)B, carry ? RNNC_CARRY : 0, nth, &tail)) ||
+        (st = evaluate(&s, net, 1, tail, d, opt_str(&o, "--data"), carry, (long)T, (long)B, 0, s.probs, &sc)))
       goto done;
     if (opt_given(&o, "--json")) {
       json_t *j = json_pack("{s:s,s:I,s:f}", "data", opt_str(&o, "--data"), "n", (json_int_t)sc.n, "loss", sc.loss);
@@ -224,6 +225,7 @@ sentences:
     st = sentences(&s, &o, &td.vocab, dims, ndims, nth);
   }
 done:
+  rnnc_net_free(tail);
   rnnc_net_free(net);
   for (int i = 0; i < ndims; i++)
     free((char *)dims[i].name);

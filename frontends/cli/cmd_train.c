@@ -237,7 +237,7 @@ static int do_validate(Run *r, long step, int64_t epoch, Score *sc)
   uint64_t maxb;
   if (opt_u64(&r->o, "--valid-batches", 0, &maxb))
     return EXIT_USAGE;
-  int st = evaluate(&r->s, r->vnet, r->va, "validation data", r->carry, r->T, r->B, (int64_t)maxb, r->probsname, sc);
+  int st = evaluate(&r->s, r->vnet, 0, NULL, r->va, "validation data", r->carry, r->T, r->B, (int64_t)maxb, r->probsname, sc);
   if (st)
     return st;
   char d[200];

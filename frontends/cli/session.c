@@ -318,14 +318,66 @@ int feed_batch(const Session *s, rnnc_net *net, const Batch *b)
   return st;
 }
 
-int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what, int carry, long T, long B,
-             int64_t maxb, const char *probsname, Score *sc)
+int eval_tail_net(const Session *s, rnnc_net *net, const Dataset *d, int ndims, const rnnc_dim *dims, long T,
+                  long B, int flags, int nth, rnnc_net **tail)
+{
+  *tail = NULL;
+  int steps = stream_tail(d, (int)T, (int)B);
+  if (!steps)
+    return EXIT_OK;
+  rnnc_dim *dt = malloc((size_t)ndims * sizeof *dt);
+  if (!dt)
+    return user_error("out of memory");
+  for (int i = 0; i < ndims; i++) {
+    dt[i] = dims[i];
+    if (strcmp(dims[i].name, "T") == 0)
+      dt[i].value = steps;
+  }
+  int st = rnnc_compile(s->ctx, s->md->name, ndims, dt, flags, tail);
+  free(dt);
+  if (st == RNNC_OK && ((st = rnnc_share_params(*tail, net)) || (st = rnnc_set_threads(*tail, nth)))) {
+    rnnc_net_free(*tail);
+    *tail = NULL;
+  }
+  return st ? user_error("%s", rnnc_errmsg(s->ctx)) : EXIT_OK;
+}
+
+/* The carried states of net become to's (the same model and B). */
+static int copy_states(rnnc_net *net, rnnc_net *to)
+{
+  for (int i = 0; i < rnnc_tensor_count(net); i++) {
+    const char *name = rnnc_tensor_name(net, i);
+    int64_t dim[4];
+    int rank;
+    if (strncmp(name, "state.", 6) != 0)
+      continue;
+    if (rnnc_tensor_shape(net, name, NULL, &rank, dim) != RNNC_OK)
+      return RNNC_EINPUT;
+    size_t bytes = sizeof(float);
+    for (int k = 0; k < rank; k++)
+      bytes *= (size_t)dim[k];
+    const void *from = rnnc_data(net, name);
+    if (!from)
+      return RNNC_EINPUT;
+    int st = rnnc_set(to, name, from, bytes);
+    if (st != RNNC_OK)
+      return st;
+  }
+  return RNNC_OK;
+}
+
+int evaluate(const Session *s, rnnc_net *net, int whole, rnnc_net *tail, const Dataset *d, const char *what,
+             int carry, long T, long B, int64_t maxb, const char *probsname, Score *sc)
 {
   char err[1024];
   Batcher vb;
   memset(&vb, 0, sizeof vb);
-  if (batcher_init(&vb, d, (int)T, (int)B, 0, 0, err, sizeof err) != RNNC_OK)
+  int st = whole && d->kind == DS_STREAM ? batcher_whole(&vb, d, (int)T, (int)B, err, sizeof err)
+                                         : batcher_init(&vb, d, (int)T, (int)B, 0, 0, err, sizeof err);
+  if (st != RNNC_OK)
     return user_error("%s: %s", what, err);
+  if (vb.tail && !tail)
+    die("evaluate: %s ends in a chunk of %d steps and no net for it", what, vb.tail);
   int64_t nb = vb.nbatch;
   if (maxb > 0 && maxb < nb)
     nb = maxb;
@@ -333,7 +385,7 @@ int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what
   int64_t n = 0;
   if (carry)
     rnnc_reset_state(net);
-  const float *loss = rnnc_data(net, s->md->node[s->md->loss].name);
+  const char *lossname = s->md->node[s->md->loss].name;
   const float *probs = probsname && (d->kind == DS_IDX || d->lab != LAB_NONE) ? rnnc_data(net, probsname) : NULL;
   int64_t pdim[4] = {0};
   int prank = 0;
@@ -342,13 +394,16 @@ int evaluate(const Session *s, rnnc_net *net, const Dataset *d, const char *what
   int K = probs ? (int)pdim[prank - 1] : 0;
   for (int64_t k = 0; k < nb; k++) {
     const Batch *b = batcher_next(&vb);
+    rnnc_net *run = b->T == T ? net : tail; /* the last, short chunk of a stream: its own net */
     if (carry && b->reset)
-      rnnc_reset_state(net);
-    if (feed_batch(s, net, b) != RNNC_OK || rnnc_forward(net) != RNNC_OK) {
+      st = rnnc_reset_state(run);
+    else if (carry && run != net)
+      st = copy_states(net, run);
+    if (st != RNNC_OK || feed_batch(s, run, b) != RNNC_OK || rnnc_forward(run) != RNNC_OK) {
       batcher_free(&vb);
       return user_error("%s", rnnc_errmsg(s->ctx));
     }
-    sum += (double)*loss * (double)b->ntarget;
+    sum += (double)*(const float *)rnnc_data(run, lossname) * (double)b->ntarget;
     n += b->ntarget;
     /* labels [B] against probs [B, K]; tags [T, B] against probs [T, B, K] */
     int perrow = d->lab != LAB_TAG;
