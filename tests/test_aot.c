@@ -57,7 +57,7 @@ static const Case gru_lm = {"examples/charlm_gru.rnn", "charlm_gru", 3, {{"V", 2
                             NULL, 1};
 static const Case mgu = {"examples/mgu.rnn", "mgu_tagger", 0, {{0}}, 5, 2, NULL, 0};
 static const Case bilstm = {"examples/bilstm_tagger.rnn", "bilstm_tagger", 3, {{"V", 30}, {"E", 8}, {"H", 16}}, 6, 3,
-                            NULL, 0};
+                            "m", 0};
 static const Case textcls = {"examples/text_classifier.rnn", "text_classifier", 3, {{"V", 25}, {"E", 8}, {"H", 16}},
                              8, 3, "m", 0};
 static const Case grucls = {"examples/gru_classifier.rnn", "gru_classifier", 2, {{"E", 8}, {"H", 16}}, 5, 2, NULL, 0};

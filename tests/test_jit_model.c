@@ -655,7 +655,7 @@ static void by_columns(const char *name, const char *dims, int ncol)
 {
   Case c;
   char path[256], tag[160];
-  snprintf(path, sizeof path, "examples/%s.rnn", name);
+  snprintf(path, sizeof path, strchr(name, '/') ? "%s.rnn" : "examples/%s.rnn", name);
   snprintf(tag, sizeof tag, "%s %s by columns", name, dims);
   case_new(&c, tag, path, NULL, dims, 5);
   CModel *rows = case_compile(&c, 1), *cols = case_compile_with(&c, &(CompileOpts){.grad = 1, .colweight = 1});
@@ -684,7 +684,8 @@ Test(jit_model, step_gemms_by_columns)
   by_columns("charlm", "T=4 B=17", 4);                   /* 2 LSTMs: W_hh·h, W_hhᵀ·d_gates */
   by_columns("charlm_gru", "T=3 B=16", 1);               /* GRU: the step adds to W_hhᵀ·d: forward only */
   by_columns("mgu", "T=3 B=19 H=9", 2);                  /* 2 MGUs: U·(f⊙h) stays in the step */
-  by_columns("bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4); /* both directions */
+  by_columns("bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 2); /* masked: the step adds d_h·pad to W_hhᵀ·d_gates */
+  by_columns("tests/models/bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4); /* unmasked: both directions */
   by_columns("deepbench_lstm", "T=2 B=18 I=3 H=13", 2);  /* C5's model: float inputs, a sum loss */
   by_columns("seq2seq", "S=2 T=3 B=16 H=6", 4);          /* a decoder started from the encoder */
 }
