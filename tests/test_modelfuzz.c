@@ -10,6 +10,9 @@
  *    embedding(tok0, V, d) of i32 token ids, V in {2, 5, 17};
  *  - one application c1 = fz(.., D0 = D0, ..), forward or backward; its
  *    states start at zero or (sometimes) at init = (h0, ..), f32[B, d] inputs;
+ *    in three models of ten it is masked (mask = m, an f32[T, B] input, a
+ *    step real where m > 0: random padding anywhere), and so is each other
+ *    application of such a model with chance 0.6;
  *  - then one of: nothing; a second layer (c2 = fz(c1, ..) when the cell's
  *    out has its first input's size, else over p1 = softmax(c1, d) — the
  *    probabilities — with the other inputs as they were), in either
@@ -59,7 +62,7 @@
  *     (e32 2.7e-6 to 7.7e-5 where a softmax's backward cancels, 5e7 to 1.6e8
  *     for an exactly-0 gradient); the closest under TOL (7.2e-6 to 9.4e-6
  *     apart, 2-element gradients) 2.2 to 5.5 times. The 60 CI cases never
- *     need the rule (worst 1.7e-6). A wrong value (a dropped term, a wrong
+ *     need the rule (worst 3.5e-6). A wrong value (a dropped term, a wrong
  *     index) is off by far more than 10 rounding errors, and the self-test's
  *     2e-5 must fail both references;
  *  3. runs on 1 and 3 threads give memcmp-identical outputs and gradients;
@@ -91,10 +94,10 @@ static const long vchoice[] = {2, 5, 17};
 
 /* What the model generator made (coverage, counted over a run). */
 enum { F_EMB, F_INIT, F_BACKWARD, F_STACK_DIRECT, F_STACK_PROBS, F_INIT_NODE, F_BIDIR, F_SUM, F_SOFTMAX,
-       F_SUM_LAST, F_SOFTMAX_LAST, F_SUM_FINAL, F_IGNORE, F_EXTRA_OUT, F_B16, F_B4, F_BSMALL, F_NOGRAD, NF };
+       F_SUM_LAST, F_SOFTMAX_LAST, F_SUM_FINAL, F_IGNORE, F_EXTRA_OUT, F_MASK, F_B16, F_B4, F_BSMALL, F_NOGRAD, NF };
 static const char *const fname[NF] = {"embedding", "init list", "backward", "stacked direct", "stacked on probs",
                                       "init = node", "bidirectional", "sum", "softmax", "sum(last)",
-                                      "softmax(last)", "sum(final)", "ignore", "second output", "B >= 16",
+                                      "softmax(last)", "sum(final)", "ignore", "second output", "mask", "B >= 16",
                                       "4 <= B < 16", "B < 4", "compiled without gradients"};
 static long fseen[NF];
 static long envlong(const char *name, long def)
@@ -201,6 +204,11 @@ static char *genmodel(const char *cell, const CellInfo *ci, int *feat)
     } else {
       bprintf(&b, "  input in%d: f32[T, B, %s]\n", i, dm_str(ci->in[i], ds));
     }
+  const char *mask = chance(0.3) ? ", mask = m" : "";
+  if (*mask) {
+    feat[F_MASK] = 1;
+    bprintf(&b, "  input m: f32[T, B]\n");
+  }
   char init[64] = "";
   if (chance(0.35)) {
     feat[F_INIT] = 1;
@@ -214,7 +222,7 @@ static char *genmodel(const char *cell, const CellInfo *ci, int *feat)
   operands(ci, NULL, ops, sizeof ops);
   int back = chance(0.4);
   feat[F_BACKWARD] |= back;
-  bprintf(&b, "  c1 = fz(%s%s%s%s)\n", ops, ci->binds, back ? ", backward" : "", init);
+  bprintf(&b, "  c1 = fz(%s%s%s%s%s)\n", ops, ci->binds, back ? ", backward" : "", init, mask);
   const char *top = "c1";
   int canstack = dm_eq(ci->out, ci->in[0]); /* c1 can be the first input of c2 */
   switch (canstack && chance(0.5) ? 1 : rint_(3)) {
@@ -228,13 +236,14 @@ static char *genmodel(const char *cell, const CellInfo *ci, int *feat)
     int back2 = chance(0.4), fromc1 = chance(0.4);
     feat[F_BACKWARD] |= back2;
     feat[F_INIT_NODE] |= fromc1;
-    bprintf(&b, "  c2 = fz(%s%s%s%s)\n", ops, ci->binds, back2 ? ", backward" : "", fromc1 ? ", init = c1" : "");
+    bprintf(&b, "  c2 = fz(%s%s%s%s%s)\n", ops, ci->binds, back2 ? ", backward" : "", fromc1 ? ", init = c1" : "",
+            chance(0.6) ? mask : "");
     top = "c2";
     break;
   }
   case 2: /* both directions */
     feat[F_BIDIR] = 1;
-    bprintf(&b, "  cb = fz(%s%s%s)\n", ops, ci->binds, back ? "" : ", backward");
+    bprintf(&b, "  cb = fz(%s%s%s%s)\n", ops, ci->binds, back ? "" : ", backward", chance(0.6) ? mask : "");
     bprintf(&b, "  top = concat(c1, cb)\n");
     top = "top";
     break;
