@@ -174,10 +174,12 @@ static void assign(CC *cc, char *need, const char *keep)
     if (st >= 0) {
       cc->sa[i] = cc->stnew[st];
     } else if ((nd->op == OP_SPLIT || nd->op == OP_SLICE) && cc->sa[nd->arg[0]].slot >= 0 &&
-               !(keep && keep[i] && !keep[nd->arg[0]])) {
+               !(keep && keep[i] && !keep[nd->arg[0]]) && !(cc->steptmp[nd->arg[0]] && need[i])) {
       /* a view; not of a transient home when it must outlive its kernels
        * (saved for backward): it gets a kept home of its own instead. A
-       * view of a one-step home is one too (the same rows at every step) */
+       * view of a one-step home is one too (the same rows at every step),
+       * unless it is needed beyond the step (stored per step for after the
+       * loop): then it is copied into a home of every step */
       cc->sa[i] = cc->sa[nd->arg[0]];
       cc->sa[i].off += cc->start[i];
       cc->steptmp[i] = cc->steptmp[nd->arg[0]];
