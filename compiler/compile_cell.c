@@ -34,6 +34,10 @@ typedef struct CC {
   char *tailgemm;    /* ... after its phase's kernel: a step's GEMM with a big
                         weight whose vector the step computes and whose value
                         no other node of the step reads (backward's d_h') */
+  int *tailsum;      /* a tail GEMM's only reader when an add that nothing in
+                        the step reads (a masked backward's d_h' = d_h·pad +
+                        W_hhᵀ·d_gates), computed with it: the GEMM writes the
+                        add's home, then adds the other operand; else -1 */
   char *lateacc;     /* col_gemms: add this GEMM's home into its acc after it */
   char *gemv;        /* ... with so few rows that the weight is read unpacked */
   char *bigemm;      /* a GEMM over all T*B rows (PRE, POST) in a kernel of its
@@ -76,6 +80,7 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
   cc->gemm = aalloc(C->a, nn);
   cc->colgemm = aalloc(C->a, nn);
   cc->tailgemm = aalloc(C->a, nn);
+  cc->tailsum = aalloc(C->a, nn * sizeof *cc->tailsum);
   cc->lateacc = aalloc(C->a, nn);
   cc->gemv = aalloc(C->a, nn);
   cc->bigemm = aalloc(C->a, nn);
@@ -100,6 +105,7 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
     for (int k = 0; k < nd->narg; k++)
       cc->V[i] |= cc->V[nd->arg[k]];
     cc->sa[i] = cc->acc[i] = cc->pack[i] = addr_none();
+    cc->tailsum[i] = -1;
   }
   return RNNC_OK;
 }
@@ -133,9 +139,13 @@ static int by_step(const CC *cc, int i)
 {
   if (cc->colgemm[i] || cc->tailgemm[i])
     return 1;
-  for (int j = 0; j < cc->c->nnode; j++)
-    if (cc->tailgemm[j] && cc->c->node[j].arg[1] == i)
+  for (int j = 0; j < cc->c->nnode; j++) {
+    int a = cc->tailsum[j];
+    if (cc->tailgemm[j] && (cc->c->node[j].arg[1] == i || a == i))
       return 1;
+    if (a >= 0 && cc->c->node[a].arg[cc->c->node[a].arg[0] == j] == i) /* the add's other operand */
+      return 1;
+  }
   return 0;
 }
 
@@ -221,12 +231,43 @@ static int read_in_loop(const CC *cc, int i)
   return 0;
 }
 
+/* The add that is the only reader of node i in the whole cell, when nothing
+ * of the step reads it, it is no out, and its other operand varies by row
+ * (a value of the step, a state or an input): node i, a GEMM after the step's
+ * kernel, can compute it. Else -1. */
+static int sole_sum(const CC *cc, int i)
+{
+  const Cell *c = cc->c;
+  int j = -1;
+  for (int k = 0; k < c->nnode; k++)
+    for (int a = 0; cc->s->phase[k] != SCHED_DEAD && a < c->node[k].narg; a++)
+      if (c->node[k].arg[a] == i) {
+        if (j >= 0 || c->node[k].op != OP_ADD || c->node[k].arg[0] == c->node[k].arg[1])
+          return -1;
+        j = k;
+      }
+  if (j < 0 || !computed(cc, j) || cc->s->phase[j] != SCHED_LOOP || read_in_loop(cc, j) || cc->s->store[i])
+    return -1;
+  for (int k = 0; k < c->nout; k++)
+    if (c->out[k] == i || c->out[k] == j)
+      return -1;
+  for (int k = 0; k < c->nstate; k++)
+    if (c->next[k] == i)
+      return -1;
+  for (int k = 0; k < c->nparam; k++)
+    if (c->grad[k] == i)
+      return -1;
+  int o = c->node[j].arg[c->node[j].arg[0] == i];
+  return cc->V[o] && c->node[o].op != OP_PARAM ? j : -1;
+}
+
 /* GEMM nodes: a matvec / matvec_t of a parameter by a per-row value. With
  * few rows, those whose vector comes from outside their phase run by
  * columns (generation at B = 1: every thread takes a share of the weights);
  * so do a step's GEMMs with a big weight, before the step's kernel when
  * their vector comes from outside the step, after it when the step computes
- * the vector and nothing else in the step reads the product. */
+ * the vector and nothing else in the step reads the product, or only an add
+ * that nothing in the step reads (sole_sum), which it then computes. */
 static void mark_gemms(CC *cc, int bwd)
 {
   const Cell *c = cc->c;
@@ -248,6 +289,8 @@ static void mark_gemms(CC *cc, int bwd)
     int bigw = ph == SCHED_LOOP && cc->numel[i] * cc->numel[x] >= big;
     cc->colgemm[i] = (rows < FEWROWS || bigw) && outside && !isout;
     cc->tailgemm[i] = bigw && !outside && !isout && !read_in_loop(cc, i);
+    if (bigw && !outside && !isout && !cc->tailgemm[i] && (cc->tailsum[i] = sole_sum(cc, i)) >= 0)
+      cc->tailgemm[i] = 1;
     cc->gemv[i] = cc->colgemm[i] && rows < GEMVROWS && nd->op == OP_MATVEC;
     cc->bigemm[i] = !cc->colgemm[i] && ph != SCHED_LOOP && outside;
   }
@@ -332,6 +375,14 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
       st = mk_gemv(C->cx, C->mod, s, nrows, N, K, A, W, Cm, 0, C->o->portable, C->err, C->errlen);
       if (!st)
         plan_call(C, s, N, 8, 0);
+    } else if (tail && cc->tailsum[i] >= 0) { /* into the add's home, then its other operand added */
+      int j = cc->tailsum[i], o = c->node[j].arg[c->node[j].arg[0] == i];
+      Cm = where(cc, j, inloop);
+      gs.ldc = Cm.ld;
+      st = mk_colgemm_sum(C->cx, C->mod, s, &gs, A, Cm, cc->pack[i], where(cc, o, inloop), &scr, C->err,
+                          C->errlen);
+      if (!st)
+        plan_call(C, s, gemm_npanels(&gs), 1, 0);
     } else {
       st = mk_gemm(C->cx, C->mod, s, &gs, MK_COLSP, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
       if (!st)
@@ -401,9 +452,12 @@ static int phase_kernel(CC *cc, const char *what, char *mask, int64_t nrows, int
       if (!tail)
         tail = aalloc(C->a, (size_t)c->nnode + 1);
       tail[i] = 1, mask[i] = 0;
+      if (cc->tailsum[i] >= 0) /* the add it computes */
+        mask[cc->tailsum[i]] = 0;
     }
-    any |= mask[i];
   }
+  for (int i = 0; i < c->nnode; i++)
+    any |= mask[i];
   if (any && (st = fused_kernel(cc, what, mask, nrows, inloop, grain)))
     return st;
   if (!tail)

@@ -168,9 +168,10 @@ static void only_first(MK *k)
 /* ---- GEMM ------------------------------------------------------------------ */
 
 /* range: panels (MK_PACK, MK_COLSP, MK_COLS) or rows (MK_ROWS) of the GEMM
- * generated as sym.g; the matrices' origins at step t. */
-int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int mode, Addr a, Addr b,
-            Addr c, Addr pack, size_t *scratch, char *err, size_t errlen)
+ * generated as sym.g; the matrices' origins at step t. With x (MK_COLSP),
+ * then C = x + C over the range's columns. */
+static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int mode, Addr a,
+                       Addr b, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
 {
   static const char *const suffix[] = {"_pack", "_rows", "_colsp", "_cols"};
   if (mode < MK_PACK || mode > MK_COLS)
@@ -212,6 +213,23 @@ int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpe
   if (LLVMCountParamTypes(ft) != n)
     die("mk_gemm '%s': %s takes %u arguments, not %u", sym, fname, LLVMCountParamTypes(ft), n);
   LLVMBuildCall2(ir->b, ft, g, args, n, "");
+  if (x.slot >= 0) { /* C[r, e] = x[r, e] + C[r, e] for the panels' columns */
+    if (mode != MK_COLSP || c.slot < 0)
+      die("mk_gemm '%s': a sum after the product needs MK_COLSP and C", sym);
+    int mr, nr;
+    gemm_block(s->flags, &mr, &nr);
+    LLVMBuilderRef bd = ir->b;
+    LLVMValueRef X = base(&k, x, "x");
+    LLVMValueRef e0 = irb_mulc(ir, k.lo, nr), e1 = irb_mulc(ir, k.hi, nr), nn = irb_i64(ir, s->N);
+    e1 = LLVMBuildSelect(bd, LLVMBuildICmp(bd, LLVMIntSLT, e1, nn, ""), e1, nn, "e1");
+    IRLoop lr, le;
+    LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), irb_i64(ir, s->M), 1, "r");
+    LLVMValueRef xr = row(&k, X, x.ld, r), cr = row(&k, C, s->ldc, r);
+    LLVMValueRef e = irb_loop_begin(ir, &le, e0, e1, 1, "e");
+    st32(&k, LLVMBuildFAdd(bd, ld32(&k, xr, e), ld32(&k, cr, e), ""), cr, e);
+    irb_loop_end(ir, &le);
+    irb_loop_end(ir, &lr);
+  }
   /* sym.g's functions are this kernel's own: internal, the three it does
    * not call are dropped by the optimizer (a quarter of the compile time) */
   for (int i = 0; i < 4; i++) {
@@ -221,6 +239,18 @@ int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpe
       LLVMSetLinkage(f, LLVMInternalLinkage);
   }
   return kern_end(&k);
+}
+
+int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int mode, Addr a, Addr b,
+            Addr c, Addr pack, size_t *scratch, char *err, size_t errlen)
+{
+  return gemm_kernel(cx, mod, sym, s, mode, a, b, c, pack, addr_none(), scratch, err, errlen);
+}
+
+int mk_colgemm_sum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, Addr a, Addr c,
+                   Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
+{
+  return gemm_kernel(cx, mod, sym, s, MK_COLSP, a, addr_none(), c, pack, x, scratch, err, errlen);
 }
 
 /* ---- embedding ------------------------------------------------------------- */

@@ -792,6 +792,12 @@ int mk_portable(int on);
 enum { MK_PACK, MK_ROWS, MK_COLSP, MK_COLS };
 int mk_gemm(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
             int mode, Addr a, Addr b, Addr c, Addr pack, size_t *scratch, char *err, size_t errlen);
+/* MK_COLSP, then C = x + C over the range's columns (x [M, N] by rows, ld
+ * x.ld): a step's product and the add that is its only reader, by columns
+ * (compile_cell.c, tailsum). Each element as the fused step computes it: the
+ * whole product, then one add. */
+int mk_colgemm_sum(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
+                   Addr a, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen);
 /* range positions [0, npos): out[p, :] = weight[ids[p], :], ids int32 [npos]
  * (checked before the run), weight [V, E], out [npos, E] (ld E). */
 int mk_embed(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,

@@ -681,12 +681,16 @@ static void by_columns(const char *name, const char *dims, int ncol)
 
 Test(jit_model, step_gemms_by_columns)
 {
-  by_columns("charlm", "T=4 B=17", 4);                   /* 2 LSTMs: W_hh·h, W_hhᵀ·d_gates */
-  by_columns("charlm_gru", "T=3 B=16", 1);               /* GRU: the step adds to W_hhᵀ·d: forward only */
-  by_columns("mgu", "T=3 B=19 H=9", 2);                  /* 2 MGUs: U·(f⊙h) stays in the step */
-  by_columns("bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 2); /* masked: the step adds d_h·pad to W_hhᵀ·d_gates */
-  by_columns("tests/models/bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4); /* unmasked: both directions */
-  by_columns("deepbench_lstm", "T=2 B=18 I=3 H=13", 2);  /* C5's model: float inputs, a sum loss */
+  by_columns("charlm", "T=4 B=17", 4); /* 2 LSTMs: W_hh·h, W_hhᵀ·d_gates */
+  /* GRU: W_hh·h; backward d_h' = d_h_next·z + W_hhᵀ·d_gh, the add with the GEMM */
+  by_columns("charlm_gru", "T=3 B=16", 2);
+  /* 2 MGUs: U_f·h, and backward d_h' = ... + U_fᵀ·d_f_pre with its add;
+   * U_h·(f⊙h) and U_hᵀ·d_n_pre, read by products, stay in the step */
+  by_columns("mgu", "T=3 B=19 H=9", 4);
+  /* masked: d_h' = d_h·pad + W_hhᵀ·d_gates, the add with the GEMM */
+  by_columns("bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4);
+  by_columns("tests/models/bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4); /* unmasked, both directions */
+  by_columns("deepbench_lstm", "T=2 B=18 I=3 H=13", 2);                  /* C5's model: float inputs, a sum loss */
   by_columns("seq2seq", "S=2 T=3 B=16 H=6", 4);          /* a decoder started from the encoder */
 }
 
