@@ -233,8 +233,9 @@ static int read_in_loop(const CC *cc, int i)
 
 /* The add that is the only reader of node i in the whole cell, when nothing
  * of the step reads it, it is no out, and its other operand varies by row
- * (a value of the step, a state or an input): node i, a GEMM after the step's
- * kernel, can compute it. Else -1. */
+ * and is no product (a value the step's kernel computes, a state or an
+ * input; a product could be a tail GEMM itself, run after that kernel):
+ * node i, a GEMM after the step's kernel, can compute it. Else -1. */
 static int sole_sum(const CC *cc, int i)
 {
   const Cell *c = cc->c;
@@ -257,8 +258,8 @@ static int sole_sum(const CC *cc, int i)
   for (int k = 0; k < c->nparam; k++)
     if (c->grad[k] == i)
       return -1;
-  int o = c->node[j].arg[c->node[j].arg[0] == i];
-  return cc->V[o] && c->node[o].op != OP_PARAM ? j : -1;
+  int o = c->node[j].arg[c->node[j].arg[0] == i], op = c->node[o].op;
+  return cc->V[o] && op != OP_PARAM && op != OP_MATVEC && op != OP_MATVECT ? j : -1;
 }
 
 /* GEMM nodes: a matvec / matvec_t of a parameter by a per-row value. With

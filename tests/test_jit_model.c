@@ -690,6 +690,8 @@ Test(jit_model, step_gemms_by_columns)
   /* masked: d_h' = d_h·pad + W_hhᵀ·d_gates, the add with the GEMM */
   by_columns("bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4);
   by_columns("tests/models/bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4); /* unmasked, both directions */
+  /* U·s, V·s; backward d_s' = Uᵀ·d_u + Vᵀ·d_v: an add of two products, which stay in the step */
+  by_columns("tests/models/sum_of_two_products", "T=3 B=17", 2);
   by_columns("deepbench_lstm", "T=2 B=18 I=3 H=13", 2);                  /* C5's model: float inputs, a sum loss */
   by_columns("seq2seq", "S=2 T=3 B=16 H=6", 4);          /* a decoder started from the encoder */
 }
