@@ -873,17 +873,25 @@ int cell_backward(Comp *C, int i)
       return st;
 
   /* parameter gradients, summed over time and batch */
+  char *summed = aalloc(C->a, (size_t)c->nparam + 1);
   for (int p = 0; p < c->nparam; p++) {
     int g = c->grad[p];
-    if (g < 0 || cc.s->gsum[p] == GSUM_NONE || c->node[g].op == OP_ZEROS)
+    if (g < 0 || cc.s->gsum[p] == GSUM_NONE || c->node[g].op == OP_ZEROS || summed[p])
       continue;
     if (cc.s->gsum[p] == GSUM_GEMM) {
       st = gemm_terms(&cc, n, p, g, 1);
     } else {
       if (cc.sa[g].slot < 0)
         die("compile: cell '%s': gradient %d has no home", c->name, p);
+      Addr two = addr_none(); /* another parameter with the same gradient (b_ih, b_hh): one pass */
+      for (int q = p + 1; q < c->nparam && two.slot < 0; q++)
+        if (c->grad[q] == g && cc.s->gsum[q] == GSUM_ROWS) {
+          two = grad_addr(C, n, q);
+          summed[q] = 1;
+        }
       const char *s = ksym(C, "colsum");
-      st = mk_colsum(C->cx, C->mod, s, cc.TB, cc.numel[g], cc.sa[g], grad_addr(C, n, p), 1, C->err, C->errlen);
+      st = mk_colsum(C->cx, C->mod, s, cc.TB, cc.numel[g], cc.sa[g], grad_addr(C, n, p), two, 1, C->err,
+                     C->errlen);
       if (!st)
         plan_call(C, s, cc.numel[g], 8, 0);
     }

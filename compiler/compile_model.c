@@ -352,7 +352,7 @@ static int bwd_softmax(Comp *C, int i)
   need_scratch(C, scr);
   plan_call(C, s, gemm_npanels(&gw), 1, 0);
   s = ksym(C, "softmax_db");
-  if ((st = mk_colsum(C->cx, C->mod, s, np, K, v->dz, db, 1, C->err, C->errlen)))
+  if ((st = mk_colsum(C->cx, C->mod, s, np, K, v->dz, db, addr_none(), 1, C->err, C->errlen)))
     return st;
   plan_call(C, s, K, 8, 1);
   return RNNC_OK;

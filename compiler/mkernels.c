@@ -573,9 +573,10 @@ int mk_softmax_jvp(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_
 /* ---- sums, copies, fills ------------------------------------------------------ */
 
 /* range columns [lo, hi) of n: out[e] (+)= Σ_r x[r, e], r in order, summed
- * in double CB columns at a time (x read row by row), rounded once. */
+ * in double CB columns at a time (x read row by row), rounded once; the same
+ * into out2 when it has a slot. */
 int mk_colsum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t nrows, int64_t n, Addr x, Addr out,
-              int acc, char *err, size_t errlen)
+              Addr out2, int acc, char *err, size_t errlen)
 {
   int64_t sz[2] = {nrows, n};
   int rc = checksizes(sym, 2, sz, (const char *const[]){"nrows", "n"}, err, errlen);
@@ -587,7 +588,7 @@ int mk_colsum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t nro
   kern_begin(&k, cx, mod, sym);
   IRB *ir = &k.ir;
   LLVMBuilderRef b = ir->b;
-  LLVMValueRef X = base(&k, x, "x"), O = base(&k, out, "out");
+  LLVMValueRef X = base(&k, x, "x"), O = base(&k, out, "out"), O2 = base(&k, out2, "out2");
   LLVMTypeRef at = LLVMArrayType2(ir->f64, CB);
   LLVMValueRef s = irb_alloca(ir, at, "colsum");
   IRLoop lb, lr, lj;
@@ -609,9 +610,13 @@ int mk_colsum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t nro
   j = irb_loop_begin(ir, &lj, irb_i64(ir, 0), nb, 1, "j");
   LLVMValueRef e = irb_add(ir, e0, j);
   LLVMValueRef sum = LLVMBuildLoad2(b, ir->f64, LLVMBuildGEP2(b, ir->f64, s, &j, 1, ""), "");
-  if (acc)
-    sum = LLVMBuildFAdd(b, LLVMBuildFPExt(b, ld32(&k, O, e), ir->f64, ""), sum, "");
-  st32(&k, LLVMBuildFPTrunc(b, sum, ir->f32, ""), O, e);
+  LLVMValueRef outs[2] = {O, O2};
+  for (int q = 0; q < 2 && outs[q]; q++) {
+    LLVMValueRef v = sum;
+    if (acc)
+      v = LLVMBuildFAdd(b, LLVMBuildFPExt(b, ld32(&k, outs[q], e), ir->f64, ""), v, "");
+    st32(&k, LLVMBuildFPTrunc(b, v, ir->f32, ""), outs[q], e);
+  }
   irb_loop_end(ir, &lj);
   irb_loop_end(ir, &lb);
   return kern_end(&k);

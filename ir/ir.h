@@ -833,9 +833,10 @@ int mk_xent_loss(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, con
 int mk_softmax_jvp(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,
                    int64_t K, Addr probs, Addr dp, Addr dz, char *err, size_t errlen);
 /* range columns [0, n): out[e] (+)= Σ_r x[r, e] over r = 0 .. nrows-1 in
- * order (acc: +=). A bias gradient. */
+ * order (acc: +=), and the same into out2 unless out2.slot < 0. A bias
+ * gradient (two: an LSTM's b_ih and b_hh get the same sum). */
 int mk_colsum(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t nrows,
-              int64_t n, Addr x, Addr out, int acc, char *err, size_t errlen);
+              int64_t n, Addr x, Addr out, Addr out2, int acc, char *err, size_t errlen);
 /* range rows [0, nrows): y[r, e] (acc: +=, else =) alpha·x[r, e] + x2[r, e]
  * for e < n; x2.slot < 0: no x2 term; x.slot < 0: x reads as 1 (y = alpha +
  * x2, a fill). Copies (concat, last), adjoint accumulation, fills. */

@@ -540,35 +540,46 @@ Test(mkernels, softmax_portable)
 
 /* ---- column sums, axpy, sum, broadcast ------------------------------------------ */
 
-static void check_colsum(int64_t nrows, int64_t n, int acc, int tt)
+/* With two, the same sums into a second output too (each added to its own
+ * values with acc). */
+static void check_colsum(int64_t nrows, int64_t n, int acc, int tt, int two)
 {
   char sym[32], err[512], what[128];
-  snprintf(what, sizeof what, "colsum nrows=%lld n=%lld acc=%d tt=%d", (long long)nrows, (long long)n, acc, tt);
-  rs = (uint64_t)(nrows * 5 + n * 3 + acc + tt);
+  snprintf(what, sizeof what, "colsum nrows=%lld n=%lld acc=%d tt=%d two=%d", (long long)nrows, (long long)n, acc,
+           tt, two);
+  rs = (uint64_t)(nrows * 5 + n * 3 + acc + tt + 7 * two);
   Run R = {.tt = tt};
-  Addr x = slot(&R, nrows * (n + 2), n + 2), out = slot(&R, n, 1);
+  Addr x = slot(&R, nrows * (n + 2), n + 2), out = slot(&R, n, 1), out2 = two ? slot(&R, n, 1) : addr_none();
   output(&R, out, n);
+  if (two)
+    output(&R, out2, n);
   LLVMModuleRef mod = newmod(sym, sizeof sym);
-  KernFn f = finish(mod, sym, mk_colsum(jit_context(J), mod, sym, nrows, n, x, out, acc, err, sizeof err), err);
+  KernFn f =
+      finish(mod, sym, mk_colsum(jit_context(J), mod, sym, nrows, n, x, out, out2, acc, err, sizeof err), err);
   run(&R, f, n, 0, what);
   double *ref = malloc(sizeof(double) * (size_t)n);
-  for (int64_t e = 0; e < n; e++) {
-    ref[e] = acc ? init(&R, out, e, 0) : 0;
-    for (int64_t r = 0; r < nrows; r++)
-      ref[e] += init(&R, x, r, e);
+  for (int k = 0; k <= two; k++) {
+    Addr o = k ? out2 : out;
+    for (int64_t e = 0; e < n; e++) {
+      ref[e] = acc ? init(&R, o, e, 0) : 0;
+      for (int64_t r = 0; r < nrows; r++)
+        ref[e] += init(&R, x, r, e);
+    }
+    CHECK_REL(&R, o, n, 1, ref, what);
   }
-  CHECK_REL(&R, out, n, 1, ref, what);
   free(ref);
   run_free(&R);
 }
 
 Test(mkernels, colsum)
 {
-  check_colsum(1, 1, 0, 0);
-  check_colsum(5, 13, 1, 0);
-  check_colsum(300, 300, 0, 0); /* more than one block of columns */
-  check_colsum(17, 129, 1, 1);
-  check_colsum(2048, 65, 0, 0);
+  check_colsum(1, 1, 0, 0, 0);
+  check_colsum(5, 13, 1, 0, 0);
+  check_colsum(300, 300, 0, 0, 0); /* more than one block of columns */
+  check_colsum(17, 129, 1, 1, 0);
+  check_colsum(2048, 65, 0, 0, 0);
+  check_colsum(7, 300, 1, 0, 1); /* two outputs: an LSTM's b_ih and b_hh */
+  check_colsum(40, 17, 0, 1, 1);
 }
 
 enum { AX_X = 1, AX_X2 = 2, AX_ACC = 4, AX_TT = 8 };
@@ -741,7 +752,7 @@ Test(mkernels, bad_sizes)
   cr_assert_str_eq(err, "kernel 'mk0': K = 0, must be at least 1");
   cr_assert_eq(mk_embed(cx, mod, sym, 0, 3, 4, a, a, a, err, sizeof err), RNNC_ESHAPE);
   cr_assert_str_eq(err, "kernel 'mk0': npos = 0, must be at least 1");
-  cr_assert_eq(mk_colsum(cx, mod, sym, 3, -1, a, a, 0, err, sizeof err), RNNC_ESHAPE);
+  cr_assert_eq(mk_colsum(cx, mod, sym, 3, -1, a, a, addr_none(), 0, err, sizeof err), RNNC_ESHAPE);
   cr_assert_str_eq(err, "kernel 'mk0': n = -1, must be at least 1");
   cr_assert_eq(mk_axpy(cx, mod, sym, 0, 3, 1, a, none, a, 0, err, sizeof err), RNNC_ESHAPE);
   cr_assert_str_eq(err, "kernel 'mk0': nrows = 0, must be at least 1");
