@@ -162,7 +162,7 @@ static void types(A *a, LLVMTargetMachineRef tm)
   a->ptr = LLVMPointerTypeInContext(cx, 0);
   LLVMTypeRef d4 = LLVMArrayType2(a->i64, 4);
   LLVMTypeRef i32 = a->i32, i64 = a->i64, ptr = a->ptr;
-  LLVMTypeRef op[] = {i32, i32, i64, i64, i32, i64, i32, i32};
+  LLVMTypeRef op[] = {i32, i32, i64, i64, i32, i32, i64, i32, i32};
   LLVMTypeRef param[] = {ptr, i64, d4, i64, i64};
   LLVMTypeRef tensor[] = {ptr, i64, i64, i64, d4, i64, i64, i64};
   LLVMTypeRef check[] = {i64, i64, i64, i64, i64, i64, i64};
@@ -186,8 +186,8 @@ static void types(A *a, LLVMTargetMachineRef tm)
   if (LLVMABISizeOfType(td, a->ty) != sizeof(ctype))                                                           \
     die("aot: " #ctype " has %zu bytes in C, %llu in LLVM", sizeof(ctype),                                     \
         (unsigned long long)LLVMABISizeOfType(td, a->ty));
-  AT(op, 2, rnnc_plan_op, n) AT(op, 4, rnnc_plan_op, barrier) AT(op, 5, rnnc_plan_op, T)
-  AT(op, 7, rnnc_plan_op, nbody) SIZE(op, rnnc_plan_op)
+  AT(op, 2, rnnc_plan_op, n) AT(op, 4, rnnc_plan_op, barrier) AT(op, 5, rnnc_plan_op, chunk)
+  AT(op, 6, rnnc_plan_op, T) AT(op, 8, rnnc_plan_op, nbody) SIZE(op, rnnc_plan_op)
   AT(param, 4, rnnc_aot_param, offset) SIZE(param, rnnc_aot_param)
   AT(tensor, 7, rnnc_aot_tensor, io) SIZE(tensor, rnnc_aot_tensor)
   SIZE(check, rnnc_aot_check)
@@ -225,8 +225,8 @@ static LLVMValueRef ops(A *a, const rnnc_plan_op *op, int64_t n)
   for (int64_t k = 0; k < n; k++) {
     const rnnc_plan_op *o = &op[k];
     LLVMValueRef f[] = {c32(a, o->kind), c32(a, o->fn),      c64(a, o->n),       c64(a, o->grain),
-                        c32(a, o->barrier), c64(a, o->T), c32(a, o->reverse), c32(a, o->nbody)};
-    v[k] = cstruct(a, f, 8);
+                        c32(a, o->barrier), c32(a, o->chunk), c64(a, o->T), c32(a, o->reverse), c32(a, o->nbody)};
+    v[k] = cstruct(a, f, 9);
   }
   LLVMValueRef t = carray(a, a->op, v, n, "plan");
   free(v);

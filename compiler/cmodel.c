@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "compile.h"
 
 int cmodel_ntensor(const CModel *cm) { return cm->nt; }
@@ -47,7 +49,7 @@ int cmodel_share_params(CModel *dst, CModel *src, char *err, size_t errlen)
     if (d->role != CT_PARAM)
       continue;
     if (!d->shared)
-      free(d->data);
+      ctensor_free(d);
     d->data = cmodel_find(src, d->name)->data;
     d->shared = 1;
     dst->buf[d->slot] = d->data;
@@ -87,10 +89,22 @@ int cmodel_run(CModel *cm, int grad, int nthreads, char *err, size_t errlen)
   int st = check(cm, err, errlen);
   if (st)
     return st;
-  if ((st = rnnc_plan_run(&cm->plan, cm->fn, cm->buf, nthreads)) ||
-      (grad && (st = rnnc_plan_run(&cm->bplan, cm->bfn, cm->buf, nthreads)))) {
-    snprintf(err, errlen, "out of memory for the threads' scratch");
-    return st;
+  /* the threads' scratch, kept from run to run (a multiple of 64 bytes each) */
+  int nth = nthreads > 0 ? nthreads : omp_get_max_threads();
+  size_t per = (cm->plan.scratch > cm->bplan.scratch ? cm->plan.scratch : cm->bplan.scratch);
+  per = (per + 15) / 16 * 16;
+  size_t need = per * sizeof(float) * (size_t)nth;
+  if (need > cm->scratchbytes) {
+    rnnc_mem_free(cm->scratch, cm->scratchbytes);
+    cm->scratchbytes = 0;
+    if (!(cm->scratch = rnnc_mem_alloc(need))) {
+      snprintf(err, errlen, "out of memory for the threads' scratch (%zu MB)", need >> 20);
+      return RNNC_ENOMEM;
+    }
+    cm->scratchbytes = need;
   }
+  rnnc_plan_exec(cm->plan.op, cm->plan.nop, cm->fn, cm->buf, cm->scratch, per, nth);
+  if (grad)
+    rnnc_plan_exec(cm->bplan.op, cm->bplan.nop, cm->bfn, cm->buf, cm->scratch, per, nth);
   return RNNC_OK;
 }

@@ -115,8 +115,29 @@ void plan_call(Comp *C, const char *sym, int64_t n, int64_t grain, int barrier)
   Plan *p = C->p;
   if (n == 0 && p->nop > 0 && p->op[p->nop - 1].kind == PK_CALL && p->op[p->nop - 1].barrier)
     return; /* a barrier right after one */
-  PlanOp o = {.kind = PK_CALL, .fn = fnindex(C->cm->a, C->p, sym), .n = n, .grain = grain, .barrier = barrier};
+  PlanOp o = {.kind = PK_CALL, .fn = fnindex(C->cm->a, C->p, sym), .n = n, .grain = grain, .barrier = barrier,
+              .chunk = 0};
   APUSH(C->cm->a, C->p->op, C->p->nop, C->p->capop, o);
+}
+
+void plan_chunk(Comp *C, int64_t chunk, double work)
+{
+  PlanOp *o = &C->p->op[C->p->nop - 1];
+  double ng = (double)((o->n + o->grain - 1) / o->grain);
+  if (work <= 0 || ng * work < DYN_MINOP) {
+    o->chunk = 0;
+    return;
+  }
+  double least = DYN_MINCHUNK / work;
+  if (least > chunk)
+    chunk = least >= ng ? (int64_t)ng : (int64_t)least + 1;
+  o->chunk = chunk > INT32_MAX ? INT32_MAX : (int32_t)chunk;
+}
+void plan_gemm_chunk(Comp *C, const GemmSpec *gs, int mode)
+{
+  double w;
+  int64_t ch = mk_gemm_chunk(gs, mode, &w);
+  plan_chunk(C, ch, w);
 }
 
 int plan_loop(Comp *C, int64_t T, int reverse)
@@ -434,10 +455,11 @@ void cmodel_free(CModel *cm)
     return;
   for (int k = 0; k < cm->nt; k++)
     if (!cm->t[k].shared)
-      free(cm->t[k].data);
+      ctensor_free(&cm->t[k]);
   free(cm->buf);
-  free(cm->wsraw);
-  free(cm->twsraw);
+  rnnc_mem_free(cm->ws, cm->wsfloats * sizeof(float));
+  rnnc_mem_free(cm->tws, cm->twsfloats * sizeof(float));
+  rnnc_mem_free(cm->scratch, cm->scratchbytes);
   free(cm->fn);
   free(cm->bfn);
   jit_free(cm->jit);
@@ -548,33 +570,30 @@ static int lookup(CModel *cm, const Plan *p, KernFn **fn, char *err, size_t errl
   return RNNC_OK;
 }
 
-/* Buffers: the workspace and every tensor, zeroed, 64-byte aligned. */
+void ctensor_free(CTensor *t)
+{
+  rnnc_mem_free(t->data, (size_t)t->numel * 4);
+  t->data = NULL;
+}
+
+/* Buffers: the workspace and every tensor, zeroed, 64-byte aligned (the
+ * big ones on huge pages: rnnc_mem_alloc). */
 static int allocate(CModel *cm, size_t wsfloats, size_t twsfloats, char *err, size_t errlen)
 {
   cm->nslot = cm->nt + SLOT_TENSOR0;
   cm->buf = calloc((size_t)cm->nslot, sizeof *cm->buf);
   cm->wsfloats = wsfloats;
-  size_t wb = (wsfloats * sizeof(float) + 63) / 64 * 64;
-  /* calloc: a large workspace comes as zero pages, touched only when a
-   * kernel first writes them (no time spent zeroing what a run overwrites) */
-  cm->wsraw = wb ? calloc(1, wb + 64) : NULL;
-  if (!cm->buf || (wb && !cm->wsraw))
-    goto oom;
-  cm->ws = wb ? (float *)(((uintptr_t)cm->wsraw + 63) / 64 * 64) : NULL;
-  cm->buf[SLOT_WS] = cm->ws;
-  size_t tb = (twsfloats * sizeof(float) + 63) / 64 * 64;
   cm->twsfloats = twsfloats;
-  cm->twsraw = tb ? calloc(1, tb + 64) : NULL;
-  if (tb && !cm->twsraw)
+  cm->ws = wsfloats ? rnnc_mem_alloc(wsfloats * sizeof(float)) : NULL;
+  cm->tws = twsfloats ? rnnc_mem_alloc(twsfloats * sizeof(float)) : NULL;
+  if (!cm->buf || (wsfloats && !cm->ws) || (twsfloats && !cm->tws))
     goto oom;
-  cm->tws = tb ? (float *)(((uintptr_t)cm->twsraw + 63) / 64 * 64) : NULL;
+  cm->buf[SLOT_WS] = cm->ws;
   cm->buf[SLOT_TMP] = cm->tws;
   for (int k = 0; k < cm->nt; k++) {
     CTensor *t = &cm->t[k];
-    size_t b = ((size_t)t->numel * 4 + 63) / 64 * 64;
-    if (!(t->data = aligned_alloc(64, b ? b : 64)))
+    if (!(t->data = rnnc_mem_alloc((size_t)t->numel * 4)))
       goto oom;
-    memset(t->data, 0, b ? b : 64);
     cm->buf[t->slot] = t->data;
   }
   return RNNC_OK;

@@ -26,12 +26,12 @@ struct CModel {
   Plan plan;
   int nslot;          /* SLOT_WS, SLOT_TMP, then SLOT_TENSOR0 + k: tensor k */
   void **buf;         /* nslot */
-  float *ws;          /* the workspace (64-byte aligned, in wsraw) */
-  void *wsraw;
+  float *ws;          /* the workspace (rnnc_mem_alloc) */
   float *tws;         /* the transient area (slot 1) */
-  void *twsraw;
   size_t twsfloats;
   size_t wsfloats;
+  float *scratch;     /* the threads' scratch, kept between runs (cmodel_run) */
+  size_t scratchbytes;
   KernFn *fn;         /* plan.nfn */
   Plan bplan;         /* the backward plan (grad): run after plan */
   KernFn *bfn;
@@ -41,6 +41,8 @@ struct CModel {
   double compile_ms;
   Arena *a;           /* names */
 };
+/* Free a tensor's data (rnnc_mem_alloc'd, numel·4 bytes). */
+void ctensor_free(CTensor *t);
 
 /* Per model node. Values and adjoints are [npos, d] row-major, ld d ("rows
  * form": row r at off + r*ld); int32 for token ids and targets. */
@@ -103,8 +105,19 @@ void node_begin(Comp *C);
 enum { SLOT_WS = 0, SLOT_TMP = 1, SLOT_TENSOR0 = 2 };
 /* A fresh kernel symbol "k<n>_<what>". */
 const char *ksym(Comp *C, const char *what);
-/* Append a call of kernel sym over [0, n) split at grain, and a barrier. */
+/* Append a call of kernel sym over [0, n) split at grain, and a barrier;
+ * static shares (chunk 0). */
 void plan_call(Comp *C, const char *sym, int64_t n, int64_t grain, int barrier);
+/* Let the executor share the last call dynamically (runtime/exec.c) when
+ * it is worth it: work (FLOPs, or the like) of one grain; chunk the fewest
+ * grains worth one call of its kernel. Any grain-aligned share gives the
+ * same results (the kernels' contract), so only the cost decides: a call of
+ * under DYN_MINOP in all stays static (a chunk's atomic and the calls would
+ * show), a chunk is at least DYN_MINCHUNK. */
+enum { DYN_MINOP = 1 << 23, DYN_MINCHUNK = 1 << 20 };
+void plan_chunk(Comp *C, int64_t chunk, double work);
+/* plan_chunk for a GEMM kernel of mode (mk_gemm_chunk). */
+void plan_gemm_chunk(Comp *C, const GemmSpec *gs, int mode);
 /* Begin a time loop (returns its op index) and close it. */
 int plan_loop(Comp *C, int64_t T, int reverse);
 void plan_endloop(Comp *C, int at);

@@ -366,8 +366,10 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
         gs.flags |= GEMM_ACC;
       }
       st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
-      if (!st)
+      if (!st) {
         plan_call(C, s, nrows, 6, 0);
+        plan_gemm_chunk(C, &gs, MK_ROWS);
+      }
       if (!st && !direct && cc->acc[i].slot >= 0)
         cc->lateacc[i] = 1;
     } else if (cc->gemv[i]) {
@@ -382,12 +384,16 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
       gs.ldc = Cm.ld;
       st = mk_colgemm_sum(C->cx, C->mod, s, &gs, A, Cm, cc->pack[i], where(cc, o, inloop), &scr, C->err,
                           C->errlen);
-      if (!st)
+      if (!st) {
         plan_call(C, s, gemm_npanels(&gs), 1, 0);
+        plan_gemm_chunk(C, &gs, MK_COLSP);
+      }
     } else {
       st = mk_gemm(C->cx, C->mod, s, &gs, MK_COLSP, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
-      if (!st)
+      if (!st) {
         plan_call(C, s, gemm_npanels(&gs), 1, 0);
+        plan_gemm_chunk(C, &gs, MK_COLSP);
+      }
     }
     if (st)
       return st;
@@ -434,6 +440,13 @@ static int fused_kernel(CC *cc, const char *what, char *mask, int64_t nrows, int
     return st;
   need_scratch(C, scr);
   plan_call(C, sym, nrows, grain, !inloop);
+  /* shared dynamically for its fused GEMMs, a micro-tile's rows a call or
+   * more: each block of rows streams their packed weights */
+  double flops = 0;
+  for (int i = 0; i < c->nnode; i++)
+    if (mask[i] && cc->gemm[i])
+      flops += 2.0 * (double)cc->numel[i] * (double)cc->numel[c->node[i].arg[1]];
+  plan_chunk(C, (6 + grain - 1) / grain, flops * (double)grain);
   return RNNC_OK;
 }
 
@@ -750,6 +763,7 @@ static int gemm_terms(CC *cc, const MNode *n, int p, int g, int sign)
     return st;
   need_scratch(C, scr);
   plan_call(C, s, gemm_npanels(&gs), 1, sign < 0);
+  plan_gemm_chunk(C, &gs, MK_COLS);
   if (sign < 0)
     return k_copy(C, M, N, dst, G, 1, -1, 0);
   return RNNC_OK;

@@ -212,6 +212,7 @@ static int fwd_softmax(Comp *C, int i)
       return st;
     need_scratch(C, scr);
     plan_call(C, s, np, 6, 0);
+    plan_gemm_chunk(C, &gs, MK_ROWS);
   }
   if (v->fused) { /* scale = 1 / count, before the fused kernel reads it */
     s = ksym(C, "xent_scale");
@@ -342,6 +343,7 @@ static int bwd_softmax(Comp *C, int i)
       return st;
     need_scratch(C, scr);
     plan_call(C, s, np, 6, 0);
+    plan_gemm_chunk(C, &gs, MK_ROWS);
   }
   /* dW += dz^T·x (by panels of W's columns), db += Σ_p dz[p] */
   GemmSpec gw = {.M = K, .N = d, .K = np, .lda = K, .ldb = x->val.ld, .ldc = d,
@@ -351,6 +353,7 @@ static int bwd_softmax(Comp *C, int i)
     return st;
   need_scratch(C, scr);
   plan_call(C, s, gemm_npanels(&gw), 1, 0);
+  plan_gemm_chunk(C, &gw, MK_COLS);
   s = ksym(C, "softmax_db");
   if ((st = mk_colsum(C->cx, C->mod, s, np, K, v->dz, db, addr_none(), 1, C->err, C->errlen)))
     return st;

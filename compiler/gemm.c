@@ -122,6 +122,10 @@ static int64_t bchunk(const GemmSpec *s)
   return up16(min64(NCS / nr, gemm_npanels(s)) * nr * min64(s->K, KC));
 }
 
+int64_t gemm_cols_chunk(const GemmSpec *s) { return min64(NCS / spec_nr(s), gemm_npanels(s)); }
+
+int64_t gemm_rows_chunk(void) { return MC / MR; }
+
 size_t gemm_scratchsize(const GemmSpec *s) { return (size_t)(bchunk(s) + rowscratch(s->M, s->K)); }
 
 /* A function of the module named sym + suffix: nounwind, every pointer

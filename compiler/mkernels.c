@@ -247,6 +247,27 @@ int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpe
   return gemm_kernel(cx, mod, sym, s, mode, a, b, c, pack, addr_none(), scratch, err, errlen);
 }
 
+/* A call of _rows reads all of packed op(B) once per block of rows: whole
+ * blocks keep that as the static split has it. One of _colsp packs op(A),
+ * the step's rows, which costs about half a panel's product: 16 panels keep
+ * it near 3%. _cols packs all of op(A) for every chunk of op(B) it packs:
+ * one such chunk at least. */
+int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops)
+{
+  int mr, nr;
+  gemm_block(s->flags, &mr, &nr);
+  *flops = 2.0 * (double)s->K * (mode == MK_ROWS ? (double)mr * (double)s->N : (double)s->M * nr);
+  switch (mode) {
+  case MK_ROWS:
+    return gemm_rows_chunk();
+  case MK_COLSP:
+    return 16;
+  case MK_COLS:
+    return gemm_cols_chunk(s);
+  }
+  return 1;
+}
+
 int mk_colgemm_sum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, Addr a, Addr c,
                    Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
 {

@@ -51,6 +51,10 @@ typedef struct rnnc_plan_op {
   int32_t fn;          /* CALL: index into the kernel table */
   int64_t n, grain;    /* CALL: range [0, n) split over the threads at multiples of grain */
   int32_t barrier;     /* CALL: 1: every thread waits after the call */
+  int32_t chunk;       /* CALL: > 0: between barriers, the threads may take the range
+                          dynamically, in chunks of at least this many grains;
+                          0: static shares only (runtime/exec.c). It fills what was
+                          padding, 0 in objects written before it. */
   int64_t T;           /* LOOP: the next nbody ops run for t = 0 .. T-1 */
   int32_t reverse, nbody; /* LOOP: reverse: t = T-1 .. 0 */
 } rnnc_plan_op;

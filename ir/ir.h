@@ -682,6 +682,10 @@ int64_t gemm_npanels(const GemmSpec *s);
  * ldb and the flags GEMM_BT and GEMM_PORTABLE (not on M, lda, ldc, GEMM_ACC,
  * GEMM_AT): one pack of a weight serves every GEMM that differs only in those. */
 size_t gemm_packsize(const GemmSpec *s);
+/* Panels of op(B) that _cols packs at a time (then runs every row on them);
+ * micro-tiles of rows that _rows and _colsp run over one pass of op(B). */
+int64_t gemm_cols_chunk(const GemmSpec *s);
+int64_t gemm_rows_chunk(void);
 /* Floats of per-thread scratch that _rows, _colsp and _cols need. */
 size_t gemm_scratchsize(const GemmSpec *s);
 /* produce: in mod, four functions (external linkage, C ABI):
@@ -792,6 +796,12 @@ int mk_portable(int on);
 enum { MK_PACK, MK_ROWS, MK_COLSP, MK_COLS };
 int mk_gemm(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
             int mode, Addr a, Addr b, Addr c, Addr pack, size_t *scratch, char *err, size_t errlen);
+/* The fewest grains of mode's range (a micro-tile's rows for MK_ROWS, a
+ * panel otherwise) worth one call when the executor shares the range
+ * dynamically: each call of MK_ROWS streams all of op(B), each of MK_COLSP
+ * packs op(A), each of MK_COLS packs all of op(A) per chunk of op(B) it
+ * packs. *flops: a grain's. */
+int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops);
 /* MK_COLSP, then C = x + C over the range's columns (x [M, N] by rows, ld
  * x.ld): a step's product and the add that is its only reader, by columns
  * (compile_cell.c, tailsum). Each element as the fused step computes it: the
@@ -867,8 +877,10 @@ enum { PK_CALL = RNNC_PLAN_CALL, PK_LOOP = RNNC_PLAN_LOOP };
 /* kind; PK_CALL: fn (index into the kernel table), range [0, n) split into
  * nthreads contiguous parts at multiples of grain (the last part ends at n;
  * parts may be empty: no call), barrier (1: every thread waits after the
- * call); PK_LOOP: the next nbody ops run for t = 0 .. T-1 (reverse: T-1 ..
- * 0). The same layout is the AOT object's (rnnc_aot.h). */
+ * call), chunk (> 0: when barriers fence the call, the threads take its
+ * range in chunks of at least chunk grains as they come free); PK_LOOP: the
+ * next nbody ops run for t = 0 .. T-1 (reverse: T-1 .. 0). The same layout
+ * is the AOT object's (rnnc_aot.h). */
 typedef rnnc_plan_op PlanOp;
 typedef struct Plan {
   PlanOp *op; int nop, capop;
@@ -879,6 +891,15 @@ typedef struct Plan {
  * are rnnc_-prefixed, as everything of that library is. */
 /* The share [lo, hi) of thread tid of nth of a range n with grain g. */
 void rnnc_plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_t *hi);
+/* Chunk c of a dynamically shared range of ng grains (at least chunk grains
+ * each, guided for nth threads): its size in grains, its first grain in *lo;
+ * 0 past the last chunk. */
+int64_t rnnc_plan_chunk(int64_t ng, int64_t chunk, int nth, int64_t c, int64_t *lo);
+/* Whether op k of a list ending at k1 is shared dynamically (with more than
+ * one thread) when the op run before it ended with a barrier (fenced) or not:
+ * a call of more than chunk grains (chunk > 0) that ends with a barrier or
+ * whose next op is a barrier only. */
+int rnnc_plan_dynamic(const PlanOp *op, int k, int k1, int fenced);
 /* Run ops op[0 .. nop-1] with nthreads (<= 0: omp_get_max_threads());
  * fn[k] the kernel of index k (NULL: no call, the op is a barrier only).
  * Allocates nothing: thread tid's scratch is scratch + tid·per (per floats,
@@ -886,10 +907,13 @@ void rnnc_plan_share(int64_t n, int64_t g, int tid, int nth, int64_t *lo, int64_
  * scratch may be NULL when per is 0). */
 void rnnc_plan_exec(const PlanOp *op, int nop, const KernFn *fn, void *const *buf, float *scratch, size_t per,
                     int nthreads);
-/* Run the plan with nthreads (<= 0: omp_get_max_threads()); fn[k] the kernel
- * of p->fnname[k]. Allocates the scratch (RNNC_ENOMEM), then
- * rnnc_plan_exec; returns RNNC_OK. */
-int rnnc_plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads);
+/* runtime/mem.c: zeroed buffers, 64-byte aligned, those of 2 MiB or more
+ * on their own mapping, 2 MiB-aligned and advised onto transparent huge
+ * pages (NULL when out of memory; free with the same size); and the advice
+ * alone for the whole 2 MiB pages of a caller's buffer. */
+void *rnnc_mem_alloc(size_t bytes);
+void rnnc_mem_free(void *p, size_t bytes);
+void rnnc_mem_advise(void *p, size_t bytes);
 
 /* ---- compiler/compile.c: a model compiled for its bound dims ------------- */
 

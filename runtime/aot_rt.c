@@ -243,6 +243,7 @@ int rnnc_aot_init(const rnnc_aot_model *m, int prog, void *ws, size_t bytes, int
   if (bytes < L.end)
     return tfail(RNNC_EMISUSE, "workspace of %zu bytes; program '%s' with %d thread%s needs %zu", bytes,
                  progname(prog), nth, nth == 1 ? "" : "s", L.end);
+  rnnc_mem_advise(ws, L.end); /* before the first touch: huge pages where it was untouched */
   memset(ws, 0, L.end);
   Head *h = ws;
   h->magic = WS_MAGIC;

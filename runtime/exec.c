@@ -11,6 +11,19 @@
  * computes an element never changes what it computes (the kernels' contract),
  * so results do not depend on the number of threads.
  *
+ * A call fenced by barriers — the op run before it ended with one, and it
+ * ends with one or the next op of its list is a barrier only — is shared
+ * out dynamically instead, when its range holds more than op->chunk grains
+ * (0 keeps the op static): each thread takes the next chunk until none is
+ * left, guided (a chunk is 1/(2·nthreads) of what is left, rounded up to a
+ * multiple of op->chunk grains, so a GEMM's chunks are whole blocks). Between
+ * barriers no thread reads what another writes, so which thread runs a chunk
+ * is free; and a thread that another process took the core from no longer
+ * holds up the whole team at the barrier. The chunks are numbered by one
+ * counter that only grows: each fenced call takes its chunks' numbers and
+ * one per thread (the call that finds none left), so every thread knows
+ * where the next call's numbers start without resetting anything.
+ *
  * Plain C and OpenMP only: this file is part of librnnc_rt.a, the runtime
  * an object compiled ahead of time links (with libgomp); it needs nothing of
  * the compiler. Its symbols are rnnc_-prefixed for that reason: a static
@@ -18,7 +31,6 @@
 #include <omp.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
@@ -62,25 +74,78 @@ static void barrier_wait(Barrier *b, int nth)
   }
 }
 
+int64_t rnnc_plan_chunk(int64_t ng, int64_t chunk, int nth, int64_t c, int64_t *lo)
+{
+  int64_t at = 0;
+  for (int64_t i = 0; at < ng; i++) {
+    int64_t left = ng - at, sz = (left + 2 * nth - 1) / (2 * nth);
+    sz = (sz + chunk - 1) / chunk * chunk;
+    sz = sz < left ? sz : left;
+    if (i == c) {
+      *lo = at;
+      return sz;
+    }
+    at += sz;
+  }
+  return 0;
+}
+
+int rnnc_plan_dynamic(const PlanOp *op, int k, int k1, int fenced)
+{
+  const PlanOp *o = &op[k];
+  if (o->kind != PK_CALL || o->chunk < 1 || !fenced)
+    return 0;
+  int64_t g = o->grain < 1 ? 1 : o->grain;
+  if ((o->n + g - 1) / g <= o->chunk)
+    return 0;
+  return o->barrier || (k + 1 < k1 && op[k + 1].kind == PK_CALL && op[k + 1].n == 0 && op[k + 1].barrier);
+}
+
+/* What the team shares; and a thread's own: where its next fenced call's
+ * chunk numbers start, and whether the op it ran last ended with a barrier. */
+typedef struct Team {
+  Barrier bar;
+  _Atomic int64_t ticket;
+} Team;
+typedef struct Own {
+  int64_t base;
+  int fenced;
+} Own;
+
 /* Run ops [k0, k1) of op at step t; loops recurse. A NULL kernel is a
  * barrier only. */
-static void run_ops(const PlanOp *op, const KernFn *fn, void *const *buf, float *scratch, Barrier *bar, int tid,
-                    int nth, int k0, int k1, int64_t t)
+static void run_ops(const PlanOp *op, const KernFn *fn, void *const *buf, float *scratch, Team *tm, Own *me,
+                    int tid, int nth, int k0, int k1, int64_t t)
 {
   for (int k = k0; k < k1; k++) {
     const PlanOp *o = &op[k];
     if (o->kind == PK_LOOP) {
       for (int64_t s = 0; s < o->T; s++)
-        run_ops(op, fn, buf, scratch, bar, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s);
+        run_ops(op, fn, buf, scratch, tm, me, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s);
       k += o->nbody;
       continue;
     }
-    int64_t lo, hi;
-    rnnc_plan_share(o->n, o->grain, tid, nth, &lo, &hi);
-    if (lo < hi && fn[o->fn])
-      fn[o->fn](buf, t, lo, hi, scratch);
+    if (nth > 1 && fn[o->fn] && rnnc_plan_dynamic(op, k, k1, me->fenced)) {
+      int64_t g = o->grain < 1 ? 1 : o->grain, ng = (o->n + g - 1) / g, lo, sz, nc;
+      for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&tm->ticket, 1, memory_order_relaxed) - me->base;
+        if (!(sz = rnnc_plan_chunk(ng, o->chunk, nth, c, &lo)))
+          break;
+        int64_t hi = (lo + sz) * g;
+        fn[o->fn](buf, t, lo * g, hi < o->n ? hi : o->n, scratch);
+      }
+      for (nc = 0; rnnc_plan_chunk(ng, o->chunk, nth, nc, &lo); nc++)
+        ;
+      me->base += nc + nth;
+    } else {
+      int64_t lo, hi;
+      rnnc_plan_share(o->n, o->grain, tid, nth, &lo, &hi);
+      if (lo < hi && fn[o->fn])
+        fn[o->fn](buf, t, lo, hi, scratch);
+    }
+    me->fenced = o->barrier;
     if (o->barrier && nth > 1)
-      barrier_wait(bar, nth);
+      barrier_wait(&tm->bar, nth);
   }
 }
 
@@ -88,27 +153,17 @@ void rnnc_plan_exec(const PlanOp *op, int nop, const KernFn *fn, void *const *bu
                     int nthreads)
 {
   int nth = nthreads > 0 ? nthreads : omp_get_max_threads();
-  Barrier bar = {0, 0};
+  Team tm = {{0, 0}, 0};
   if (nth == 1) {
-    run_ops(op, fn, buf, scratch, &bar, 0, 1, 0, nop, 0);
+    Own me = {0, 1};
+    run_ops(op, fn, buf, scratch, &tm, &me, 0, 1, 0, nop, 0);
     return;
   }
 #pragma omp parallel num_threads(nth)
   {
     /* the team may be smaller than asked (OMP_THREAD_LIMIT, nesting) */
     int tid = omp_get_thread_num(), n = omp_get_num_threads();
-    run_ops(op, fn, buf, scratch ? scratch + per * (size_t)tid : NULL, &bar, tid, n, 0, nop, 0);
+    Own me = {0, 1};
+    run_ops(op, fn, buf, scratch ? scratch + per * (size_t)tid : NULL, &tm, &me, tid, n, 0, nop, 0);
   }
-}
-
-int rnnc_plan_run(const Plan *p, const KernFn *fn, void *const *buf, int nthreads)
-{
-  int nth = nthreads > 0 ? nthreads : omp_get_max_threads();
-  size_t per = (p->scratch + 15) / 16 * 16; /* floats, a multiple of 64 bytes */
-  float *scratch = NULL;
-  if (per && !(scratch = aligned_alloc(64, per * sizeof(float) * (size_t)nth)))
-    return RNNC_ENOMEM;
-  rnnc_plan_exec(p->op, p->nop, fn, buf, scratch, per, nth);
-  free(scratch);
-  return RNNC_OK;
 }

@@ -889,6 +889,16 @@ Test(cli, print_emit)
   cr_assert(strstr(out, "#   -- barrier --\n"), "%s", out);
   cr_assert(strstr(out, "#     k"), "%s", out); /* a kernel in the loop */
   free(out);
+  /* big enough, between barriers: the hoisted GEMM and the logits are
+   * shared dynamically; the step (rows kept through the loop) is not */
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit plan --dim H=256 --dim B=32", ex("charlm_lstm.rnn")), 0, "%s",
+               out);
+  cr_assert(strstr(out, "#   k3_gemm                      [0, 256) in grains of 6, dynamic (20 or more a chunk)\n"),
+            "%s", out);
+  cr_assert(strstr(out, "#   k6_logits                    [0, 256) in grains of 6, dynamic (20 or more a chunk)\n"),
+            "%s", out);
+  cr_assert(strstr(out, "#     k4_lstm_step                 [0, 32) in grains of 1\n"), "%s", out);
+  free(out);
   cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit wasm", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc print: unknown --emit 'wasm' (llvm, asm or plan)\ntry 'rnnc print --help'\n");
   free(out);

@@ -696,6 +696,66 @@ Test(jit_model, step_gemms_by_columns)
   by_columns("seq2seq", "S=2 T=3 B=16 H=6", 4);          /* a decoder started from the encoder */
 }
 
+/* Ops of plan ops [k0, k1) that the executor shares dynamically (at the
+ * first step of a loop, and at the others), inloop: those inside a loop. */
+static int dynamic_ops(const PlanOp *op, int k0, int k1, int *fenced, int *inloop)
+{
+  int n = 0;
+  for (int k = k0; k < k1; k++) {
+    if (op[k].kind == PK_LOOP) {
+      int in = *fenced && op[k + op[k].nbody].barrier;
+      int sub = dynamic_ops(op, k + 1, k + 1 + op[k].nbody, &in, inloop);
+      n += sub;
+      *inloop += sub;
+      *fenced = in;
+      k += op[k].nbody;
+      continue;
+    }
+    n += rnnc_plan_dynamic(op, k, k1, *fenced);
+    *fenced = op[k].barrier;
+  }
+  return n;
+}
+
+/* Big enough for dynamic shares (the executor hands out chunks as threads
+ * come free): C5's model at I = 256, H = 512, B = 24, T = 6, its hoisted
+ * GEMMs and, with colweight 1, its step GEMMs by columns. Within JIT_TOL of
+ * the interpreter, and memcmp-equal on 1, 2 and 3 threads, by rows or by
+ * columns. */
+Test(jit_model, dynamic_shares)
+{
+  Case c;
+  case_new(&c, "deepbench_lstm dynamic", "examples/deepbench_lstm.rnn", NULL, "T=6 B=24 I=256 H=512", 5);
+  CModel *rows = case_compile(&c, 1), *cols = case_compile_with(&c, &(CompileOpts){.grad = 1, .colweight = 1});
+  int fenced = 1, inloop = 0;
+  int nf = dynamic_ops(cmodel_plan(rows)->op, 0, cmodel_plan(rows)->nop, &fenced, &inloop);
+  fenced = 1;
+  int nb = dynamic_ops(cmodel_bplan(rows)->op, 0, cmodel_bplan(rows)->nop, &fenced, &inloop);
+  cr_assert(nf >= 1 && nb >= 1, "dynamic ops: %d forward, %d backward", nf, nb);
+  fenced = 1, inloop = 0;
+  dynamic_ops(cmodel_plan(cols)->op, 0, cmodel_plan(cols)->nop, &fenced, &inloop);
+  fenced = 1;
+  dynamic_ops(cmodel_bplan(cols)->op, 0, cmodel_bplan(cols)->nop, &fenced, &inloop);
+  cr_assert_eq(inloop, 2, "by columns: %d dynamic step GEMMs, not 2", inloop);
+  run(&c, rows, 1, 1);
+  Snap s;
+  snap_take(rows, 1, &s);
+  for (int nth = 1; nth <= 3; nth++) {
+    run(&c, rows, 1, nth);
+    snap_expect_same(c.tag, rows, &s, nth);
+    run(&c, cols, 1, nth);
+    snap_expect_same(c.tag, cols, &s, nth);
+  }
+  int n;
+  double worst = compare(c.tag, rows, &c.ref, c.md, 0, 0, &n);
+  cr_expect(n == c.ref.n && worst <= JIT_TOL, "%s: %d of %d tensors, relative error %.3g", c.tag, n, c.ref.n,
+            worst);
+  snap_free(&s);
+  cmodel_free(rows);
+  cmodel_free(cols);
+  case_free(&c);
+}
+
 /* ---- errors and sensitivity -------------------------------------------------------- */
 
 /* A token id or a target out of range: cmodel_run says what interp_run says,

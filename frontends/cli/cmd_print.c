@@ -54,22 +54,35 @@ static void help(void)
 /* T and B when --emit is given no --dim for them (as `rnnc init`'s). */
 enum { EMIT_T = 8, EMIT_B = 4 };
 
-/* Ops [k0, k1) of p, loops indented. */
-static void print_ops(FILE *f, const Plan *p, int k0, int k1, int depth)
+/* Ops [k0, k1) of p, loops indented; *fenced: the op before ended with a
+ * barrier (updated). A loop's first ops are dynamic at every step only when
+ * they are both after the op before the loop and after the body's last. */
+static void print_ops(FILE *f, const Plan *p, int k0, int k1, int depth, int *fenced)
 {
   for (int k = k0; k < k1; k++) {
     const PlanOp *o = &p->op[k];
     if (o->kind == PK_LOOP) {
       fprintf(f, "#   %*sloop t = %s (%lld steps, %d ops)\n", 2 * depth, "",
               o->reverse ? "T-1 .. 0" : "0 .. T-1", (long long)o->T, o->nbody);
-      print_ops(f, p, k + 1, k + 1 + o->nbody, depth + 1);
+      int last = k + o->nbody; /* the body's last op, a call or a loop's barrier */
+      int looped = p->op[last].kind == PK_CALL && p->op[last].barrier;
+      int in = *fenced && looped;
+      print_ops(f, p, k + 1, k + 1 + o->nbody, depth + 1, &in);
+      *fenced = in;
       k += o->nbody;
-    } else if (o->n == 0) {
+      continue;
+    }
+    if (o->n == 0) {
       fprintf(f, "#   %*s%s\n", 2 * depth, "", o->barrier ? "-- barrier --" : "(nothing)");
     } else {
-      fprintf(f, "#   %*s%-28s [0, %lld) in grains of %lld%s\n", 2 * depth, "", p->fnname[o->fn],
+      int dyn = rnnc_plan_dynamic(p->op, k, k1, *fenced);
+      fprintf(f, "#   %*s%-28s [0, %lld) in grains of %lld%s", 2 * depth, "", p->fnname[o->fn],
               (long long)o->n, (long long)o->grain, o->barrier ? ", then a barrier" : "");
+      if (dyn)
+        fprintf(f, ", dynamic (%d or more a chunk)", o->chunk);
+      fputc('\n', f);
     }
+    *fenced = o->barrier;
   }
 }
 
@@ -86,13 +99,16 @@ static void print_plan(FILE *f, const Model *md, const Env *env, CModel *cm)
   fprintf(f, " (forward pass): %d ops, %d kernels, %zu floats of scratch per thread\n", p->nop, nk,
           p->scratch);
   fputs("# each thread runs every op on its share of the op's range, one OpenMP team\n"
-        "# for the whole plan\n",
+        "# for the whole plan; a dynamic op, between barriers, the threads take in\n"
+        "# chunks of grains as they come free\n",
         f);
-  print_ops(f, p, 0, p->nop, 0);
+  int fenced = 1;
+  print_ops(f, p, 0, p->nop, 0, &fenced);
   const Plan *b = cmodel_bplan(cm);
   if (b->nop) {
     fprintf(f, "# backward pass: %d ops\n", b->nop);
-    print_ops(f, b, 0, b->nop, 0);
+    fenced = 1;
+    print_ops(f, b, 0, b->nop, 0, &fenced);
   }
 }
 
