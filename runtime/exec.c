@@ -77,6 +77,7 @@ static void barrier_wait(Barrier *b, int nth)
 int64_t rnnc_plan_chunk(int64_t ng, int64_t chunk, int nth, int64_t c, int64_t *lo)
 {
   int64_t at = 0;
+  chunk = chunk < 1 ? 1 : chunk;
   for (int64_t i = 0; at < ng; i++) {
     int64_t left = ng - at, sz = (left + 2 * nth - 1) / (2 * nth);
     sz = (sz + chunk - 1) / chunk * chunk;
