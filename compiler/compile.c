@@ -128,11 +128,12 @@ void plan_chunk(Comp *C, int64_t chunk, double work)
     o->chunk = 0;
     return;
   }
-  double least = DYN_MINCHUNK / work;
+  double least = DYN_MINCHUNK / work; /* grains; then a multiple of chunk */
   if (least > chunk)
-    chunk = least >= ng ? (int64_t)ng : (int64_t)least + 1;
+    chunk = least >= ng ? (int64_t)ng : ((int64_t)least / chunk + 1) * chunk;
   o->chunk = chunk > INT32_MAX ? INT32_MAX : (int32_t)chunk;
 }
+
 void plan_gemm_chunk(Comp *C, const GemmSpec *gs, int mode)
 {
   double w;

@@ -109,11 +109,12 @@ const char *ksym(Comp *C, const char *what);
  * static shares (chunk 0). */
 void plan_call(Comp *C, const char *sym, int64_t n, int64_t grain, int barrier);
 /* Let the executor share the last call dynamically (runtime/exec.c) when
- * it is worth it: work (FLOPs, or the like) of one grain; chunk the fewest
- * grains worth one call of its kernel. Any grain-aligned share gives the
- * same results (the kernels' contract), so only the cost decides: a call of
- * under DYN_MINOP in all stays static (a chunk's atomic and the calls would
- * show), a chunk is at least DYN_MINCHUNK. */
+ * it is worth it: work (FLOPs, or the like) of one grain; chunk the grains
+ * one call of its kernel should take a multiple of (its blocks). Any
+ * grain-aligned share gives the same results (the kernels' contract), so
+ * only the cost decides: a call of under DYN_MINOP in all stays static (a
+ * chunk's atomic and the calls would show), a chunk is at least DYN_MINCHUNK
+ * (rounded up to a multiple of chunk). */
 enum { DYN_MINOP = 1 << 23, DYN_MINCHUNK = 1 << 20 };
 void plan_chunk(Comp *C, int64_t chunk, double work);
 /* plan_chunk for a GEMM kernel of mode (mk_gemm_chunk). */

@@ -893,9 +893,11 @@ Test(cli, print_emit)
    * shared dynamically; the step (rows kept through the loop) is not */
   cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit plan --dim H=256 --dim B=32", ex("charlm_lstm.rnn")), 0, "%s",
                out);
-  cr_assert(strstr(out, "#   k3_gemm                      [0, 256) in grains of 6, dynamic (20 or more a chunk)\n"),
+  cr_assert(strstr(out, "#   k3_gemm                      [0, 256) in grains of 6, "
+                        "dynamic (chunks a multiple of 20)\n"),
             "%s", out);
-  cr_assert(strstr(out, "#   k6_logits                    [0, 256) in grains of 6, dynamic (20 or more a chunk)\n"),
+  cr_assert(strstr(out, "#   k6_logits                    [0, 256) in grains of 6, "
+                        "dynamic (chunks a multiple of 20)\n"),
             "%s", out);
   cr_assert(strstr(out, "#     k4_lstm_step                 [0, 32) in grains of 1\n"), "%s", out);
   free(out);

@@ -79,7 +79,7 @@ static void print_ops(FILE *f, const Plan *p, int k0, int k1, int depth, int *fe
       fprintf(f, "#   %*s%-28s [0, %lld) in grains of %lld%s", 2 * depth, "", p->fnname[o->fn],
               (long long)o->n, (long long)o->grain, o->barrier ? ", then a barrier" : "");
       if (dyn)
-        fprintf(f, ", dynamic (%d or more a chunk)", o->chunk);
+        fprintf(f, ", dynamic (chunks a multiple of %d)", o->chunk);
       fputc('\n', f);
     }
     *fenced = o->barrier;
