@@ -2,7 +2,7 @@
 """Merge the outputs of one bench/run.sh run into one table and one JSON file.
 
 Inputs (JSON lines, any may be missing or empty): fma_peak's, rnnc_bench's,
-torch_bench.py's, and optionally dnnl_lstm_bench's JSON document.
+torch_bench.py's, and optionally dnnl_side_by_side's JSON line.
 
 Usage: report.py --threads N --fma F --rnnc R --torch P [--dnnl D] --out OUT.json
 Prints the table (Markdown) on stdout. Columns:
@@ -170,20 +170,21 @@ def main():
             print(f"WARNING: the {a.threads}-thread FMA peak is only {peak / one:.2f}× the 1-thread one "
                   f"({one:.1f}): other processes had the cores during this run, so its times, ratios "
                   f"and % of peak are unreliable")
-    if dnnl:
-        for x in dnnl.get("configs", []):
-            if x.get("config") == "C5" and "train" in x:
-                r5 = rn.get("C5", {}).get("train", {})
-                d5 = x["train"]["ms_median"]
-                # oneDNN times the LSTM stack (forward, weight reorder, backward);
-                # rnnc's step also clips and updates: its time less that part
-                line = f"oneDNN {dnnl.get('dnnl_version')} C5 LSTM fwd+bwd: {d5:.1f} ms"
-                if r5:
-                    own = r5["ms_median"] - r5.get("clip_sgd_ms_median", 0)
-                    line += (f"; rnnc C5 training step {r5['ms_median']:.1f} ms, forward + backward"
-                             f" {own:.1f} ms ({d5 / own:.2f}× oneDNN's speed"
-                             f" — {'met' if own <= d5 else 'NOT met'}: at least as fast)")
-                print(line)
+    if dnnl and "train" in dnnl:
+        # dnnl_side_by_side: the same forward + backward (no clipping, no
+        # update) on both sides, rounds alternating in one process
+        print(f"\noneDNN {dnnl.get('dnnl_version')} C5 LSTM, side by side with rnnc in one process "
+              f"({dnnl.get('rounds')} alternating rounds; ratio = oneDNN time / rnnc time in a round):")
+        for key, what in (("train", "forward + backward"), ("infer", "forward only")):
+            x = dnnl.get(key)
+            if not x:
+                continue
+            r = x["ratio_median"]
+            line = (f"- {what}: rnnc {x['rnnc_ms_median']:.1f} ms, oneDNN {x['dnnl_ms_median']:.1f} ms (medians); "
+                    f"ratio {r:.3f} (p25 {x['ratio_p25']:.3f}, p75 {x['ratio_p75']:.3f})")
+            if key == "train":
+                line += f" — {'met' if r >= 1 else 'NOT met'}: at least as fast"
+            print(line)
     elif a.dnnl is not None:
         print("oneDNN: skipped (see the note above)")
     if a.note:

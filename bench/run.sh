@@ -8,7 +8,8 @@
 # Builds rnnc_bench and fma_peak (cmake --build DIR, default build/), measures
 # the FMA peak, runs rnnc_bench (one child process per configuration), then
 # bench/torch_bench.py with /usr/bin/python3 (a fresh process per
-# configuration), then oneDNN's C5 where its headers are installed, and prints
+# configuration), then C5 in rnnc and oneDNN side by side where oneDNN's
+# headers are installed (dnnl_side_by_side), and prints
 # one table; every number goes to the JSON file (default
 # bench-results.json). --quick: one tiny configuration, a few steps (a smoke
 # test, no meaningful timing).
@@ -89,14 +90,13 @@ fi
 
 dnnl_args=() note=""
 if [ $quick = 0 ] && { [ -z "$configs" ] || [[ ",$configs," == *",C5,"* ]]; }; then
-  if echo '#include <oneapi/dnnl/dnnl.h>' | cc -E -x c - >/dev/null 2>&1; then
-    echo "== oneDNN C5 (fused LSTM primitive, fwd+bwd)" >&2
-    if cc -O2 -fopenmp "$here/dnnl_lstm_bench.c" -o "$work/dnnl_lstm_bench" -ldnnl >&2; then
-      OMP_NUM_THREADS=$threads "$work/dnnl_lstm_bench" 10 2 C5 > "$work/dnnl.json"
-    fi
+  # built by cmake only where oneDNN's headers are (Debian libdnnl-dev)
+  if cmake --build "$build" -j2 --target dnnl_side_by_side >/dev/null 2>&1; then
+    echo "== oneDNN side by side: C5 in rnnc and in oneDNN's fused LSTM primitive, one process, alternating rounds" >&2
+    OMP_NUM_THREADS=$threads "$build/dnnl_side_by_side" 20 2 | tee "$work/dnnl.json" >&2
     dnnl_args=(--dnnl "$work/dnnl.json")
   else
-    note="oneDNN: skipped (its headers, Debian libdnnl-dev, are not installed)"
+    note="oneDNN: skipped (no dnnl_side_by_side: oneDNN's headers, Debian libdnnl-dev, are not installed)"
   fi
 fi
 
