@@ -186,6 +186,39 @@ static LLVMValueRef opb(G *g, LLVMValueRef B, LLVMValueRef k, LLVMValueRef n)
   return irb_loadu(ir, ir->f32, irb_gep(ir, B, off));
 }
 
+/* shufflevector(a, b) by a mask of 8 (indices into a, then b). */
+static LLVMValueRef shuf8(G *g, LLVMValueRef a, LLVMValueRef b, const int m[8])
+{
+  IRB *ir = &g->ir;
+  LLVMValueRef c[8];
+  for (int i = 0; i < 8; i++)
+    c[i] = LLVMConstInt(ir->i32, (unsigned long long)m[i], 0);
+  return LLVMBuildShuffleVector(ir->b, a, b, LLVMConstVector(c, 8), "");
+}
+
+/* The 8 x 8 transpose of r[0..7] (vectors of 8 floats) into o: o[k][j] =
+ * r[j][k]. Three stages of two-input shuffles, the masks of AVX's
+ * unpcklps/unpckhps, shufps and vperm2f128, which is what the x86 back end
+ * makes of them (24 shuffles, no memory); other targets get their own. */
+static void transpose8(G *g, LLVMValueRef r[8], LLVMValueRef o[8])
+{
+  static const int lo[8] = {0, 8, 1, 9, 4, 12, 5, 13}, hi[8] = {2, 10, 3, 11, 6, 14, 7, 15};
+  static const int even[8] = {0, 1, 8, 9, 4, 5, 12, 13}, odd[8] = {2, 3, 10, 11, 6, 7, 14, 15};
+  static const int first[8] = {0, 1, 2, 3, 8, 9, 10, 11}, second[8] = {4, 5, 6, 7, 12, 13, 14, 15};
+  LLVMValueRef t[8], u[8];
+  for (int i = 0; i < 8; i += 2) { /* t[i], t[i+1]: rows i, i+1 interleaved */
+    t[i] = shuf8(g, r[i], r[i + 1], lo);
+    t[i + 1] = shuf8(g, r[i], r[i + 1], hi);
+  }
+  for (int h = 0; h < 8; h += 4) /* u[h + c]: column c (and c + 4) of rows h .. h+3 */
+    for (int c = 0; c < 4; c++)
+      u[h + c] = shuf8(g, t[h + c / 2], t[h + 2 + c / 2], c % 2 ? odd : even);
+  for (int c = 0; c < 4; c++) {
+    o[c] = shuf8(g, u[c], u[4 + c], first);
+    o[c + 4] = shuf8(g, u[c], u[4 + c], second);
+  }
+}
+
 /* void packb(B, dst, c0, c1, k0, kc, ps), internal: panels [c0, c1) of
  * op(B), rows [k0, k0 + kc), with panel p at dst + (p - c0)·ps:
  *   dst[(p - c0)·ps + k·NR + j] = op(B)[k0 + k, p·NR + j], 0 past column N */
@@ -201,10 +234,29 @@ static void gen_packb(G *g)
   if (g->npf) { /* whole panels */
     LLVMValueRef p = irb_loop_begin(ir, &lp, c0, smin(g, c1, irb_i64(ir, g->npf)), 1, "panel");
     LLVMValueRef d = irb_gep(ir, dst, mulv(g, sub(g, p, c0), ps));
-    if (g->flags & GEMM_BT) { /* B's rows are the panel's columns: read them contiguously */
+    if (g->flags & GEMM_BT) { /* B's rows are the panel's columns: a transpose */
+      LLVMValueRef k8 = irb_i64(ir, 0);
+      if (g->NR % 8 == 0) { /* 8 k at a time: 8 floats of each row, 8 x 8 transposes */
+        LLVMTypeRef v8 = LLVMVectorType(ir->f32, 8);
+        k8 = LLVMBuildAnd(ir->b, kc, irb_i64(ir, -8), "");
+        LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), k8, 8, "k");
+        for (int64_t j0 = 0; j0 < g->NR; j0 += 8) {
+          LLVMValueRef r[8], o[8];
+          for (int64_t j = 0; j < 8; j++) {
+            LLVMValueRef row = irb_add(ir, irb_mulc(ir, p, g->NR), irb_i64(ir, j0 + j));
+            r[j] = irb_loadu(ir, v8, irb_gep(ir, B, irb_add(ir, irb_mulc(ir, row, g->ldb), irb_add(ir, k0, k))));
+          }
+          transpose8(g, r, o);
+          for (int64_t c = 0; c < 8; c++)
+            irb_storeu(ir, o[c], irb_gep(ir, d, irb_add(ir, irb_mulc(ir, irb_add(ir, k, irb_i64(ir, c)), g->NR),
+                                                      irb_i64(ir, j0))));
+        }
+        irb_loop_end(ir, &lk);
+      }
+      /* the k left (all of them when NR is not a multiple of 8), one by one */
       LLVMValueRef j = irb_loop_begin(ir, &lj, irb_i64(ir, 0), irb_i64(ir, g->NR), 1, "j");
       LLVMValueRef src = irb_gep(ir, B, irb_add(ir, irb_mulc(ir, irb_add(ir, irb_mulc(ir, p, g->NR), j), g->ldb), k0));
-      LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), kc, 1, "k");
+      LLVMValueRef k = irb_loop_begin(ir, &lk, k8, kc, 1, "k");
       irb_storeu(ir, irb_loadu(ir, ir->f32, irb_gep(ir, src, k)),
                  irb_gep(ir, d, irb_add(ir, irb_mulc(ir, k, g->NR), j)));
       irb_loop_end(ir, &lk);
