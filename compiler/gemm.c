@@ -45,6 +45,7 @@ enum {
   NC = 4096,  /* columns per block, a multiple of every NR */
   NCS = 512,  /* columns of op(B) that _cols packs at a time, a multiple of every NR */
   MAXNR = 16, /* the widest NR */
+  NACC = 2 * MAXNR / 4, /* accumulators of a row: two panels of 4-float vectors */
   PFD = 32,   /* k steps before the end of a slice at which C is prefetched */
   PFA = 8,    /* rows of A ahead that GEMM_AT's packing prefetches */
   PFB = 1 << 18, /* floats of op(B) (K·N) above which the micro-kernel prefetches
@@ -64,6 +65,8 @@ typedef struct G {
   int64_t np, npf, nt;    /* panels, whole panels, columns of the partial one */
   int linkage;            /* of the entry points: 0 external, 1 internal */
   LLVMValueRef kern[MR + 1]; /* by rows: MR, 4, 2, 1 */
+  LLVMValueRef kern2[3];     /* 2 and 1 rows of two panels at once (pairs) */
+  int pairs;                 /* the rows left after 4 go by pairs of panels */
   LLVMValueRef packb, blk;
   const char *sym;
 } G;
@@ -333,10 +336,11 @@ static void gen_packa(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LL
 /* ---- the micro-kernel -------------------------------------------------------- */
 
 /* for (k = lo; k < hi; k++) acc[r][v] = fma(A[k·MR + r], Bp[k·NR + v·W ..], acc[r][v])
- * for r < mr, v < nv; out gets the accumulators after the loop (out may be
+ * for r < mr, v < nv, and with a second panel Bp2 (else NULL) acc[r][nv + v]
+ * likewise from Bp2; out gets the accumulators after the loop (out may be
  * in). */
-static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef pf, LLVMValueRef lo,
-                      LLVMValueRef hi, LLVMValueRef in[MR][MAXNR / 4], LLVMValueRef out[MR][MAXNR / 4])
+static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef Bp2, LLVMValueRef pf,
+                      LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef in[MR][NACC], LLVMValueRef out[MR][NACC])
 {
   IRB *ir = &g->ir;
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(ir->b);
@@ -345,8 +349,11 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
   LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "kdone");
   LLVMBuildBr(ir->b, head);
   LLVMPositionBuilderAtEnd(ir->b, head);
-  LLVMValueRef k = LLVMBuildPhi(ir->b, ir->i64, "k"), acc[MR][MAXNR / 4], next[MR][MAXNR / 4];
+  LLVMValueRef k = LLVMBuildPhi(ir->b, ir->i64, "k"), acc[MR][NACC], next[MR][NACC];
   LLVMAddIncoming(k, &lo, &pre, 1);
+  int nb = nv; /* the panel's vectors */
+  if (Bp2)
+    nv *= 2;
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
       acc[r][v] = LLVMBuildPhi(ir->b, g->vty, "acc");
@@ -354,10 +361,11 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
     }
   LLVMBuildCondBr(ir->b, LLVMBuildICmp(ir->b, LLVMIntSLT, k, hi, ""), body, exit);
   LLVMPositionBuilderAtEnd(ir->b, body);
-  LLVMValueRef bv[MAXNR / 4];
+  LLVMValueRef bv[NACC];
   LLVMValueRef brow = irb_mulc(ir, k, g->NR);
   for (int v = 0; v < nv; v++)
-    bv[v] = irb_loadu(ir, g->vty, irb_gep(ir, Bp, irb_add(ir, brow, irb_i64(ir, (int64_t)v * g->W))));
+    bv[v] = irb_loadu(ir, g->vty,
+                      irb_gep(ir, v < nb ? Bp : Bp2, irb_add(ir, brow, irb_i64(ir, (int64_t)(v % nb) * g->W))));
   if (pf)
     prefetch(g, irb_gep(ir, pf, brow), 0, 2); /* the next panel's line k, into L2 */
   LLVMValueRef mask = LLVMConstNull(LLVMVectorType(LLVMInt32TypeInContext(ir->cx), (unsigned)g->W));
@@ -387,38 +395,43 @@ static void gen_kloop(G *g, int mr, int nv, LLVMValueRef A, LLVMValueRef Bp, LLV
 /* void kern(Ap, Bp, C, ldc, kc, first, pf), internal: for r < mr, j < NR,
  *   C[r·ldc + j] = (first ? 0 : C[r·ldc + j]) + Σ_{k < kc} Ap[k·MR + r] Bp[k·NR + j]
  * with the sum in increasing k from 0 (the same bits for every mr); kc >= 1.
+ * The pair kernel (pair = 1, named ...p2) has an eighth argument Bp2 and
+ * does the same for a second panel at Bp2 into C + NR: with 1 or 2 rows a
+ * single panel has 2 or 4 accumulators, too few to cover the FMA's latency
+ * (a 2 x 16 tile ran at half the 6 x 16 one's rate), and two panels double
+ * them without changing any element's sum.
  * With a large B (g->pfb, the variant named .pf), step k also prefetches
  * pf[k·NR] into L2: the line of the next panel that the next panel's first
  * tile reads at its step k, so a panel streamed from L3 or memory arrives
  * while the one before is computed (pf = Bp when there is nothing to
  * fetch). The MR-row kernel prefetches its C tile near the end of the
  * slice. */
-static LLVMValueRef gen_kernel(G *g, int mr)
+static LLVMValueRef gen_kernel(G *g, int mr, int pair)
 {
   IRB *ir = &g->ir;
   /* the micro-kernel depends on mr, NR and the vector type only: one copy
    * per module serves every GEMM in it (compile time) */
   char name[64];
-  snprintf(name, sizeof name, "rnnc.gemm.k%dx%d.w%d%s", mr, g->NR, g->W, g->pfb ? ".pf" : "");
+  snprintf(name, sizeof name, "rnnc.gemm.k%dx%d%s.w%d%s", mr, g->NR, pair ? "p2" : "", g->W, g->pfb ? ".pf" : "");
   LLVMValueRef have = LLVMGetNamedFunction(ir->mod, name);
   if (have)
     return have;
   const char *sym = g->sym;
   g->sym = "";
-  LLVMTypeRef pt[7] = {ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64, ir->i1, ir->ptr};
-  LLVMValueRef fn = newfn(g, name, pt, 7, 1, "Ap Bp C ldc kc first pf");
+  LLVMTypeRef pt[8] = {ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64, ir->i1, ir->ptr, ir->ptr};
+  LLVMValueRef fn = newfn(g, name, pt, pair ? 8 : 7, 1, "Ap Bp C ldc kc first pf Bp2");
   g->sym = sym;
   irb_attr(ir, fn, LLVMAttributeFunctionIndex, "noinline"); /* one copy: compile time */
   LLVMValueRef A = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
   LLVMValueRef ldc = LLVMGetParam(fn, 3), kc = LLVMGetParam(fn, 4), first = LLVMGetParam(fn, 5);
-  LLVMValueRef pf = g->pfb ? LLVMGetParam(fn, 6) : NULL;
-  int nv = g->NR / g->W;
-  LLVMValueRef acc[MR][MAXNR / 4], next[MR][MAXNR / 4];
+  LLVMValueRef pf = g->pfb ? LLVMGetParam(fn, 6) : NULL, Bp2 = pair ? LLVMGetParam(fn, 7) : NULL;
+  int nv = g->NR / g->W, nvt = pair ? 2 * nv : nv;
+  LLVMValueRef acc[MR][NACC], next[MR][NACC];
   for (int r = 0; r < mr; r++)
-    for (int v = 0; v < nv; v++)
+    for (int v = 0; v < nvt; v++)
       acc[r][v] = LLVMConstNull(g->vty);
   if (mr < MR) {
-    gen_kloop(g, mr, nv, A, Bp, pf, irb_i64(ir, 0), kc, acc, next);
+    gen_kloop(g, mr, nv, A, Bp, Bp2, pf, irb_i64(ir, 0), kc, acc, next);
   } else {
     /* acc = Σ over k in [0, split), prefetch the C tile for writing
      * (llvm.prefetch(p, rw 1, locality 3, data 1), the first and last float
@@ -427,15 +440,16 @@ static LLVMValueRef gen_kernel(G *g, int mr)
     LLVMValueRef split = LLVMBuildNSWSub(ir->b, kc, irb_i64(ir, PFD), "");
     split = LLVMBuildSelect(ir->b, LLVMBuildICmp(ir->b, LLVMIntSLT, split, irb_i64(ir, 0), ""), irb_i64(ir, 0), split,
                             "split");
-    gen_kloop(g, mr, nv, A, Bp, pf, irb_i64(ir, 0), split, acc, next);
+    gen_kloop(g, mr, nv, A, Bp, NULL, pf, irb_i64(ir, 0), split, acc, next);
     for (int r = 0; r < mr; r++)
       for (int e = 0; e < 2; e++)
         prefetch(g, irb_gep(ir, C, irb_add(ir, irb_mulc(ir, ldc, r), irb_i64(ir, e ? g->NR - 1 : 0))), 1, 3);
-    gen_kloop(g, mr, nv, A, Bp, pf, split, kc, next, next);
+    gen_kloop(g, mr, nv, A, Bp, NULL, pf, split, kc, next, next);
   }
-  /* C += acc (or C = acc on the first slice) */
+  /* C += acc (or C = acc on the first slice); a pair's second panel's
+   * columns follow the first's */
   for (int r = 0; r < mr; r++)
-    for (int v = 0; v < nv; v++) {
+    for (int v = 0; v < nvt; v++) {
       LLVMValueRef p = irb_gep(ir, C, irb_add(ir, irb_mulc(ir, ldc, r), irb_i64(ir, (int64_t)v * g->W)));
       LLVMValueRef old = irb_loadu(ir, g->vty, p);
       irb_storeu(ir, LLVMBuildSelect(ir->b, first, next[r][v], LLVMBuildFAdd(ir->b, old, next[r][v], ""), ""), p);
@@ -474,13 +488,35 @@ static void gen_call(G *g, LLVMValueRef kern, LLVMValueRef h, int partial, LLVMV
   irb_loop_end(ir, &lr);
 }
 
+/* The parts of h = 2 and 1 rows of the rem rows left after MR-row tiles
+ * (each there when rem has its bit) of the two panels at Bpan and Bpan2
+ * (columns Cp ...): the pair kernels. */
+static void gen_pairs(G *g, LLVMValueRef Bpan, LLVMValueRef Bpan2, LLVMValueRef Cp, LLVMValueRef Ap,
+                      LLVMValueRef i0, LLVMValueRef nq, LLVMValueRef rem, LLVMValueRef kc, LLVMValueRef first)
+{
+  IRB *ir = &g->ir;
+  LLVMValueRef Aq = irb_gep(ir, Ap, mulv(g, nq, irb_mulc(ir, kc, MR))), iq = irb_add(ir, i0, irb_mulc(ir, nq, MR));
+  for (int h = 2; h >= 1; h /= 2) {
+    LLVMValueRef r0 = LLVMBuildAnd(ir->b, rem, irb_i64(ir, 7 & ~(2 * h - 1)), "");
+    LLVMValueRef has =
+        LLVMBuildICmp(ir->b, LLVMIntNE, LLVMBuildAnd(ir->b, rem, irb_i64(ir, h), ""), irb_i64(ir, 0), "");
+    LLVMBasicBlockRef after = if_begin(g, has, "pair");
+    LLVMValueRef c = irb_gep(ir, Cp, irb_mulc(ir, irb_add(ir, iq, r0), g->ldc));
+    LLVMValueRef args[8] = {irb_gep(ir, Aq, r0), Bpan, c, irb_i64(ir, g->ldc), kc, first, Bpan, Bpan2};
+    call(g, g->kern2[h], args, 8);
+    if_end(g, after);
+  }
+}
+
 /* One panel against the rows i0 .. i0 + nq·MR + rem of a block, packed at
  * Ap: MR rows at a time, then the rem rows left (rem < MR, or <= M when
- * M < MR) as 4 + 2 + 1 rows, each part there when rem has its bit. The
- * first tile prefetches the panel at Bnext (the next one, or Bpan). */
-static void gen_rows(G *g, int partial, LLVMValueRef Bpan, LLVMValueRef Bnext, LLVMValueRef Cp, LLVMValueRef Ap,
-                     LLVMValueRef tile, LLVMValueRef i0, LLVMValueRef nq, LLVMValueRef rem, LLVMValueRef kc,
-                     LLVMValueRef first)
+ * M < MR) as 4 + 2 + 1 rows, each part there when rem has its bit; with
+ * big (g->pairs and a whole panel) only the 4 (the caller does 2 and 1 by
+ * pairs of panels). The first tile prefetches the panel at Bnext (the next
+ * one, or Bpan). */
+static void gen_rows(G *g, int partial, int big, LLVMValueRef Bpan, LLVMValueRef Bnext, LLVMValueRef Cp,
+                     LLVMValueRef Ap, LLVMValueRef tile, LLVMValueRef i0, LLVMValueRef nq, LLVMValueRef rem,
+                     LLVMValueRef kc, LLVMValueRef first)
 {
   IRB *ir = &g->ir;
   LLVMValueRef qstride = irb_mulc(ir, kc, MR);
@@ -493,7 +529,7 @@ static void gen_rows(G *g, int partial, LLVMValueRef Bpan, LLVMValueRef Bnext, L
     irb_loop_end(ir, &lq);
   }
   LLVMValueRef Aq = irb_gep(ir, Ap, mulv(g, nq, qstride)), iq = irb_add(ir, i0, irb_mulc(ir, nq, MR));
-  for (int h = 4; h >= 1; h /= 2) {
+  for (int h = 4; h >= (big ? 4 : 1); h /= 2) {
     if (!g->kern[h])
       continue;
     LLVMValueRef r0 = LLVMBuildAnd(ir->b, rem, irb_i64(ir, 7 & ~(2 * h - 1)), ""); /* rows of the bigger parts */
@@ -532,17 +568,36 @@ static void gen_blk(G *g)
   LLVMValueRef rem = sub(g, rows, irb_mulc(ir, nq, MR));
   gen_packa(g, A, Ap, i0, rows, nq, rem, k0, kc);
   if (g->npf) {
-    LLVMValueRef p = irb_loop_begin(ir, &lp, pb0, smin(g, pb1, irb_i64(ir, g->npf)), 1, "p");
-    LLVMValueRef Bpan = irb_gep(ir, Bp, mulv(g, sub(g, p, p0), ps));
+    LLVMValueRef pe = smin(g, pb1, irb_i64(ir, g->npf));
+    LLVMValueRef p = irb_loop_begin(ir, &lp, pb0, pe, 1, "p");
+    LLVMValueRef Bpan = irb_gep(ir, Bp, mulv(g, sub(g, p, p0), ps)), Cp = irb_gep(ir, C, irb_mulc(ir, p, g->NR));
     LLVMValueRef more = LLVMBuildICmp(ir->b, LLVMIntSLT, irb_add(ir, p, irb_i64(ir, 1)), pb1, "");
     LLVMValueRef Bnext = LLVMBuildSelect(ir->b, more, irb_gep(ir, Bpan, ps), Bpan, "");
-    gen_rows(g, 0, Bpan, Bnext, irb_gep(ir, C, irb_mulc(ir, p, g->NR)), Ap, tile, i0, nq, rem, kc, first);
+    gen_rows(g, 0, g->pairs, Bpan, Bnext, Cp, Ap, tile, i0, nq, rem, kc, first);
+    if (g->pairs) { /* the 2 and 1 rows: panels p and p + 1 on even p - pb0, the last odd one alone */
+      LLVMValueRef even = LLVMBuildICmp(ir->b, LLVMIntEQ, LLVMBuildAnd(ir->b, sub(g, p, pb0), irb_i64(ir, 1), ""),
+                                        irb_i64(ir, 0), "");
+      LLVMBasicBlockRef after = if_begin(g, even, "even");
+      LLVMValueRef two = LLVMBuildICmp(ir->b, LLVMIntSLT, irb_add(ir, p, irb_i64(ir, 1)), pe, "");
+      LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "two");
+      LLVMBasicBlockRef one = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "one");
+      LLVMBuildCondBr(ir->b, two, then, one);
+      LLVMPositionBuilderAtEnd(ir->b, then);
+      gen_pairs(g, Bpan, irb_gep(ir, Bpan, ps), Cp, Ap, i0, nq, rem, kc, first);
+      LLVMBuildBr(ir->b, after);
+      LLVMPositionBuilderAtEnd(ir->b, one);
+      LLVMValueRef r4 = LLVMBuildAnd(ir->b, rem, irb_i64(ir, 4), ""); /* past the 4 rows gen_rows did */
+      gen_rows(g, 0, 0, Bpan, Bpan, Cp, irb_gep(ir, Ap, irb_add(ir, mulv(g, nq, irb_mulc(ir, kc, MR)), r4)), tile,
+               irb_add(ir, irb_add(ir, i0, irb_mulc(ir, nq, MR)), r4), irb_i64(ir, 0),
+               LLVMBuildAnd(ir->b, rem, irb_i64(ir, 3), ""), kc, first);
+      if_end(g, after);
+    }
     irb_loop_end(ir, &lp);
   }
   if (g->nt) { /* the partial panel, with the last column block */
     LLVMBasicBlockRef after = if_begin(g, LLVMBuildICmp(ir->b, LLVMIntSGT, pb1, irb_i64(ir, g->npf), ""), "ntail");
     LLVMValueRef Bpan = irb_gep(ir, Bp, mulv(g, sub(g, irb_i64(ir, g->npf), p0), ps));
-    gen_rows(g, 1, Bpan, Bpan, irb_gep(ir, C, irb_i64(ir, g->npf * g->NR)), Ap, tile, i0, nq, rem, kc, first);
+    gen_rows(g, 1, 0, Bpan, Bpan, irb_gep(ir, C, irb_i64(ir, g->npf * g->NR)), Ap, tile, i0, nq, rem, kc, first);
     if_end(g, after);
   }
   irb_loop_end(ir, &li);
@@ -580,9 +635,15 @@ static void gen_all(G *g)
   IRB *ir = &g->ir;
   for (int h = 1; h <= MR; h *= 2)
     if (h <= g->M)
-      g->kern[h] = gen_kernel(g, h);
+      g->kern[h] = gen_kernel(g, h, 0);
   if (g->M >= MR)
-    g->kern[MR] = gen_kernel(g, MR);
+    g->kern[MR] = gen_kernel(g, MR, 0);
+  /* pairs where the rows left can be 2 or 1 after whole MR-row tiles, and
+   * two whole panels exist */
+  g->pairs = g->M >= MR && g->npf >= 2;
+  if (g->pairs)
+    for (int h = 1; h <= 2; h++)
+      g->kern2[h] = gen_kernel(g, h, 1);
   gen_packb(g);
   gen_blk(g);
   LLVMValueRef P[6], ps = irb_i64(ir, g->K * g->NR), k0, kc, first;
