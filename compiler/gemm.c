@@ -13,7 +13,8 @@
  *                                    floats, MR-row micro-panels, k-major)
  *       for each panel p of the column block:
  *         for each MR rows: micro-kernel MR x NR over the slice, then the
- *         rows left (1 .. MR-1) by kernels of 4, 2 and 1 rows
+ *         rows left (1 .. MR-1) by kernels of 4, 2 and 1 rows (the 2 and 1
+ *         by pairs of panels when M >= MR: gen_pairs)
  * and every function runs the slices in increasing order: _rows and _colsp
  * over B packed once (by _pack), _cols packing each slice of a chunk of NCS
  * columns of op(B) into its scratch first. KC, MC and NC were tuned against

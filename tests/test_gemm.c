@@ -462,6 +462,36 @@ Test(gemm2, large_b_prefetching_kernels)
   jit_free(j);
 }
 
+/* The 2 and 1 rows left after 6-row tiles run two whole panels at a time
+ * (the p2 kernels) when M >= MR and there are two whole panels; right
+ * against the double reference on every split (panel splits start pairs on
+ * odd panels too) for rows left 1, 2, 3 and 5, an odd number of whole
+ * panels with a partial one, two k slices, each flag. */
+Test(gemm2, pair_kernels)
+{
+  Jit *j = newjit();
+  if (irb_avx2_fma()) {
+    cr_assert(has_kernel(j, (GemmSpec){32, 64, 128, 128, 128, 64, GEMM_BT}, "rnnc.gemm.k2x16p2.w8"));
+    cr_assert(has_kernel(j, (GemmSpec){32, 64, 128, 128, 128, 64, GEMM_BT}, "rnnc.gemm.k1x16p2.w8"));
+    cr_assert(!has_kernel(j, (GemmSpec){32, 16, 128, 128, 128, 16, GEMM_BT}, "rnnc.gemm.k2x16p2.w8"),
+              "one whole panel: no pairs");
+    cr_assert(!has_kernel(j, (GemmSpec){2, 64, 128, 128, 128, 64, GEMM_BT}, "rnnc.gemm.k2x16p2.w8"),
+              "M < MR: no pairs");
+  }
+  static const struct {
+    Shape2 s;
+    int flags;
+  } m[] = {
+      {{32, 90, 1100, 0, 0, 0}, GEMM_BT},  {{31, 96, 70, 1, 2, 3}, 0},         {{33, 90, 64, 0, 1, 0}, GEMM_ACC},
+      {{35, 80, 50, 2, 0, 1}, GEMM_AT},    {{8, 48, 300, 0, 0, 0}, GEMM_BT | GEMM_ACC},
+  };
+  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+    check2(j, m[i].s, m[i].flags);
+    check2(j, m[i].s, m[i].flags | GEMM_PORTABLE);
+  }
+  jit_free(j);
+}
+
 /* Bad sizes and leading dimensions are shape errors with a message; nothing
  * is added to the module. */
 Test(gemm2, bad_specs)
