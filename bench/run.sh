@@ -6,10 +6,10 @@
 #                     [--configs C1,C2,...] [--steps N] [--rnnc-wait POLICY]
 #
 # Builds rnnc_bench and fma_peak (cmake --build DIR, default build/), measures
-# the FMA peak, runs rnnc_bench (one child process per configuration), then
-# bench/torch_bench.py with /usr/bin/python3 (a fresh process per
-# configuration), then C5 in rnnc and oneDNN side by side where oneDNN's
-# headers are installed (dnnl_side_by_side), and prints
+# the FMA peak, then for each configuration runs rnnc_bench (a child process)
+# and bench/torch_bench.py with /usr/bin/python3 (a fresh process) back to
+# back, then C5 in rnnc and oneDNN side by side where oneDNN's headers are
+# installed (dnnl_side_by_side), and prints
 # one table; every number goes to the JSON file (default
 # bench-results.json). --quick: one tiny configuration, a few steps (a smoke
 # test, no meaningful timing).
@@ -56,36 +56,64 @@ if [ "$have_fma" = 1 ]; then
   "$build/fma_peak" "$threads" "$([ $quick = 1 ] && echo 2 || echo 5)" | tee "$work/fma.jsonl" >&2
 fi
 
-rargs=(--threads "$threads") targs=(--threads "$threads")
-if [ $quick = 1 ]; then
-  rargs+=(--quick)
-  targs+=(--configs quick --steps 3 --warmup 1 --min-time 0 --gen-steps 20)
-else
-  if [ -n "$configs" ]; then  # C2's list brings C2's compile times at T = 1, 64, 1024
-    rargs+=(--configs "$configs$([[ ",$configs," == *",C2,"* ]] && echo ,C2-compile)")
-    tconf=$(echo ",$configs," | sed 's/,C2-compile,/,/g; s/^,//; s/,$//')
-    targs+=(--configs "$tconf")
-  fi
-  [ -n "$steps" ] && rargs+=(--steps "$steps") && targs+=(--steps "$steps")
-fi
-
-echo "== rnnc (OMP_NUM_THREADS=$threads${rwait:+ OMP_WAIT_POLICY=$rwait})" >&2
-if [ -n "$rwait" ]; then
-  OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=$rwait "$build/rnnc_bench" "${rargs[@]}" | tee "$work/rnnc.jsonl" >&2
-else
-  OMP_NUM_THREADS=$threads "$build/rnnc_bench" "${rargs[@]}" | tee "$work/rnnc.jsonl" >&2
-fi
-rnnc_rc=${PIPESTATUS[0]}
-
-if [ -n "$configs" ] && [ -z "${tconf:-}" ]; then
-  echo "== PyTorch: nothing to run (C2-compile is rnnc's only)" >&2
-elif /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-  echo "== PyTorch (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE)" >&2
-  OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE \
-    /usr/bin/python3 "$here/torch_bench.py" "${targs[@]}" | tee "$work/torch.jsonl" >&2
-  [ "${PIPESTATUS[0]}" = 0 ] || echo "run.sh: torch_bench.py failed (its message above)" >&2
+have_torch=0
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  have_torch=1
 else
   echo "== PyTorch: skipped (/usr/bin/python3 cannot import torch; Debian python3-torch)" >&2
+fi
+rnnc_rc=0
+
+# rnnc_bench on the configurations $1 (comma-separated), then its arguments
+run_rnnc() {
+  local list=$1
+  shift
+  echo "== rnnc $list (OMP_NUM_THREADS=$threads${rwait:+ OMP_WAIT_POLICY=$rwait})" >&2
+  if [ -n "$rwait" ]; then
+    OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=$rwait "$build/rnnc_bench" --threads "$threads" "$@" | tee -a "$work/rnnc.jsonl" >&2
+  else
+    OMP_NUM_THREADS=$threads "$build/rnnc_bench" --threads "$threads" "$@" | tee -a "$work/rnnc.jsonl" >&2
+  fi
+  [ "${PIPESTATUS[0]}" = 0 ] || rnnc_rc=1
+}
+
+# torch_bench.py on the configurations $1, then its arguments
+run_torch() {
+  [ $have_torch = 1 ] || return 0
+  local list=$1
+  shift
+  echo "== PyTorch $list (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE)" >&2
+  OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE \
+    /usr/bin/python3 "$here/torch_bench.py" --threads "$threads" "$@" | tee -a "$work/torch.jsonl" >&2
+  [ "${PIPESTATUS[0]}" = 0 ] || echo "run.sh: torch_bench.py failed on $list (its message above)" >&2
+}
+
+if [ $quick = 1 ]; then
+  run_rnnc quick --quick
+  run_torch quick --configs quick --steps 3 --warmup 1 --min-time 0 --gen-steps 20
+else
+  # One configuration at a time, rnnc's and PyTorch's runs back to back (the
+  # first of the two alternating from one configuration to the next): on this
+  # shared machine the minutes differ by more than the ratios' precision, so
+  # the two sides of a ratio run in the same minute. C2's compile times at
+  # T = 1, 64 and 1024 (rnnc only) go with C2.
+  i=0
+  for k in $(echo "${configs:-C1,C2,C3,MGU,C4,C5,C6}" | tr ',' ' '); do
+    rk=$k
+    [ "$k" = C2 ] && [[ ",$configs," != *",C2-compile,"* ]] && rk=C2,C2-compile
+    sargs=()
+    [ -n "$steps" ] && sargs=(--steps "$steps")
+    if [ "$k" = C2-compile ]; then
+      run_rnnc "$k" --configs "$k" "${sargs[@]}"
+    elif [ $((i % 2)) = 0 ]; then
+      run_rnnc "$rk" --configs "$rk" "${sargs[@]}"
+      run_torch "$k" --configs "$k" "${sargs[@]}"
+    else
+      run_torch "$k" --configs "$k" "${sargs[@]}"
+      run_rnnc "$rk" --configs "$rk" "${sargs[@]}"
+    fi
+    i=$((i + 1))
+  done
 fi
 
 dnnl_args=() note=""
