@@ -191,6 +191,70 @@ int k_pack(Comp *C, Addr w, int64_t N, int64_t K, int64_t ldb, int bt, Addr *pac
   return RNNC_OK;
 }
 
+/* Rows of the sum a weight gradient's GEMM packs op(B) for at a time when it
+ * runs by rows: a multiple of the GEMM's k slice, so the slices add into
+ * dst in the order one GEMM over all of K adds them (the same bits), and
+ * small enough that the pack (WGRAD_KS·N floats) stays in the caches and
+ * adds little memory. */
+enum { WGRAD_KS = 1024 };
+
+int k_wgrad(Comp *C, const char *sym, int64_t M, int64_t N, int64_t K, Addr a, Addr b, Addr dst, int acc)
+{
+  GemmSpec gs = {.M = M, .N = N, .K = K, .lda = a.ld, .ldb = b.ld, .ldc = dst.ld,
+                 .flags = GEMM_AT | (acc ? GEMM_ACC : 0) | comp_flags(C)};
+  int mr, nr, st;
+  size_t scr = 0;
+  gemm_block(gs.flags, &mr, &nr);
+  if ((M + mr - 1) / mr < gemm_npanels(&gs)) { /* by panels: few rows */
+    if ((st = mk_gemm(C->cx, C->mod, sym, &gs, MK_COLS, a, b, dst, addr_none(), &scr, C->err, C->errlen)))
+      return st;
+    need_scratch(C, scr);
+    plan_call(C, sym, gemm_npanels(&gs), 1, 1);
+    plan_gemm_chunk(C, &gs, MK_COLS);
+    return RNNC_OK;
+  }
+  /* by rows: per slice of WGRAD_KS rows of the sum, op(B)'s slice packed
+   * (a transient reused by the next slice and the next call), then dst +=
+   * the slice's product; whole slices in a plan loop, the rest after it */
+  int64_t ns = K / WGRAD_KS, rest = K - ns * WGRAD_KS;
+  if (!acc && ns + (rest > 0) > 1) {
+    if ((st = k_fill(C, M, N, dst, 0, 1)))
+      return st;
+    gs.flags |= GEMM_ACC;
+  }
+  size_t mark = C->tws;
+  for (int part = 0; part < 2; part++) {
+    int64_t k = part ? rest : WGRAD_KS, n = part ? 1 : ns;
+    if (n < 1 || k < 1)
+      continue;
+    Addr as = a, bs = b;
+    if (part) {
+      as.off += ns * WGRAD_KS * a.ld;
+      bs.off += ns * WGRAD_KS * b.ld;
+    } else if (n > 1) {
+      as.tstride = WGRAD_KS * a.ld;
+      bs.tstride = WGRAD_KS * b.ld;
+    }
+    int lp = n > 1 ? plan_loop(C, n, 0) : -1;
+    const char *s = part && ns > 0 ? aprintf(C->a, "%s_rest", sym) : sym;
+    gs.K = k;
+    Addr pk;
+    if ((st = k_pack(C, bs, N, k, b.ld, 0, &pk)))
+      return st;
+    plan_call(C, "barrier", 0, 1, 1);
+    if ((st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, as, addr_none(), dst, pk, &scr, C->err, C->errlen)))
+      return st;
+    need_scratch(C, scr);
+    plan_call(C, s, M, mr, 1);
+    plan_gemm_chunk(C, &gs, MK_ROWS);
+    if (lp >= 0)
+      plan_endloop(C, lp);
+    gs.flags |= GEMM_ACC;
+    C->tws = mark; /* the pack is dead after the GEMM's barrier */
+  }
+  return RNNC_OK;
+}
+
 int comp_mdim(Comp *C, Dim d, int64_t *out)
 {
   const char *bad = NULL;

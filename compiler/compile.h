@@ -129,6 +129,11 @@ int k_copy(Comp *C, int64_t rows, int64_t n, Addr x, Addr y, int acc, float alph
 int k_fill(Comp *C, int64_t rows, int64_t n, Addr y, float value, int barrier);
 /* A weight packed for a GEMM: pack kernel appended; returns the pack. */
 int k_pack(Comp *C, Addr w, int64_t N, int64_t K, int64_t ldb, int bt, Addr *pack);
+/* dst [M, N] (+ with acc)= op(A)·B summed over K rows, op(A) = a^T (a [K, M],
+ * B b [K, N]): a weight gradient. By rows of dst when it has as many row
+ * tiles as panels (op(B) packed in slices of K), else by panels; shared
+ * dynamically; ends with a barrier. */
+int k_wgrad(Comp *C, const char *sym, int64_t M, int64_t N, int64_t K, Addr a, Addr b, Addr dst, int acc);
 /* The value of a model dim. */
 int comp_mdim(Comp *C, Dim d, int64_t *out);
 int comp_flags(const Comp *C); /* GEMM_PORTABLE or 0 */

@@ -754,16 +754,9 @@ static int gemm_terms(CC *cc, const MNode *n, int p, int g, int sign)
   Addr G = grad_addr(C, n, p);
   G.ld = N;
   Addr dst = sign > 0 ? G : ws_tmp(C, M * N, N);
-  GemmSpec gs = {.M = M, .N = N, .K = cc->TB, .lda = A.ld, .ldb = Bm.ld, .ldc = N,
-                 .flags = GEMM_AT | (sign > 0 ? GEMM_ACC : 0) | comp_flags(C)};
-  const char *s = ksym(C, "wgrad");
-  size_t scr = 0;
-  int st = mk_gemm(C->cx, C->mod, s, &gs, MK_COLS, A, Bm, dst, addr_none(), &scr, C->err, C->errlen);
+  int st = k_wgrad(C, ksym(C, "wgrad"), M, N, cc->TB, A, Bm, dst, sign > 0);
   if (st)
     return st;
-  need_scratch(C, scr);
-  plan_call(C, s, gemm_npanels(&gs), 1, sign < 0);
-  plan_gemm_chunk(C, &gs, MK_COLS);
   if (sign < 0)
     return k_copy(C, M, N, dst, G, 1, -1, 0);
   return RNNC_OK;

@@ -342,18 +342,12 @@ static int bwd_softmax(Comp *C, int i)
     if ((st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, v->dz, W, x->adj, v->packn, &scr, C->err, C->errlen)))
       return st;
     need_scratch(C, scr);
-    plan_call(C, s, np, 6, 0);
+    plan_call(C, s, np, 6, 1);
     plan_gemm_chunk(C, &gs, MK_ROWS);
   }
-  /* dW += dz^T·x (by panels of W's columns), db += Σ_p dz[p] */
-  GemmSpec gw = {.M = K, .N = d, .K = np, .lda = K, .ldb = x->val.ld, .ldc = d,
-                 .flags = GEMM_AT | GEMM_ACC | comp_flags(C)};
-  s = ksym(C, "softmax_dW");
-  if ((st = mk_gemm(C->cx, C->mod, s, &gw, MK_COLS, v->dz, x->val, dW, addr_none(), &scr, C->err, C->errlen)))
+  /* dW += dz^T·x, db += Σ_p dz[p] */
+  if ((st = k_wgrad(C, ksym(C, "softmax_dW"), K, d, np, v->dz, x->val, dW, 1)))
     return st;
-  need_scratch(C, scr);
-  plan_call(C, s, gemm_npanels(&gw), 1, 0);
-  plan_gemm_chunk(C, &gw, MK_COLS);
   s = ksym(C, "softmax_db");
   if ((st = mk_colsum(C->cx, C->mod, s, np, K, v->dz, db, addr_none(), 1, C->err, C->errlen)))
     return st;

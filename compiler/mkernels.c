@@ -247,11 +247,17 @@ int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpe
   return gemm_kernel(cx, mod, sym, s, mode, a, b, c, pack, addr_none(), scratch, err, errlen);
 }
 
-/* A call of _rows reads all of packed op(B) once per block of rows: whole
- * blocks keep that as the static split has it. One of _colsp packs op(A),
- * the step's rows, which costs about half a panel's product: 16 panels keep
- * it near 3%. _cols packs all of op(A) for every chunk of op(B) it packs:
- * one such chunk at least. */
+/* A call of _rows reads all of packed op(B) once per block of rows. Its
+ * chunks are a quarter block (30 rows with MC = 120): with whole blocks,
+ * the last chunks of a big hoisted GEMM (C5's input projection: 7 blocks)
+ * left one thread waiting at the barrier for the other's last block; 30
+ * rows still do 15 flops per byte of op(B) they stream (about 7 GB/s at a
+ * core's peak, from L3). One of _colsp packs op(A), the step's rows, which
+ * costs about half a panel's product: 16 panels keep it near 3%. _cols
+ * packs all of op(A) for every chunk of op(B) it packs: one such chunk at
+ * least. */
+enum { ROWS_CHUNK_DIV = 4 };
+
 int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops)
 {
   int mr, nr;
@@ -259,7 +265,7 @@ int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops)
   *flops = 2.0 * (double)s->K * (mode == MK_ROWS ? (double)mr * (double)s->N : (double)s->M * nr);
   switch (mode) {
   case MK_ROWS:
-    return gemm_rows_chunk();
+    return gemm_rows_chunk() / ROWS_CHUNK_DIV;
   case MK_COLSP:
     return 16;
   case MK_COLS:

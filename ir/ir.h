@@ -791,7 +791,8 @@ int mk_portable(int on);
  *   MK_PACK   range panels [0, npanels): pack op(B) from b into pack
  *   MK_ROWS   range rows [0, M): C = A·B with B packed at pack
  *   MK_COLSP  range panels: the same by columns
- *   MK_COLS   range panels: B from b, packed per thread (weight gradients)
+ *   MK_COLS   range panels: B from b, packed per thread (a weight gradient
+ *             with fewer row tiles than panels: k_wgrad)
  * a, b, c, pack: t-strides apply (a kernel in a time loop). */
 enum { MK_PACK, MK_ROWS, MK_COLSP, MK_COLS };
 int mk_gemm(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,

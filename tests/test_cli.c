@@ -894,12 +894,31 @@ Test(cli, print_emit)
   cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit plan --dim H=256 --dim B=32", ex("charlm_lstm.rnn")), 0, "%s",
                out);
   cr_assert(strstr(out, "#   k3_gemm                      [0, 256) in grains of 6, "
-                        "dynamic (chunks a multiple of 20)\n"),
+                        "dynamic (chunks a multiple of 5)\n"),
             "%s", out);
   cr_assert(strstr(out, "#   k6_logits                    [0, 256) in grains of 6, "
-                        "dynamic (chunks a multiple of 20)\n"),
+                        "dynamic (chunks a multiple of 10)\n"),
             "%s", out);
   cr_assert(strstr(out, "#     k4_lstm_step                 [0, 32) in grains of 1\n"), "%s", out);
+  free(out);
+  /* weight gradients: by rows of the gradient, op(B) packed per slice of
+   * 1024 of the T·B rows (a loop over slices when there are several), each
+   * GEMM shared dynamically; with fewer row tiles than panels, by panels */
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit plan --grad --dim H=256 --dim B=32 --dim T=64",
+                        ex("charlm_lstm.rnn")),
+               0, "%s", out);
+  cr_assert(strstr(out, "#   loop s = 0 .. 1 (2 slices of the rows, 3 ops)\n"
+                        "#     k38_pack                     [0, 4) in grains of 1\n"
+                        "#     -- barrier --\n"
+                        "#     k37_wgrad                    [0, 1024) in grains of 6, then a barrier, "
+                        "dynamic (chunks a multiple of 5)\n"),
+            "%s", out);
+  free(out);
+  cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit plan --grad --dim H=2 --dim E=64 --dim B=32 --dim T=8",
+                        ex("charlm_lstm.rnn")),
+               0, "%s", out);
+  cr_assert(strstr(out, "_wgrad                    [0, 4) in grains of 1, then a barrier\n"), "%s", out);
+  cr_assert(!strstr(out, "slices of the rows"), "%s", out);
   free(out);
   cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit wasm", ex("mgu.rnn")), 2);
   cr_assert_str_eq(out, "rnnc print: unknown --emit 'wasm' (llvm, asm or plan)\ntry 'rnnc print --help'\n");

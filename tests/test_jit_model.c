@@ -756,6 +756,33 @@ Test(jit_model, dynamic_shares)
   case_free(&c);
 }
 
+/* Weight gradients over more than one slice of the T·B rows (k_wgrad packs
+ * x, h and the softmax's input 1024 rows at a time): 2080 rows are two
+ * slices in a plan loop and a rest of 32. Within JIT_TOL of the interpreter
+ * (which sums in double), memcmp-equal on 1, 2 and 3 threads; the backward
+ * plan has the slice loops: the cell's two and the softmax's, besides the
+ * time loop. */
+Test(jit_model, weight_gradient_slices)
+{
+  Case c;
+  CModel *keep = NULL;
+  char text[1024];
+  const char *p = strstr(lm_text, "CELL");
+  snprintf(text, sizeof text, "%.*slstm%s", (int)(p - lm_text), lm_text, p + 4);
+  case_new(&c, "lstm wgrad slices", NULL, text, "V=11 E=8 H=12 T=65 B=32", 9);
+  check_case(&c, 0, &keep);
+  const Plan *b = cmodel_bplan(keep);
+  int loops = 0, slices = 0;
+  for (int k = 0; k < b->nop; k++)
+    if (b->op[k].kind == PK_LOOP) {
+      loops++;
+      slices += b->op[k].T == 2;
+    }
+  cr_expect(loops == 4 && slices == 3, "backward plan: %d loops, %d of 2 slices", loops, slices);
+  cmodel_free(keep);
+  case_free(&c);
+}
+
 /* ---- errors and sensitivity -------------------------------------------------------- */
 
 /* A token id or a target out of range: cmodel_run says what interp_run says,

@@ -57,17 +57,21 @@ enum { EMIT_T = 8, EMIT_B = 4 };
 /* Ops [k0, k1) of p, loops indented; *fenced: the op before ended with a
  * barrier (updated). A loop's first ops are dynamic at every step only when
  * they are both after the op before the loop and after the body's last. */
-static void print_ops(FILE *f, const Plan *p, int k0, int k1, int depth, int *fenced)
+static void print_ops(FILE *f, const Plan *p, int k0, int k1, int depth, int *fenced, long T)
 {
   for (int k = k0; k < k1; k++) {
     const PlanOp *o = &p->op[k];
     if (o->kind == PK_LOOP) {
-      fprintf(f, "#   %*sloop t = %s (%lld steps, %d ops)\n", 2 * depth, "",
-              o->reverse ? "T-1 .. 0" : "0 .. T-1", (long long)o->T, o->nbody);
+      if (o->T == T) /* a time loop */
+        fprintf(f, "#   %*sloop t = %s (%lld steps, %d ops)\n", 2 * depth, "",
+                o->reverse ? "T-1 .. 0" : "0 .. T-1", (long long)o->T, o->nbody);
+      else /* over slices of the T·B rows (a weight gradient's) */
+        fprintf(f, "#   %*sloop s = 0 .. %lld (%lld slices of the rows, %d ops)\n", 2 * depth, "",
+                (long long)o->T - 1, (long long)o->T, o->nbody);
       int last = k + o->nbody; /* the body's last op, a call or a loop's barrier */
       int looped = p->op[last].kind == PK_CALL && p->op[last].barrier;
       int in = *fenced && looped;
-      print_ops(f, p, k + 1, k + 1 + o->nbody, depth + 1, &in);
+      print_ops(f, p, k + 1, k + 1 + o->nbody, depth + 1, &in, T);
       *fenced = in;
       k += o->nbody;
       continue;
@@ -102,13 +106,17 @@ static void print_plan(FILE *f, const Model *md, const Env *env, CModel *cm)
         "# for the whole plan; a dynamic op, between barriers, the threads take in\n"
         "# chunks of grains as they come free\n",
         f);
+  long T = -1;
+  for (int i = 0; i < env->n; i++)
+    if (strcmp(env->sym[i], "T") == 0)
+      T = env->val[i];
   int fenced = 1;
-  print_ops(f, p, 0, p->nop, 0, &fenced);
+  print_ops(f, p, 0, p->nop, 0, &fenced, T);
   const Plan *b = cmodel_bplan(cm);
   if (b->nop) {
     fprintf(f, "# backward pass: %d ops\n", b->nop);
     fenced = 1;
-    print_ops(f, b, 0, b->nop, 0, &fenced);
+    print_ops(f, b, 0, b->nop, 0, &fenced, T);
   }
 }
 
