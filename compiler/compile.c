@@ -192,12 +192,9 @@ int k_pack(Comp *C, Addr w, int64_t N, int64_t K, int64_t ldb, int bt, Addr *pac
 }
 
 /* Rows of the sum a weight gradient's GEMM packs op(B) for at a time when it
- * runs by rows: a multiple of the GEMM's k slice, so the slices add into
- * dst in the order one GEMM over all of K adds them (the same bits), and
- * small enough that the pack (WGRAD_KS·N floats) stays in the caches and
- * adds little memory. */
-enum { WGRAD_KS = 1024 };
-
+ * runs by rows: the GEMM's k slice (gemm_kslice, 1024), so the slices add
+ * into dst in the order one GEMM over all of K adds them (the same bits),
+ * and the pack (that many rows by N floats) stays small. */
 int k_wgrad(Comp *C, const char *sym, int64_t M, int64_t N, int64_t K, Addr a, Addr b, Addr dst, int acc)
 {
   GemmSpec gs = {.M = M, .N = N, .K = K, .lda = a.ld, .ldb = b.ld, .ldc = dst.ld,
@@ -213,10 +210,11 @@ int k_wgrad(Comp *C, const char *sym, int64_t M, int64_t N, int64_t K, Addr a, A
     plan_gemm_chunk(C, &gs, MK_COLS);
     return RNNC_OK;
   }
-  /* by rows: per slice of WGRAD_KS rows of the sum, op(B)'s slice packed
+  /* by rows: per slice of ks rows of the sum, op(B)'s slice packed
    * (a transient reused by the next slice and the next call), then dst +=
    * the slice's product; whole slices in a plan loop, the rest after it */
-  int64_t ns = K / WGRAD_KS, rest = K - ns * WGRAD_KS;
+  const int64_t ks = gemm_kslice();
+  int64_t ns = K / ks, rest = K - ns * ks;
   if (!acc && ns + (rest > 0) > 1) {
     if ((st = k_fill(C, M, N, dst, 0, 1)))
       return st;
@@ -224,16 +222,16 @@ int k_wgrad(Comp *C, const char *sym, int64_t M, int64_t N, int64_t K, Addr a, A
   }
   size_t mark = C->tws;
   for (int part = 0; part < 2; part++) {
-    int64_t k = part ? rest : WGRAD_KS, n = part ? 1 : ns;
+    int64_t k = part ? rest : ks, n = part ? 1 : ns;
     if (n < 1 || k < 1)
       continue;
     Addr as = a, bs = b;
     if (part) {
-      as.off += ns * WGRAD_KS * a.ld;
-      bs.off += ns * WGRAD_KS * b.ld;
+      as.off += ns * ks * a.ld;
+      bs.off += ns * ks * b.ld;
     } else if (n > 1) {
-      as.tstride = WGRAD_KS * a.ld;
-      bs.tstride = WGRAD_KS * b.ld;
+      as.tstride = ks * a.ld;
+      bs.tstride = ks * b.ld;
     }
     int lp = n > 1 ? plan_loop(C, n, 0) : -1;
     const char *s = part && ns > 0 ? aprintf(C->a, "%s_rest", sym) : sym;

@@ -130,6 +130,8 @@ int64_t gemm_cols_chunk(const GemmSpec *s) { return min64(NCS / spec_nr(s), gemm
 
 int64_t gemm_rows_chunk(void) { return MC / MR; }
 
+int64_t gemm_kslice(void) { return KC; }
+
 size_t gemm_scratchsize(const GemmSpec *s) { return (size_t)(bchunk(s) + rowscratch(s->M, s->K)); }
 
 /* A function of the module named sym + suffix: nounwind, every pointer

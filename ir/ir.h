@@ -686,6 +686,9 @@ size_t gemm_packsize(const GemmSpec *s);
  * micro-tiles of rows that _rows and _colsp run over one pass of op(B). */
 int64_t gemm_cols_chunk(const GemmSpec *s);
 int64_t gemm_rows_chunk(void);
+/* k per slice (KC): each C element is summed from 0 within a slice, and the
+ * slices are added to C in increasing order. */
+int64_t gemm_kslice(void);
 /* Floats of per-thread scratch that _rows, _colsp and _cols need. */
 size_t gemm_scratchsize(const GemmSpec *s);
 /* produce: in mod, four functions (external linkage, C ABI):
