@@ -50,8 +50,8 @@ int dataset_idx(Dataset *d, const char *images, const char *labels, char *err, s
   memset(d, 0, sizeof *d);
   char *ib = NULL, *lb = NULL;
   size_t il, ll;
-  uint32_t idim[3], ldim[1];
-  const unsigned char *ip, *lp;
+  uint32_t idim[3] = {0}, ldim[1] = {0}; /* set on success (GCC -O3 cannot tell) */
+  const unsigned char *ip = NULL, *lp = NULL;
   int st = data_read_file(images, &ib, &il, err, errlen);
   if (!st)
     st = idx_header(images, (unsigned char *)ib, il, 3, idim, &ip, err, errlen);
