@@ -337,11 +337,59 @@ static Addr where(const CC *cc, int i, int inloop)
 /* The GEMMs of a phase in kernels of their own, then a barrier; they leave
  * mask. tail 0: those run before the phase's kernel (colgemm, bigemm); 1:
  * those run after it (tailgemm). */
+/* A step's GEMM by columns (colgemm, tailgemm) of a batch of rows: op(A),
+ * the step's rows, is packed once (by rows, MK_PACKA) before the GEMMs,
+ * which then run on it (MK_COLSPA) in chunks of a few panels; else each
+ * chunk would pack all of it again. Not for a few rows (generation): there
+ * the pack is small and the barrier after it would show. */
+static int prepacked(const CC *cc, int i, int64_t nrows, int inloop)
+{
+  return inloop && nrows >= FEWROWS && !cc->gemv[i] && !cc->bigemm[i];
+}
+
+/* The packs of op(A) that the GEMMs of col_gemms(mask, tail) read, in apk
+ * (per node: the pack of that node's rows; one per operand), then a barrier. */
+static int pack_as(CC *cc, const char *mask, int64_t nrows, int inloop, int tail, Addr *apk)
+{
+  Comp *C = cc->C;
+  const Cell *c = cc->c;
+  int any = 0;
+  for (int i = 0; i < c->nnode; i++) {
+    if (!mask[i] || !(tail ? cc->tailgemm[i] : cc->colgemm[i]) || !prepacked(cc, i, nrows, inloop))
+      continue;
+    int x = c->node[i].arg[1];
+    if (apk[x].slot >= 0)
+      continue;
+    Addr A = where(cc, x, inloop);
+    GemmSpec gs = {.M = nrows, .N = cc->numel[i], .K = cc->numel[x], .lda = A.ld,
+                   .ldb = c->node[i].op == OP_MATVEC ? cc->numel[x] : cc->numel[i], .ldc = cc->numel[i],
+                   .flags = (c->node[i].op == OP_MATVEC ? GEMM_BT : 0) | comp_flags(C)};
+    apk[x] = ws_tmp(C, (int64_t)gemm_apacksize(&gs), 0);
+    const char *s = ksym(C, "packa");
+    size_t scr = 0;
+    int st = mk_gemm(C->cx, C->mod, s, &gs, MK_PACKA, A, addr_none(), addr_none(), apk[x], &scr, C->err,
+                     C->errlen);
+    if (st)
+      return st;
+    plan_call(C, s, nrows, gemm_apack_grain(), 0);
+    any = 1;
+  }
+  if (any)
+    plan_call(C, "barrier", 0, 1, 1);
+  return RNNC_OK;
+}
+
 static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
 {
   Comp *C = cc->C;
   const Cell *c = cc->c;
   int any = 0;
+  Addr *apk = aalloc(C->a, ((size_t)c->nnode + 1) * sizeof *apk);
+  for (int i = 0; i <= c->nnode; i++)
+    apk[i] = addr_none();
+  int st = pack_as(cc, mask, nrows, inloop, tail, apk);
+  if (st)
+    return st;
   for (int i = 0; i < c->nnode; i++) {
     if (!mask[i] || !(tail ? cc->tailgemm[i] : cc->colgemm[i] || cc->bigemm[i]))
       continue;
@@ -351,9 +399,13 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
     int64_t N = cc->numel[i], K = cc->numel[x];
     GemmSpec gs = {.M = nrows, .N = N, .K = K, .lda = A.ld, .ldb = bt ? K : N, .ldc = Cm.ld,
                    .flags = (bt ? GEMM_BT : 0) | comp_flags(C)};
+    int colmode = MK_COLSP;
+    if (apk[x].slot >= 0 && prepacked(cc, i, nrows, inloop)) {
+      colmode = MK_COLSPA;
+      A = apk[x];
+    }
     const char *s = ksym(C, cc->gemv[i] ? "gemv" : cc->bigemm[i] ? "gemm" : "colgemm");
     size_t scr = 0;
-    int st;
     if (cc->bigemm[i]) {
       /* into its home, or (an input's adjoint nothing else reads) added
        * straight into the operand's adjoint */
@@ -382,17 +434,17 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
       int j = cc->tailsum[i], o = c->node[j].arg[c->node[j].arg[0] == i];
       Cm = where(cc, j, inloop);
       gs.ldc = Cm.ld;
-      st = mk_colgemm_sum(C->cx, C->mod, s, &gs, A, Cm, cc->pack[i], where(cc, o, inloop), &scr, C->err,
+      st = mk_colgemm_sum(C->cx, C->mod, s, &gs, colmode, A, Cm, cc->pack[i], where(cc, o, inloop), &scr, C->err,
                           C->errlen);
       if (!st) {
         plan_call(C, s, gemm_npanels(&gs), 1, 0);
-        plan_gemm_chunk(C, &gs, MK_COLSP);
+        plan_gemm_chunk(C, &gs, colmode);
       }
     } else {
-      st = mk_gemm(C->cx, C->mod, s, &gs, MK_COLSP, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
+      st = mk_gemm(C->cx, C->mod, s, &gs, colmode, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
       if (!st) {
         plan_call(C, s, gemm_npanels(&gs), 1, 0);
-        plan_gemm_chunk(C, &gs, MK_COLSP);
+        plan_gemm_chunk(C, &gs, colmode);
       }
     }
     if (st)
@@ -407,7 +459,7 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
   for (int i = 0; i < c->nnode; i++) /* a GEMM's home added into an adjoint */
     if (cc->lateacc[i]) {
       cc->lateacc[i] = 0;
-      int st = k_copy(C, nrows, cc->numel[i], cc->sa[i], cc->acc[i], 1, 1, 0);
+      st = k_copy(C, nrows, cc->numel[i], cc->sa[i], cc->acc[i], 1, 1, 0);
       if (st)
         return st;
       late = 1;

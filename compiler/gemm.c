@@ -1,8 +1,8 @@
 /* gemm.c — LLVM IR for C[M, N] (+)= op(A) · op(B), float32, row-major, with
  * every size, leading dimension and flag a compile-time constant.
  * require: a module of cx. produce: in it, gemm_gen2's sym_pack, sym_rows,
- * sym_colsp and sym_cols, or gemm_gen's sym, sym_pack and sym_packed (see
- * ir.h, "compiler/gemm.c").
+ * sym_colsp, sym_cols, sym_packa and sym_colspa, or gemm_gen's sym,
+ * sym_pack and sym_packed (see ir.h, "compiler/gemm.c").
  *
  * op(B) is packed into column panels of NR columns, panel p holding
  * pack[(p·K + k)·NR + j] = op(B)[k, p·NR + j] (zero past column N), so the
@@ -17,7 +17,8 @@
  *         by pairs of panels when M >= MR: gen_pairs)
  * and every function runs the slices in increasing order: _rows and _colsp
  * over B packed once (by _pack), _cols packing each slice of a chunk of NCS
- * columns of op(B) into its scratch first. KC, MC and NC were tuned against
+ * columns of op(B) into its scratch first; _colspa is _colsp with op(A)
+ * packed beforehand by _packa, every block as the loop above packs it. KC, MC and NC were tuned against
  * OpenBLAS on the benchmark shapes (bench/README.md); KC = 1024 keeps C5's K
  * in one slice, so C is read and written once.
  * The micro-kernel keeps an MR x NR block of C in MR·NR/W vector registers
@@ -68,7 +69,7 @@ typedef struct G {
   LLVMValueRef kern[MR + 1]; /* by rows: MR, 4, 2, 1 */
   LLVMValueRef kern2[3];     /* 2 and 1 rows of two panels at once (pairs) */
   int pairs;                 /* the rows left after 4 go by pairs of panels */
-  LLVMValueRef packb, blk;
+  LLVMValueRef packb, blk, blkp; /* blkp: blk on op(A) packed by _packa */
   const char *sym;
 } G;
 
@@ -336,6 +337,70 @@ static void gen_packa(G *g, LLVMValueRef A, LLVMValueRef Ap, LLVMValueRef i0, LL
   irb_loop_end(ir, &lk);
 }
 
+/* The element (i, k) of op(A): A[i·lda + k], or with GEMM_AT A[k·lda + i]. */
+static LLVMValueRef opa(G *g, LLVMValueRef A, LLVMValueRef i, LLVMValueRef k)
+{
+  IRB *ir = &g->ir;
+  LLVMValueRef off =
+      g->flags & GEMM_AT ? irb_add(ir, irb_mulc(ir, k, g->lda), i) : irb_add(ir, irb_mulc(ir, i, g->lda), k);
+  return irb_loadu(ir, ir->f32, irb_gep(ir, A, off));
+}
+
+/* Rows of op(A) of all M packed as every block packs them (gen_packa), for
+ * _colspa: slice by slice (k0 = 0, KC, ...), slice k0 at k0·Mp (Mp: M
+ * rounded up to MR), row i of it at (i/MR)·kc·MR + i%MR, k·MR apart. */
+static int64_t mpad(int64_t M) { return (M + MR - 1) / MR * MR; }
+
+size_t gemm_apacksize(const GemmSpec *s) { return (size_t)(mpad(s->M) * s->K); }
+
+int64_t gemm_apack_grain(void) { return MR; }
+
+/* void _packa(A, apack, m0, m1): rows [m0, m1) of op(A) into apack (m0 a
+ * multiple of MR): per micro-panel and k, its MR floats in one store. */
+static void gen_packa_rows(G *g)
+{
+  IRB *ir = &g->ir;
+  LLVMTypeRef pt[4] = {ir->ptr, ir->ptr, ir->i64, ir->i64};
+  LLVMValueRef P[4];
+  LLVMGetParams(newfn(g, "_packa", pt, 4, g->linkage, "A apack m0 m1"), P);
+  LLVMValueRef A = P[0], D = P[1], m0 = P[2], m1 = P[3];
+  LLVMTypeRef mrty = LLVMVectorType(ir->f32, MR);
+  LLVMValueRef poison = LLVMGetPoison(mrty);
+  int64_t Mp = mpad(g->M);
+  IRLoop lq, lk, lr;
+  LLVMValueRef i0 = irb_loop_begin(ir, &lq, m0, m1, MR, "q");
+  LLVMValueRef rows = sub(g, smin(g, irb_add(ir, i0, irb_i64(ir, MR)), m1), i0);
+  for (int64_t k0 = 0; k0 < g->K; k0 += KC) { /* a few slices: unrolled */
+    int64_t kc = min64(KC, g->K - k0);
+    LLVMValueRef d = irb_gep(ir, D, irb_add(ir, irb_i64(ir, k0 * Mp), irb_mulc(ir, i0, kc)));
+    LLVMValueRef full = LLVMBuildICmp(ir->b, LLVMIntEQ, rows, irb_i64(ir, MR), "");
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "full");
+    LLVMBasicBlockRef part = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "part");
+    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(ir->cx, ir->fn, "packed");
+    LLVMBuildCondBr(ir->b, full, then, part);
+    LLVMPositionBuilderAtEnd(ir->b, then);
+    LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, kc), 1, "k");
+    LLVMValueRef v = poison;
+    for (int r = 0; r < MR; r++)
+      v = LLVMBuildInsertElement(ir->b, v, opa(g, A, irb_add(ir, i0, irb_i64(ir, r)), irb_add(ir, irb_i64(ir, k0), k)),
+                                 irb_i64(ir, r), "");
+    irb_storeu(ir, v, irb_gep(ir, d, irb_mulc(ir, k, MR)));
+    irb_loop_end(ir, &lk);
+    LLVMBuildBr(ir->b, after);
+    LLVMPositionBuilderAtEnd(ir->b, part); /* the last micro-panel's rows */
+    LLVMValueRef r = irb_loop_begin(ir, &lr, irb_i64(ir, 0), rows, 1, "r");
+    k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), irb_i64(ir, kc), 1, "kr");
+    irb_storeu(ir, opa(g, A, irb_add(ir, i0, r), irb_add(ir, irb_i64(ir, k0), k)),
+               irb_gep(ir, d, irb_add(ir, irb_mulc(ir, k, MR), r)));
+    irb_loop_end(ir, &lk);
+    irb_loop_end(ir, &lr);
+    LLVMBuildBr(ir->b, after);
+    LLVMPositionBuilderAtEnd(ir->b, after);
+  }
+  irb_loop_end(ir, &lq);
+  LLVMBuildRetVoid(ir->b);
+}
+
 /* ---- the micro-kernel -------------------------------------------------------- */
 
 /* for (k = lo; k < hi; k++) acc[r][v] = fma(A[k·MR + r], Bp[k·NR + v·W ..], acc[r][v])
@@ -549,19 +614,21 @@ static void gen_rows(G *g, int partial, int big, LLVMValueRef Bpan, LLVMValueRef
  * slice [k0, k0 + kc) of C's rows [m0, m1) and panels [p0, p1) (the loop
  * nest of the header comment); panel p of the slice packed at Bp + (p -
  * p0)·ps, scratch at Ap (op(A)'s block, then the tile); first: C = the
- * slice's sum, else C += it. */
-static void gen_blk(G *g)
+ * slice's sum, else C += it. With pre (blkp), A is the slice of op(A)
+ * packed by _packa (m0 = 0) and Ap the tile only. */
+static void gen_blk(G *g, int pre)
 {
   IRB *ir = &g->ir;
   LLVMTypeRef pt[12] = {ir->ptr, ir->ptr, ir->ptr, ir->ptr, ir->i64, ir->i64,
                         ir->i64, ir->i64, ir->i64, ir->i64, ir->i64, ir->i1};
-  g->blk = newfn(g, ".blk", pt, 12, 1, "A Bp C Ap ps m0 m1 p0 p1 k0 kc first");
+  LLVMValueRef fn = newfn(g, pre ? ".blkp" : ".blk", pt, 12, 1, "A Bp C Ap ps m0 m1 p0 p1 k0 kc first");
+  *(pre ? &g->blkp : &g->blk) = fn;
   LLVMValueRef P[12];
-  LLVMGetParams(g->blk, P);
+  LLVMGetParams(fn, P);
   LLVMValueRef A = P[0], Bp = P[1], C = P[2], Ap = P[3], ps = P[4], m0 = P[5], m1 = P[6], p0 = P[7], p1 = P[8];
   LLVMValueRef k0 = P[9], kc = P[10], first = P[11];
   int64_t ncp = NC / g->NR;
-  LLVMValueRef tile = irb_gep(ir, Ap, irb_i64(ir, up16(ablock(g->M, g->K))));
+  LLVMValueRef tile = pre ? Ap : irb_gep(ir, Ap, irb_i64(ir, up16(ablock(g->M, g->K))));
   IRLoop lj, li, lp;
   LLVMValueRef pb0 = irb_loop_begin(ir, &lj, p0, p1, ncp, "jb");
   LLVMValueRef pb1 = smin(g, irb_add(ir, pb0, irb_i64(ir, ncp)), p1);
@@ -569,7 +636,10 @@ static void gen_blk(G *g)
   LLVMValueRef rows = sub(g, smin(g, irb_add(ir, i0, irb_i64(ir, MC)), m1), i0);
   LLVMValueRef nq = LLVMBuildSDiv(ir->b, rows, irb_i64(ir, MR), "nq");
   LLVMValueRef rem = sub(g, rows, irb_mulc(ir, nq, MR));
-  gen_packa(g, A, Ap, i0, rows, nq, rem, k0, kc);
+  if (pre) /* the slice's rows from i0 (a multiple of MR: m0 is 0) */
+    Ap = irb_gep(ir, A, mulv(g, i0, kc));
+  else
+    gen_packa(g, A, Ap, i0, rows, nq, rem, k0, kc);
   if (g->npf) {
     LLVMValueRef pe = smin(g, pb1, irb_i64(ir, g->npf));
     LLVMValueRef p = irb_loop_begin(ir, &lp, pb0, pe, 1, "p");
@@ -631,8 +701,8 @@ static void blk(G *g, LLVMValueRef A, LLVMValueRef Bp, LLVMValueRef C, LLVMValue
   call(g, g->blk, args, 12);
 }
 
-/* The micro-kernels that some range can reach, packb, blk, then _pack,
- * _rows, _colsp and _cols (see ir.h). */
+/* The micro-kernels that some range can reach, packb, blk, blkp, then
+ * _packa, _pack, _rows, _colsp, _colspa and _cols (see ir.h). */
 static void gen_all(G *g)
 {
   IRB *ir = &g->ir;
@@ -648,7 +718,9 @@ static void gen_all(G *g)
     for (int h = 1; h <= 2; h++)
       g->kern2[h] = gen_kernel(g, h, 1);
   gen_packb(g);
-  gen_blk(g);
+  gen_blk(g, 0);
+  gen_blk(g, 1);
+  gen_packa_rows(g);
   LLVMValueRef P[6], ps = irb_i64(ir, g->K * g->NR), k0, kc, first;
   IRLoop lk, lc;
 
@@ -671,6 +743,16 @@ static void gen_all(G *g)
   slices_begin(g, &lk, &k0, &kc, &first);
   LLVMValueRef Bp = irb_gep(ir, P[1], irb_add(ir, mulv(g, P[3], ps), irb_mulc(ir, k0, g->NR)));
   blk(g, P[0], Bp, P[2], P[5], ps, irb_i64(ir, 0), irb_i64(ir, g->M), P[3], P[4], k0, kc, first);
+  irb_loop_end(ir, &lk);
+  LLVMBuildRetVoid(ir->b);
+
+  /* _colspa: _colsp with op(A) packed by _packa */
+  LLVMGetParams(newfn(g, "_colspa", pt6, 6, g->linkage, "apack pack C p0 p1 scratch"), P);
+  slices_begin(g, &lk, &k0, &kc, &first);
+  Bp = irb_gep(ir, P[1], irb_add(ir, mulv(g, P[3], ps), irb_mulc(ir, k0, g->NR)));
+  LLVMValueRef Aslice = irb_gep(ir, P[0], irb_mulc(ir, k0, mpad(g->M)));
+  LLVMValueRef pargsp[12] = {Aslice, Bp, P[2], P[5], ps, irb_i64(ir, 0), irb_i64(ir, g->M), P[3], P[4], k0, kc, first};
+  call(g, g->blkp, pargsp, 12);
   irb_loop_end(ir, &lk);
   LLVMBuildRetVoid(ir->b);
 

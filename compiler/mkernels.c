@@ -167,14 +167,15 @@ static void only_first(MK *k)
 
 /* ---- GEMM ------------------------------------------------------------------ */
 
-/* range: panels (MK_PACK, MK_COLSP, MK_COLS) or rows (MK_ROWS) of the GEMM
- * generated as sym.g; the matrices' origins at step t. With x (MK_COLSP),
- * then C = x + C over the range's columns. */
+/* range: panels (MK_PACK, MK_COLSP, MK_COLS, MK_COLSPA) or rows (MK_ROWS,
+ * MK_PACKA) of the GEMM generated as sym.g; the matrices' origins at step
+ * t. With x (MK_COLSP, MK_COLSPA), then C = x + C over the range's columns. */
 static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int mode, Addr a,
                        Addr b, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
 {
-  static const char *const suffix[] = {"_pack", "_rows", "_colsp", "_cols"};
-  if (mode < MK_PACK || mode > MK_COLS)
+  static const char *const suffix[] = {"_pack", "_rows", "_colsp", "_cols", "_packa", "_colspa"};
+  enum { NSUFFIX = sizeof suffix / sizeof *suffix };
+  if (mode < MK_PACK || mode > MK_COLSPA)
     die("mk_gemm '%s': mode %d", sym, mode);
   char gsym[256], fname[300];
   snprintf(gsym, sizeof gsym, "%s.g", sym);
@@ -201,8 +202,12 @@ static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, co
   case MK_PACK: /* (B, pack, p0, p1) */
     args[n++] = B, args[n++] = P, args[n++] = k.lo, args[n++] = k.hi;
     break;
-  case MK_ROWS: /* (A, pack, C, m0, m1, scratch) */
+  case MK_PACKA: /* (A, apack, m0, m1) */
+    args[n++] = A, args[n++] = P, args[n++] = k.lo, args[n++] = k.hi;
+    break;
+  case MK_ROWS: /* (A, pack, C, m0, m1, scratch); MK_COLSPA: A is the apack */
   case MK_COLSP:
+  case MK_COLSPA:
     args[n++] = A, args[n++] = P, args[n++] = C, args[n++] = k.lo, args[n++] = k.hi, args[n++] = k.scratch;
     break;
   case MK_COLS: /* (A, B, C, p0, p1, scratch) */
@@ -214,7 +219,7 @@ static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, co
     die("mk_gemm '%s': %s takes %u arguments, not %u", sym, fname, LLVMCountParamTypes(ft), n);
   LLVMBuildCall2(ir->b, ft, g, args, n, "");
   if (x.slot >= 0) { /* C[r, e] = x[r, e] + C[r, e] for the panels' columns */
-    if (mode != MK_COLSP || c.slot < 0)
+    if ((mode != MK_COLSP && mode != MK_COLSPA) || c.slot < 0)
       die("mk_gemm '%s': a sum after the product needs MK_COLSP and C", sym);
     int mr, nr;
     gemm_block(s->flags, &mr, &nr);
@@ -230,9 +235,9 @@ static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, co
     irb_loop_end(ir, &le);
     irb_loop_end(ir, &lr);
   }
-  /* sym.g's functions are this kernel's own: internal, the three it does
+  /* sym.g's functions are this kernel's own: internal, the ones it does
    * not call are dropped by the optimizer (a quarter of the compile time) */
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < NSUFFIX; i++) {
     snprintf(fname, sizeof fname, "%s%s", gsym, suffix[i]);
     LLVMValueRef f = LLVMGetNamedFunction(mod, fname);
     if (f)
@@ -253,10 +258,12 @@ int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpe
  * left one thread waiting at the barrier for the other's last block; 30
  * rows still do 15 flops per byte of op(B) they stream (about 7 GB/s at a
  * core's peak, from L3). One of _colsp packs op(A), the step's rows, which
- * costs about half a panel's product: 16 panels keep it near 3%. _cols
- * packs all of op(A) for every chunk of op(B) it packs: one such chunk at
- * least. */
-enum { ROWS_CHUNK_DIV = 4 };
+ * costs about half a panel's product: 16 panels keep it near 3%. _colspa
+ * packs nothing (the step packed op(A) once, MK_PACKA), so its chunks are
+ * a few panels: the prefetch of the next panel stops at a call's last one.
+ * _cols packs all of op(A) for every chunk of op(B) it packs: one such
+ * chunk at least. */
+enum { ROWS_CHUNK_DIV = 4, COLSPA_CHUNK = 4 };
 
 int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops)
 {
@@ -268,16 +275,18 @@ int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops)
     return gemm_rows_chunk() / ROWS_CHUNK_DIV;
   case MK_COLSP:
     return 16;
+  case MK_COLSPA:
+    return COLSPA_CHUNK;
   case MK_COLS:
     return gemm_cols_chunk(s);
   }
   return 1;
 }
 
-int mk_colgemm_sum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, Addr a, Addr c,
-                   Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
+int mk_colgemm_sum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int mode, Addr a,
+                   Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
 {
-  return gemm_kernel(cx, mod, sym, s, MK_COLSP, a, addr_none(), c, pack, x, scratch, err, errlen);
+  return gemm_kernel(cx, mod, sym, s, mode, a, addr_none(), c, pack, x, scratch, err, errlen);
 }
 
 /* ---- embedding ------------------------------------------------------------- */

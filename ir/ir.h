@@ -689,9 +689,13 @@ int64_t gemm_rows_chunk(void);
 /* k per slice (KC): each C element is summed from 0 within a slice, and the
  * slices are added to C in increasing order. */
 int64_t gemm_kslice(void);
-/* Floats of per-thread scratch that _rows, _colsp and _cols need. */
+/* Floats of per-thread scratch that _rows, _colsp, _colspa and _cols need. */
 size_t gemm_scratchsize(const GemmSpec *s);
-/* produce: in mod, four functions (external linkage, C ABI):
+/* Floats of op(A) packed whole by _packa (all M rows, rounded up to MR, by
+ * K); the rows its calls take start at multiples of gemm_apack_grain(). */
+size_t gemm_apacksize(const GemmSpec *s);
+int64_t gemm_apack_grain(void);
+/* produce: in mod, six functions (external linkage, C ABI):
  *   void sym_pack(const float *B, float *pack, int64_t p0, int64_t p1);
  *       panels [p0, p1) of op(B) into pack (its layout is gemm.c's)
  *   void sym_rows(const float *A, const float *pack, float *C, int64_t m0, int64_t m1, float *scratch);
@@ -700,6 +704,12 @@ size_t gemm_scratchsize(const GemmSpec *s);
  *       the columns of panels [p0, p1) of C, every row, B packed in pack
  *   void sym_cols(const float *A, const float *B, float *C, int64_t p0, int64_t p1, float *scratch);
  *       the same, packing B itself (a KC slice of its panels at a time) in scratch
+ *   void sym_packa(const float *A, float *apack, int64_t m0, int64_t m1);
+ *       rows [m0, m1) of op(A) into apack (gemm_apacksize floats; m0 a
+ *       multiple of gemm_apack_grain()), as _rows and _colsp pack them
+ *   void sym_colspa(const float *apack, const float *pack, float *C, int64_t p0, int64_t p1, float *scratch);
+ *       _colsp with op(A) packed by _packa: a step's GEMM whose chunks
+ *       would each pack all of op(A) again
  * A, B and C are the matrices' origins (row 0, column 0) whatever the range.
  * A, B, C, pack and scratch must not overlap (pointers are noalias); calls on
  * disjoint ranges may run at once on one C, each with its own scratch.
@@ -796,8 +806,11 @@ int mk_portable(int on);
  *   MK_COLSP  range panels: the same by columns
  *   MK_COLS   range panels: B from b, packed per thread (a weight gradient
  *             with fewer row tiles than panels: k_wgrad)
+ *   MK_PACKA  range rows [0, M) in grains of gemm_apack_grain(): pack op(A)
+ *             from a into pack (gemm_apacksize floats)
+ *   MK_COLSPA range panels: MK_COLSP with op(A) packed by MK_PACKA at a
  * a, b, c, pack: t-strides apply (a kernel in a time loop). */
-enum { MK_PACK, MK_ROWS, MK_COLSP, MK_COLS };
+enum { MK_PACK, MK_ROWS, MK_COLSP, MK_COLS, MK_PACKA, MK_COLSPA };
 int mk_gemm(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
             int mode, Addr a, Addr b, Addr c, Addr pack, size_t *scratch, char *err, size_t errlen);
 /* The fewest grains of mode's range (a micro-tile's rows for MK_ROWS, a
@@ -806,12 +819,12 @@ int mk_gemm(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const ch
  * packs op(A), each of MK_COLS packs all of op(A) per chunk of op(B) it
  * packs. *flops: a grain's. */
 int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops);
-/* MK_COLSP, then C = x + C over the range's columns (x [M, N] by rows, ld
+/* mode (MK_COLSP or MK_COLSPA), then C = x + C over the range's columns (x [M, N] by rows, ld
  * x.ld): a step's product and the add that is its only reader, by columns
  * (compile_cell.c, tailsum). Each element as the fused step computes it: the
  * whole product, then one add. */
 int mk_colgemm_sum(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
-                   Addr a, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen);
+                   int mode, Addr a, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen);
 /* range positions [0, npos): out[p, :] = weight[ids[p], :], ids int32 [npos]
  * (checked before the run), weight [V, E], out [npos, E] (ld E). */
 int mk_embed(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,

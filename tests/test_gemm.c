@@ -232,10 +232,11 @@ typedef struct Shape2 {
   int64_t M, N, K, pa, pb, pc; /* pa, pb, pc: leading dimension - row width */
 } Shape2;
 
-/* Generate sym's four functions for s and check them: C from _rows over
- * [0, M) (B packed by one _pack call) against the double reference, then
- * bitwise against B packed in pieces, _rows over rows split in 2 and 3
- * random parts, _colsp and _cols over panels split in 1, 2 and 3 parts,
+/* Generate sym's functions for s and check them: C from _rows over [0, M)
+ * (B packed by one _pack call) against the double reference, then bitwise
+ * against B packed in pieces, op(A) packed by _packa whole and in pieces,
+ * _rows over rows split in 2 and 3 random parts, _colsp, _cols and _colspa
+ * over panels split in 1, 2 and 3 parts,
  * and each function over 3 parts run at once on 3 threads (OpenMP).
  * C's padding columns (ldc > N) and every buffer's guard must survive.
  * Returns the max error / bound. */
@@ -252,22 +253,24 @@ static double check2(Jit *j, Shape2 sh, int flags)
   cr_assert_eq(jit_add(j, mod, err, sizeof err), RNNC_OK, "%s", err);
   snprintf(name, sizeof name, "%s_pack", sym);
   Pack2Fn pack = (Pack2Fn)lookup(j, name);
-  RangeFn fn[3];
-  const char *fname[3] = {"_rows", "_colsp", "_cols"};
-  for (int f = 0; f < 3; f++) {
+  snprintf(name, sizeof name, "%s_packa", sym);
+  Pack2Fn packa = (Pack2Fn)lookup(j, name);
+  RangeFn fn[4];
+  const char *fname[4] = {"_rows", "_colsp", "_cols", "_colspa"};
+  for (int f = 0; f < 4; f++) {
     snprintf(name, sizeof name, "%s%s", sym, fname[f]);
     fn[f] = (RangeFn)lookup(j, name);
   }
 
   int64_t arows = at ? K : M, brows = bt ? N : K, np = gemm_npanels(&s);
   size_t na = (size_t)(arows * s.lda), nb = (size_t)(brows * s.ldb), nc = (size_t)(M * s.ldc);
-  size_t npk = gemm_packsize(&s), nsc = gemm_scratchsize(&s);
+  size_t npk = gemm_packsize(&s), nsc = gemm_scratchsize(&s), napk = gemm_apacksize(&s);
   int mr, nr;
   gemm_block(flags, &mr, &nr);
   cr_assert_eq(np, (N + nr - 1) / nr);
   cr_assert_geq(npk, (size_t)(np * nr * K));
   float *A = canaries(na), *B = canaries(nb), *C0 = canaries(nc), *C = canaries(nc), *C2 = canaries(nc);
-  float *P = canaries(npk), *P2 = canaries(npk), *S = canaries(nsc);
+  float *P = canaries(npk), *P2 = canaries(npk), *S = canaries(nsc), *AP = canaries(napk), *AP2 = canaries(napk);
   double *ref = malloc(sizeof(double) * (size_t)(M * N));
   cr_assert(ref);
   rs = (uint64_t)(M * 1000003 + N * 1009 + K * 7 + flags * 31 + s.lda + s.ldb + s.ldc);
@@ -321,8 +324,20 @@ static double check2(Jit *j, Shape2 sh, int flags)
       pack(B, P2, cut[q], cut[q + 1]);
     cr_assert(memcmp(P, P2, sizeof(float) * (npk + GUARD)) == 0, "%s: _pack in %d pieces differs", sym, n);
   }
+  /* op(A) packed whole (_colspa's), by one call and in pieces cut at
+   * multiples of the grain (MR rows) */
+  int64_t ag = gemm_apack_grain(), nag = (M + ag - 1) / ag;
+  packa(A, AP, 0, M);
+  guard_ok(AP, napk, sym, "apack");
+  for (int parts = 2; parts <= 3; parts++) {
+    int n = split(nag, parts, cut);
+    for (int q = n - 1; q >= 0; q--)
+      packa(A, AP2, cut[q] * ag, cut[q + 1] == nag ? M : cut[q + 1] * ag);
+    cr_assert(memcmp(AP, AP2, sizeof(float) * (napk + GUARD)) == 0, "%s: _packa in %d pieces differs", sym, n);
+  }
   /* every function, every split: the same bits (padding and guards too) */
-  for (int f = 0; f < 3; f++)
+  const float *Aof[4] = {A, A, A, AP}; /* each function's A */
+  for (int f = 0; f < 4; f++)
     for (int parts = 1; parts <= 3; parts++) {
       if (f == 0 && parts == 1)
         continue;
@@ -332,7 +347,7 @@ static double check2(Jit *j, Shape2 sh, int flags)
         for (int q = 0; q < n; q++) {
           for (size_t i = 0; i < nsc; i++) /* each range as on a fresh thread */
             S[i] = CANARY;
-          fn[f](A, f == 2 ? B : P, C2, cut[q], cut[q + 1], S);
+          fn[f](Aof[f], f == 2 ? B : P, C2, cut[q], cut[q + 1], S);
           guard_ok(S, nsc, sym, "scratch");
         }
         if (memcmp(C, C2, sizeof(float) * (nc + GUARD))) {
@@ -348,19 +363,19 @@ static double check2(Jit *j, Shape2 sh, int flags)
   /* the ranges at once, on 3 threads, each with its own scratch, as the
    * model runs them */
   float *S3[3] = {S, canaries(nsc), canaries(nsc)};
-  for (int f = 0; f < 3; f++) {
+  for (int f = 0; f < 4; f++) {
     int n = split(f == 0 ? M : np, 3, cut);
     memcpy(C2, C0, sizeof(float) * nc);
 #pragma omp parallel for num_threads(3) schedule(static, 1)
     for (int q = 0; q < n; q++)
-      fn[f](A, f == 2 ? B : P, C2, cut[q], cut[q + 1], S3[q]);
+      fn[f](Aof[f], f == 2 ? B : P, C2, cut[q], cut[q + 1], S3[q]);
     cr_assert(memcmp(C, C2, sizeof(float) * (nc + GUARD)) == 0, "%s: %s over %d ranges on %d threads differs", sym,
               fname[f], n, n);
     for (int q = 0; q < 3; q++)
       guard_ok(S3[q], nsc, sym, "scratch");
   }
   free(S3[1]), free(S3[2]);
-  free(A), free(B), free(C0), free(C), free(C2), free(P), free(P2), free(S), free(ref);
+  free(A), free(B), free(C0), free(C), free(C2), free(P), free(P2), free(S), free(AP), free(AP2), free(ref);
   return maxerr / bound;
 }
 

@@ -647,11 +647,14 @@ static int plan_kernels(const CModel *cm, const char *what)
  * vector comes from the step before (forward's W_hh·h), after it when the
  * step computes the vector and nothing else in the step reads the product
  * (backward's d_h' = W_hhᵀ·d_gates) — where by default, at B >= 16 rows and
- * weights under 8 MiB, they run by rows inside the fused kernel. By rows or
- * by columns, the GEMM sums each element in the same order: within JIT_TOL
- * of the interpreter, and memcmp-equal to the default build on 1, 2 and 3
- * threads. ncol: the column GEMMs the plan must have. */
-static void by_columns(const char *name, const char *dims, int ncol)
+ * weights under 8 MiB, they run by rows inside the fused kernel. At 16 rows
+ * or more, the step's rows of each such GEMM's vector are packed once before
+ * it (packa) and the GEMM runs on the pack. By rows or by columns, the GEMM
+ * sums each element in the same order: within JIT_TOL of the interpreter,
+ * and memcmp-equal to the default build on 1, 2 and 3 threads. ncol: the
+ * column GEMMs the plan must have; npack: the packs of their vectors (one
+ * per vector and step). */
+static void by_columns(const char *name, const char *dims, int ncol, int npack)
 {
   Case c;
   char path[256], tag[160];
@@ -662,6 +665,8 @@ static void by_columns(const char *name, const char *dims, int ncol)
   cr_assert_eq(plan_kernels(rows, "colgemm"), 0, "%s: the default build has a column GEMM", tag);
   cr_assert_eq(plan_kernels(cols, "colgemm"), ncol, "%s: %d column GEMMs, expected %d", tag,
                plan_kernels(cols, "colgemm"), ncol);
+  cr_assert_eq(plan_kernels(cols, "packa"), npack, "%s: %d packs of a step's vector, expected %d", tag,
+               plan_kernels(cols, "packa"), npack);
   run(&c, rows, 1, 1);
   Snap s;
   snap_take(rows, 1, &s);
@@ -681,19 +686,20 @@ static void by_columns(const char *name, const char *dims, int ncol)
 
 Test(jit_model, step_gemms_by_columns)
 {
-  by_columns("charlm", "T=4 B=17", 4); /* 2 LSTMs: W_hh·h, W_hhᵀ·d_gates */
+  by_columns("charlm", "T=4 B=17", 4, 4); /* 2 LSTMs: W_hh·h, W_hhᵀ·d_gates */
   /* GRU: W_hh·h; backward d_h' = d_h_next·z + W_hhᵀ·d_gh, the add with the GEMM */
-  by_columns("charlm_gru", "T=3 B=16", 2);
+  by_columns("charlm_gru", "T=3 B=16", 2, 2);
   /* 2 MGUs: U_f·h, and backward d_h' = ... + U_fᵀ·d_f_pre with its add;
    * U_h·(f⊙h) and U_hᵀ·d_n_pre, read by products, stay in the step */
-  by_columns("mgu", "T=3 B=19 H=9", 4);
+  by_columns("mgu", "T=3 B=19 H=9", 4, 4);
   /* masked: d_h' = d_h·pad + W_hhᵀ·d_gates, the add with the GEMM */
-  by_columns("bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4);
-  by_columns("tests/models/bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4); /* unmasked, both directions */
-  /* U·s, V·s; backward d_s' = Uᵀ·d_u + Vᵀ·d_v: an add of two products, which stay in the step */
-  by_columns("tests/models/sum_of_two_products", "T=3 B=17", 2);
-  by_columns("deepbench_lstm", "T=2 B=18 I=3 H=13", 2);                  /* C5's model: float inputs, a sum loss */
-  by_columns("seq2seq", "S=2 T=3 B=16 H=6", 4);          /* a decoder started from the encoder */
+  by_columns("bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4, 4);
+  by_columns("tests/models/bilstm_tagger", "T=3 B=17 H=5 V=7 K=3", 4, 4); /* unmasked, both directions */
+  /* U·s, V·s, one pack of s for both; backward d_s' = Uᵀ·d_u + Vᵀ·d_v: an
+   * add of two products, which stay in the step */
+  by_columns("tests/models/sum_of_two_products", "T=3 B=17", 2, 1);
+  by_columns("deepbench_lstm", "T=2 B=18 I=3 H=13", 2, 2);               /* C5's model: float inputs, a sum loss */
+  by_columns("seq2seq", "S=2 T=3 B=16 H=6", 4, 4);       /* a decoder started from the encoder */
 }
 
 /* Ops of plan ops [k0, k1) that the executor shares dynamically (at the
