@@ -50,6 +50,7 @@ enum {
   NACC = 2 * MAXNR / 4, /* accumulators of a row: two panels of 4-float vectors */
   PFD = 32,   /* k steps before the end of a slice at which C is prefetched */
   PFA = 8,    /* rows of A ahead that GEMM_AT's packing prefetches */
+  PG = 8,     /* panels that packing a non-transposed op(B) reads a row of at once */
   PFB = 1 << 18, /* floats of op(B) (K·N) above which the micro-kernel prefetches
                     the next panel: larger than L2, B streams from L3 or memory
                     (C5's step: 0.89-0.96x the time, C2's 0.92-1.0x; at C1's
@@ -239,9 +240,9 @@ static void gen_packb(G *g)
   LLVMValueRef ps = LLVMGetParam(g->packb, 6);
   IRLoop lp, lk, lj;
   if (g->npf) { /* whole panels */
-    LLVMValueRef p = irb_loop_begin(ir, &lp, c0, smin(g, c1, irb_i64(ir, g->npf)), 1, "panel");
-    LLVMValueRef d = irb_gep(ir, dst, mulv(g, sub(g, p, c0), ps));
     if (g->flags & GEMM_BT) { /* B's rows are the panel's columns: a transpose */
+      LLVMValueRef p = irb_loop_begin(ir, &lp, c0, smin(g, c1, irb_i64(ir, g->npf)), 1, "panel");
+      LLVMValueRef d = irb_gep(ir, dst, mulv(g, sub(g, p, c0), ps));
       LLVMValueRef k8 = irb_i64(ir, 0);
       if (g->NR % 8 == 0) { /* 8 k at a time: 8 floats of each row, 8 x 8 transposes */
         LLVMTypeRef v8 = LLVMVectorType(ir->f32, 8);
@@ -268,11 +269,20 @@ static void gen_packb(G *g)
                  irb_gep(ir, d, irb_add(ir, irb_mulc(ir, k, g->NR), j)));
       irb_loop_end(ir, &lk);
       irb_loop_end(ir, &lj);
-    } else { /* a row of the panel is NR contiguous floats of B */
+    } else { /* a row of a panel is NR contiguous floats of B: per k, the
+              * rows of PG panels, PG·NR floats of one row of B (B's rows
+              * ldb apart: one panel alone reads a line per row, as many
+              * pages as rows, which the prefetchers do not follow) */
       LLVMTypeRef rowty = LLVMVectorType(ir->f32, (unsigned)g->NR);
+      LLVMValueRef pe = smin(g, c1, irb_i64(ir, g->npf));
+      LLVMValueRef pg = irb_loop_begin(ir, &lp, c0, pe, PG, "pgroup");
+      LLVMValueRef pg1 = smin(g, irb_add(ir, pg, irb_i64(ir, PG)), pe);
       LLVMValueRef k = irb_loop_begin(ir, &lk, irb_i64(ir, 0), kc, 1, "k");
-      LLVMValueRef src = irb_gep(ir, B, irb_add(ir, irb_mulc(ir, irb_add(ir, k0, k), g->ldb), irb_mulc(ir, p, g->NR)));
-      irb_storeu(ir, irb_loadu(ir, rowty, src), irb_gep(ir, d, irb_mulc(ir, k, g->NR)));
+      LLVMValueRef srow = irb_gep(ir, B, irb_mulc(ir, irb_add(ir, k0, k), g->ldb));
+      LLVMValueRef p = irb_loop_begin(ir, &lj, pg, pg1, 1, "p");
+      LLVMValueRef d = irb_gep(ir, dst, irb_add(ir, mulv(g, sub(g, p, c0), ps), irb_mulc(ir, k, g->NR)));
+      irb_storeu(ir, irb_loadu(ir, rowty, irb_gep(ir, srow, irb_mulc(ir, p, g->NR))), d);
+      irb_loop_end(ir, &lj);
       irb_loop_end(ir, &lk);
     }
     irb_loop_end(ir, &lp);
