@@ -334,9 +334,6 @@ static Addr where(const CC *cc, int i, int inloop)
   return inloop && !cc->steptmp[i] ? at_step(cc->sa[i], cc->B) : cc->sa[i];
 }
 
-/* The GEMMs of a phase in kernels of their own, then a barrier; they leave
- * mask. tail 0: those run before the phase's kernel (colgemm, bigemm); 1:
- * those run after it (tailgemm). */
 /* A step's GEMM by columns (colgemm, tailgemm) of a batch of rows: op(A),
  * the step's rows, is packed once (by rows, MK_PACKA) before the GEMMs,
  * which then run on it (MK_COLSPA) in chunks of a few panels; else each
@@ -345,6 +342,16 @@ static Addr where(const CC *cc, int i, int inloop)
 static int prepacked(const CC *cc, int i, int64_t nrows, int inloop)
 {
   return inloop && nrows >= FEWROWS && !cc->gemv[i] && !cc->bigemm[i];
+}
+
+/* GEMM node i over nrows rows: A its vector's rows (lda), C its home's (ldc). */
+static GemmSpec spec_of(const CC *cc, int i, int64_t nrows, Addr A, Addr Cm)
+{
+  const Node *nd = &cc->c->node[i];
+  int bt = nd->op == OP_MATVEC;
+  int64_t N = cc->numel[i], K = cc->numel[nd->arg[1]];
+  return (GemmSpec){.M = nrows, .N = N, .K = K, .lda = A.ld, .ldb = bt ? K : N, .ldc = Cm.ld,
+                    .flags = (bt ? GEMM_BT : 0) | comp_flags(cc->C)};
 }
 
 /* The packs of op(A) that the GEMMs of col_gemms(mask, tail) read, in apk
@@ -361,9 +368,7 @@ static int pack_as(CC *cc, const char *mask, int64_t nrows, int inloop, int tail
     if (apk[x].slot >= 0)
       continue;
     Addr A = where(cc, x, inloop);
-    GemmSpec gs = {.M = nrows, .N = cc->numel[i], .K = cc->numel[x], .lda = A.ld,
-                   .ldb = c->node[i].op == OP_MATVEC ? cc->numel[x] : cc->numel[i], .ldc = cc->numel[i],
-                   .flags = (c->node[i].op == OP_MATVEC ? GEMM_BT : 0) | comp_flags(C)};
+    GemmSpec gs = spec_of(cc, i, nrows, A, where(cc, i, inloop));
     apk[x] = ws_tmp(C, (int64_t)gemm_apacksize(&gs), 0);
     const char *s = ksym(C, "packa");
     size_t scr = 0;
@@ -379,6 +384,9 @@ static int pack_as(CC *cc, const char *mask, int64_t nrows, int inloop, int tail
   return RNNC_OK;
 }
 
+/* The GEMMs of a phase in kernels of their own, then a barrier; they leave
+ * mask. tail 0: those run before the phase's kernel (colgemm, bigemm); 1:
+ * those run after it (tailgemm). */
 static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
 {
   Comp *C = cc->C;
@@ -394,11 +402,10 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
     if (!mask[i] || !(tail ? cc->tailgemm[i] : cc->colgemm[i] || cc->bigemm[i]))
       continue;
     const Node *nd = &c->node[i];
-    int x = nd->arg[1], bt = nd->op == OP_MATVEC;
+    int x = nd->arg[1];
     Addr A = where(cc, x, inloop), Cm = where(cc, i, inloop);
     int64_t N = cc->numel[i], K = cc->numel[x];
-    GemmSpec gs = {.M = nrows, .N = N, .K = K, .lda = A.ld, .ldb = bt ? K : N, .ldc = Cm.ld,
-                   .flags = (bt ? GEMM_BT : 0) | comp_flags(C)};
+    GemmSpec gs = spec_of(cc, i, nrows, A, Cm);
     int colmode = MK_COLSP;
     if (apk[x].slot >= 0 && prepacked(cc, i, nrows, inloop)) {
       colmode = MK_COLSPA;
