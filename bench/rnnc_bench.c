@@ -175,7 +175,7 @@ typedef struct Run {
 
 /* Fail with the context's message (or msg): sets r->err, returns -1. */
 static int fail(Run *r, const char *what, int st) {
-  snprintf(r->err, sizeof r->err, "%s: status %d: %s", what, st, r->ctx ? rnnc_errmsg(r->ctx) : "");
+  snprintf(r->err, sizeof r->err, "%.200s: status %d: %.700s", what, st, r->ctx ? rnnc_errmsg(r->ctx) : "");
   size_t n = strlen(r->err);
   while (n && r->err[n - 1] == '\n') r->err[--n] = 0;
   return -1;
