@@ -183,7 +183,7 @@ int k_pack(Comp *C, Addr w, int64_t N, int64_t K, int64_t ldb, int bt, Addr *pac
   *pack = ws_tmp(C, (int64_t)gemm_packsize(&gs), 0);
   const char *s = ksym(C, "pack");
   size_t scr = 0;
-  int st = mk_gemm(C->cx, C->mod, s, &gs, MK_PACK, addr_none(), w, addr_none(), *pack, &scr, C->err, C->errlen);
+  int st = mk_gemm(C->cx, C->mod, C->share, s, &gs, MK_PACK, addr_none(), w, addr_none(), *pack, &scr, C->err, C->errlen);
   if (st)
     return st;
   need_scratch(C, scr);
@@ -203,7 +203,7 @@ int k_wgrad(Comp *C, const char *sym, int64_t M, int64_t N, int64_t K, Addr a, A
   size_t scr = 0;
   gemm_block(gs.flags, &mr, &nr);
   if ((M + mr - 1) / mr < gemm_npanels(&gs)) { /* by panels: few rows */
-    if ((st = mk_gemm(C->cx, C->mod, sym, &gs, MK_COLS, a, b, dst, addr_none(), &scr, C->err, C->errlen)))
+    if ((st = mk_gemm(C->cx, C->mod, C->share, sym, &gs, MK_COLS, a, b, dst, addr_none(), &scr, C->err, C->errlen)))
       return st;
     need_scratch(C, scr);
     plan_call(C, sym, gemm_npanels(&gs), 1, 1);
@@ -240,7 +240,7 @@ int k_wgrad(Comp *C, const char *sym, int64_t M, int64_t N, int64_t K, Addr a, A
     if ((st = k_pack(C, bs, N, k, b.ld, 0, &pk)))
       return st;
     plan_call(C, "barrier", 0, 1, 1);
-    if ((st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, as, addr_none(), dst, pk, &scr, C->err, C->errlen)))
+    if ((st = mk_gemm(C->cx, C->mod, C->share, s, &gs, MK_ROWS, as, addr_none(), dst, pk, &scr, C->err, C->errlen)))
       return st;
     need_scratch(C, scr);
     plan_call(C, s, M, mr, 1);
@@ -450,7 +450,7 @@ static int backward(Comp *C)
 }
 
 static int build_nodes(Comp *C);
-static void internalize(LLVMModuleRef mod, const CModel *cm);
+static void internalize(LLVMModuleRef mod, const CModel *cm, const GemmShare *sh);
 
 /* Build everything into C->mod; fills C->cm's tensors and plans. */
 static int build(Comp *C)
@@ -538,6 +538,7 @@ static int begin(Comp *C, Module *m, Model *md, const Env *env, const CompileOpt
   if (md->verified != 1)
     die("compile: model '%s' is not verified", md->name);
   C->a = arena_new();
+  C->share = gemm_share_new(C->a);
   C->cm = cmodel_new();
   C->cm->grad = o->grad;
   C->cm->carry = o->carry;
@@ -553,6 +554,8 @@ int cmodel_build(Module *m, Model *md, const Env *env, const CompileOpts *o, LLV
   C.mod = C.mods[0] = LLVMModuleCreateWithNameInContext(md->name, cx);
   C.nmod = 1;
   int st = build(&C);
+  if (!st)
+    internalize(C.mod, C.cm, C.share);
   arena_free(C.a);
   *mod = NULL;
   *out = NULL;
@@ -561,7 +564,6 @@ int cmodel_build(Module *m, Model *md, const Env *env, const CompileOpts *o, LLV
     cmodel_free(C.cm);
     return st;
   }
-  internalize(C.mod, C.cm);
   C.cm->wsfloats = C.ws;
   C.cm->twsfloats = C.twsmax;
   *mod = C.mod;
@@ -587,15 +589,17 @@ static int inplan(const Plan *p, const char *name)
   return 0;
 }
 
-/* Only the plans' kernels are called from outside: everything else the
- * generators made (GEMM variants, helpers) becomes internal, so the
- * optimizer drops what no kernel calls and inlines freely. */
-static void internalize(LLVMModuleRef mod, const CModel *cm)
+/* Only the plans' kernels and the GEMM functions that kernels of other
+ * modules call are called from outside: everything else the generators made
+ * (GEMM variants, helpers) becomes internal, so the optimizer drops what no
+ * kernel calls and inlines freely. */
+static void internalize(LLVMModuleRef mod, const CModel *cm, const GemmShare *sh)
 {
   for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
     size_t len;
     const char *name = LLVMGetValueName2(f, &len);
-    if (LLVMIsDeclaration(f) || inplan(&cm->plan, name) || inplan(&cm->bplan, name))
+    if (LLVMIsDeclaration(f) || inplan(&cm->plan, name) || inplan(&cm->bplan, name) ||
+        gemm_share_exported(sh, mod, name))
       continue;
     LLVMSetLinkage(f, LLVMInternalLinkage);
   }
@@ -692,7 +696,7 @@ int cmodel_compile(Module *m, Model *md, const Env *env, const CompileOpts *o, C
         LLVMDisposeModule(C.mods[k]);
     } else {
       for (int k = 0; k < C.nmod; k++)
-        internalize(C.mods[k], cm);
+        internalize(C.mods[k], cm, C.share);
       st = jit_add_parallel(cm->jit, C.mods, C.nmod, err, errlen);
     }
     for (int k = 0; k < C.nmod; k++)

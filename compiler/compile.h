@@ -80,6 +80,7 @@ typedef struct Comp {
   LLVMContextRef cxs[4];   /* the modules, compiled in parallel */
   LLVMModuleRef mods[4];
   int nmod;
+  GemmShare *share;       /* the GEMMs generated so far, by spec */
   CModel *cm;
   MV *v;
   int *order;             /* model nodes, each after its operands */

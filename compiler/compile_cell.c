@@ -372,7 +372,7 @@ static int pack_as(CC *cc, const char *mask, int64_t nrows, int inloop, int tail
     apk[x] = ws_tmp(C, (int64_t)gemm_apacksize(&gs), 0);
     const char *s = ksym(C, "packa");
     size_t scr = 0;
-    int st = mk_gemm(C->cx, C->mod, s, &gs, MK_PACKA, A, addr_none(), addr_none(), apk[x], &scr, C->err,
+    int st = mk_gemm(C->cx, C->mod, C->share, s, &gs, MK_PACKA, A, addr_none(), addr_none(), apk[x], &scr, C->err,
                      C->errlen);
     if (st)
       return st;
@@ -424,7 +424,7 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
         gs.ldc = Cm.ld;
         gs.flags |= GEMM_ACC;
       }
-      st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
+      st = mk_gemm(C->cx, C->mod, C->share, s, &gs, MK_ROWS, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
       if (!st) {
         plan_call(C, s, nrows, 6, 0);
         plan_gemm_chunk(C, &gs, MK_ROWS);
@@ -441,14 +441,14 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
       int j = cc->tailsum[i], o = c->node[j].arg[c->node[j].arg[0] == i];
       Cm = where(cc, j, inloop);
       gs.ldc = Cm.ld;
-      st = mk_colgemm_sum(C->cx, C->mod, s, &gs, colmode, A, Cm, cc->pack[i], where(cc, o, inloop), &scr, C->err,
+      st = mk_colgemm_sum(C->cx, C->mod, C->share, s, &gs, colmode, A, Cm, cc->pack[i], where(cc, o, inloop), &scr, C->err,
                           C->errlen);
       if (!st) {
         plan_call(C, s, gemm_npanels(&gs), 1, 0);
         plan_gemm_chunk(C, &gs, colmode);
       }
     } else {
-      st = mk_gemm(C->cx, C->mod, s, &gs, colmode, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
+      st = mk_gemm(C->cx, C->mod, C->share, s, &gs, colmode, A, addr_none(), Cm, cc->pack[i], &scr, C->err, C->errlen);
       if (!st) {
         plan_call(C, s, gemm_npanels(&gs), 1, 0);
         plan_gemm_chunk(C, &gs, colmode);
@@ -489,7 +489,7 @@ static int fused_kernel(CC *cc, const char *what, char *mask, int64_t nrows, int
     acc[i] = mask[i] && cc->acc[i].slot >= 0 ? (inloop ? at_step(cc->acc[i], cc->B) : cc->acc[i]) : addr_none();
   }
   PhaseSpec ps = {.c = c, .env = &C->v[cc->node].cenv, .nrows = nrows, .mask = mask, .at = at, .acc = acc,
-                  .pack = cc->pack, .gemm = cc->gemm, .portable = C->o->portable};
+                  .pack = cc->pack, .gemm = cc->gemm, .portable = C->o->portable, .share = C->share};
   const char *sym = ksym(C, aprintf(C->a, "%s_%s", c->name, what));
   for (char *q = (char *)sym; *q; q++)
     if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '_'))

@@ -208,7 +208,7 @@ static int fwd_softmax(Comp *C, int i)
     GemmSpec gs = {.M = np, .N = K, .K = d, .lda = x->val.ld, .ldb = d, .ldc = K, .flags = GEMM_BT | comp_flags(C)};
     s = ksym(C, "logits");
     size_t scr = 0;
-    if ((st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, x->val, W, v->z, v->packbt, &scr, C->err, C->errlen)))
+    if ((st = mk_gemm(C->cx, C->mod, C->share, s, &gs, MK_ROWS, x->val, W, v->z, v->packbt, &scr, C->err, C->errlen)))
       return st;
     need_scratch(C, scr);
     plan_call(C, s, np, 6, 0);
@@ -339,7 +339,7 @@ static int bwd_softmax(Comp *C, int i)
     plan_call(C, "barrier", 0, 1, 1);
     GemmSpec gs = {.M = np, .N = d, .K = K, .lda = K, .ldb = d, .ldc = x->adj.ld, .flags = GEMM_ACC | comp_flags(C)};
     s = ksym(C, "softmax_dx");
-    if ((st = mk_gemm(C->cx, C->mod, s, &gs, MK_ROWS, v->dz, W, x->adj, v->packn, &scr, C->err, C->errlen)))
+    if ((st = mk_gemm(C->cx, C->mod, C->share, s, &gs, MK_ROWS, v->dz, W, x->adj, v->packn, &scr, C->err, C->errlen)))
       return st;
     need_scratch(C, scr);
     plan_call(C, s, np, 6, 1);

@@ -861,6 +861,126 @@ int gemm_gen2(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmS
   return RNNC_OK;
 }
 
+/* ---- GEMMs shared by spec (ir.h, gemm_share_fn) ------------------------------- */
+
+static const char *const share_fns[] = {"_pack", "_rows", "_colsp", "_cols", "_packa", "_colspa"};
+enum { NSHAREFN = sizeof share_fns / sizeof *share_fns };
+
+typedef struct Shared {
+  GemmSpec s;          /* the key (a _pack's: N, K, ldb and its flags only) */
+  LLVMModuleRef mod;   /* where its functions are defined */
+  const char *sym;     /* their prefix */
+  unsigned exported;   /* bit k: share_fns[k] is called from another module */
+} Shared;
+
+struct GemmShare {
+  Arena *a;
+  Shared *e;
+  int n, cap;
+};
+
+GemmShare *gemm_share_new(Arena *a)
+{
+  GemmShare *sh = aalloc(a, sizeof *sh);
+  sh->a = a;
+  return sh;
+}
+
+static int same_spec(const GemmSpec *x, const GemmSpec *y)
+{
+  return x->M == y->M && x->N == y->N && x->K == y->K && x->lda == y->lda && x->ldb == y->ldb &&
+         x->ldc == y->ldc && x->flags == y->flags;
+}
+
+/* The declaration in mod (of cx) of def, a function of another context:
+ * its parameters are pointers and integers, it returns nothing. */
+static LLVMValueRef declare_like(LLVMContextRef cx, LLVMModuleRef mod, const char *name, LLVMValueRef def)
+{
+  LLVMValueRef f = LLVMGetNamedFunction(mod, name);
+  if (f)
+    return f;
+  LLVMTypeRef ft = LLVMGlobalGetValueType(def);
+  unsigned n = LLVMCountParamTypes(ft);
+  LLVMTypeRef from[8], to[8];
+  if (n > 8 || LLVMGetTypeKind(LLVMGetReturnType(ft)) != LLVMVoidTypeKind)
+    die("gemm_share: '%s' has a signature it cannot declare", name);
+  LLVMGetParamTypes(ft, from);
+  for (unsigned i = 0; i < n; i++) {
+    LLVMTypeKind k = LLVMGetTypeKind(from[i]);
+    if (k == LLVMPointerTypeKind)
+      to[i] = LLVMPointerTypeInContext(cx, 0);
+    else if (k == LLVMIntegerTypeKind)
+      to[i] = LLVMIntTypeInContext(cx, LLVMGetIntTypeWidth(from[i]));
+    else
+      die("gemm_share: '%s' has a parameter it cannot declare", name);
+  }
+  f = LLVMAddFunction(mod, name, LLVMFunctionType(LLVMVoidTypeInContext(cx), to, n, 0));
+  LLVMSetFunctionCallConv(f, LLVMGetFunctionCallConv(def));
+  return f;
+}
+
+int gemm_share_fn(GemmShare *sh, LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s,
+                  const char *fn, LLVMValueRef *out, char *err, size_t errlen)
+{
+  *out = NULL;
+  int k = 0;
+  while (k < NSHAREFN && strcmp(share_fns[k], fn))
+    k++;
+  if (k == NSHAREFN)
+    die("gemm_share: no GEMM function '%s'", fn);
+  int rc = check_spec(sym, s, err, errlen);
+  if (rc != RNNC_OK)
+    return rc;
+  GemmSpec key = *s;
+  if (k == 0) /* the pack: only B's layout matters (gemm_packsize) */
+    key = (GemmSpec){.M = 1, .N = s->N, .K = s->K, .lda = s->flags & GEMM_AT ? 1 : s->K, .ldb = s->ldb,
+                     .ldc = s->N, .flags = s->flags & (GEMM_BT | GEMM_PORTABLE)};
+  Shared *e = NULL;
+  for (int i = 0; sh && i < sh->n && !e; i++)
+    if (same_spec(&sh->e[i].s, &key))
+      e = &sh->e[i];
+  char name[300];
+  if (!e) {
+    G g;
+    g_init(&g, cx, mod, sym, &key, 1);
+    gen_all(&g);
+    irb_free(&g.ir);
+    snprintf(name, sizeof name, "%s%s", sym, fn);
+    *out = LLVMGetNamedFunction(mod, name);
+    if (sh)
+      APUSH(sh->a, sh->e, sh->n, sh->cap, ((Shared){.s = key, .mod = mod, .sym = astrdup(sh->a, sym)}));
+  } else {
+    snprintf(name, sizeof name, "%s%s", e->sym, fn);
+    LLVMValueRef def = LLVMGetNamedFunction(e->mod, name);
+    if (!def)
+      die("gemm_share: gemm_gen2 made no %s", name);
+    if (e->mod == mod) {
+      *out = def;
+    } else {
+      LLVMSetLinkage(def, LLVMExternalLinkage);
+      e->exported |= 1u << k;
+      *out = declare_like(cx, mod, name, def);
+    }
+  }
+  if (!*out)
+    die("gemm_share: gemm_gen2 made no %s", name);
+  return RNNC_OK;
+}
+
+int gemm_share_exported(const GemmShare *sh, LLVMModuleRef mod, const char *name)
+{
+  for (int i = 0; sh && i < sh->n; i++) {
+    const Shared *e = &sh->e[i];
+    size_t n = strlen(e->sym);
+    if (e->mod != mod || !e->exported || strncmp(name, e->sym, n))
+      continue;
+    for (int k = 0; k < NSHAREFN; k++)
+      if ((e->exported >> k & 1) && strcmp(name + n, share_fns[k]) == 0)
+        return 1;
+  }
+  return 0;
+}
+
 /* gemm_gen: gemm_gen2's functions (internal, under sym.g) behind the old
  * entry points; pack holds the panels, then _rows' scratch. */
 int gemm_gen(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, int64_t M, int64_t N, int64_t K, int flags,

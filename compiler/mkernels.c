@@ -168,25 +168,22 @@ static void only_first(MK *k)
 /* ---- GEMM ------------------------------------------------------------------ */
 
 /* range: panels (MK_PACK, MK_COLSP, MK_COLS, MK_COLSPA) or rows (MK_ROWS,
- * MK_PACKA) of the GEMM generated as sym.g; the matrices' origins at step
+ * MK_PACKA) of the GEMM of spec s (gemm_share_fn: generated as sym.g
+ * the first time s is asked for); the matrices' origins at step
  * t. With x (MK_COLSP, MK_COLSPA), then C = x + C over the range's columns. */
-static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int mode, Addr a,
-                       Addr b, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
+static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, GemmShare *sh, const char *sym, const GemmSpec *s,
+                       int mode, Addr a, Addr b, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
 {
   static const char *const suffix[] = {"_pack", "_rows", "_colsp", "_cols", "_packa", "_colspa"};
-  enum { NSUFFIX = sizeof suffix / sizeof *suffix };
   if (mode < MK_PACK || mode > MK_COLSPA)
     die("mk_gemm '%s': mode %d", sym, mode);
-  char gsym[256], fname[300];
+  char gsym[256];
   snprintf(gsym, sizeof gsym, "%s.g", sym);
-  int rc = gemm_gen2(cx, mod, gsym, s, err, errlen);
+  LLVMValueRef g;
+  int rc = gemm_share_fn(sh, cx, mod, gsym, s, suffix[mode], &g, err, errlen);
   if (rc != RNNC_OK)
     return rc;
   *scratch = gemm_scratchsize(s);
-  snprintf(fname, sizeof fname, "%s%s", gsym, suffix[mode]);
-  LLVMValueRef g = LLVMGetNamedFunction(mod, fname);
-  if (!g)
-    die("mk_gemm '%s': gemm_gen2 made no %s", sym, fname);
   MK k = {0};
   kern_begin(&k, cx, mod, sym);
   IRB *ir = &k.ir;
@@ -216,7 +213,7 @@ static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, co
   }
   LLVMTypeRef ft = LLVMGlobalGetValueType(g);
   if (LLVMCountParamTypes(ft) != n)
-    die("mk_gemm '%s': %s takes %u arguments, not %u", sym, fname, LLVMCountParamTypes(ft), n);
+    die("mk_gemm '%s': %s takes %u arguments, not %u", sym, suffix[mode], LLVMCountParamTypes(ft), n);
   LLVMBuildCall2(ir->b, ft, g, args, n, "");
   if (x.slot >= 0) { /* C[r, e] = x[r, e] + C[r, e] for the panels' columns */
     if ((mode != MK_COLSP && mode != MK_COLSPA) || c.slot < 0)
@@ -235,21 +232,13 @@ static int gemm_kernel(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, co
     irb_loop_end(ir, &le);
     irb_loop_end(ir, &lr);
   }
-  /* sym.g's functions are this kernel's own: internal, the ones it does
-   * not call are dropped by the optimizer (a quarter of the compile time) */
-  for (int i = 0; i < NSUFFIX; i++) {
-    snprintf(fname, sizeof fname, "%s%s", gsym, suffix[i]);
-    LLVMValueRef f = LLVMGetNamedFunction(mod, fname);
-    if (f)
-      LLVMSetLinkage(f, LLVMInternalLinkage);
-  }
   return kern_end(&k);
 }
 
-int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int mode, Addr a, Addr b,
-            Addr c, Addr pack, size_t *scratch, char *err, size_t errlen)
+int mk_gemm(LLVMContextRef cx, LLVMModuleRef mod, GemmShare *sh, const char *sym, const GemmSpec *s, int mode,
+            Addr a, Addr b, Addr c, Addr pack, size_t *scratch, char *err, size_t errlen)
 {
-  return gemm_kernel(cx, mod, sym, s, mode, a, b, c, pack, addr_none(), scratch, err, errlen);
+  return gemm_kernel(cx, mod, sh, sym, s, mode, a, b, c, pack, addr_none(), scratch, err, errlen);
 }
 
 /* A call of _rows reads all of packed op(B) once per block of rows. Its
@@ -283,10 +272,10 @@ int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops)
   return 1;
 }
 
-int mk_colgemm_sum(LLVMContextRef cx, LLVMModuleRef mod, const char *sym, const GemmSpec *s, int mode, Addr a,
-                   Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
+int mk_colgemm_sum(LLVMContextRef cx, LLVMModuleRef mod, GemmShare *sh, const char *sym, const GemmSpec *s,
+                   int mode, Addr a, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen)
 {
-  return gemm_kernel(cx, mod, sym, s, mode, a, addr_none(), c, pack, x, scratch, err, errlen);
+  return gemm_kernel(cx, mod, sh, sym, s, mode, a, addr_none(), c, pack, x, scratch, err, errlen);
 }
 
 /* ---- embedding ------------------------------------------------------------- */

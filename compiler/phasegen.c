@@ -4,7 +4,8 @@
  * require: a verified cell, its dims bound; a PhaseSpec (ir.h,
  * "compiler/phasegen.c"). produce: in the caller's module, the kernel
  *   void sym(void *const *buf, int64_t t, int64_t lo, int64_t hi, float *scratch)
- * (KernFn) and, per GEMM node i, the GEMM functions sym_g<i>_* (gemm_gen2).
+ * (KernFn) and, per GEMM node i, the GEMM functions sym_g<i>_* (gemm_share_fn:
+ * unless a GEMM of the same spec was generated before).
  *
  * Rows [lo, hi) run in blocks of RB rows (chosen from the sizes: the block's
  * values stay in L2; a multiple of the GEMM's register rows when the kernel
@@ -414,16 +415,14 @@ static int gen_gemm(G *g, int i, size_t *gscratch, char *err, size_t errlen)
     s.flags |= GEMM_BT;
     s.ldb = s.K; /* W [N, K] row-major */
   }
-  char *gs = aprintf(g->ar, "%s_g%d", g->sym, i);
-  int rc = gemm_gen2(ir->cx, ir->mod, gs, &s, err, errlen);
+  LLVMValueRef rows;
+  int rc = gemm_share_fn(g->ps->share, ir->cx, ir->mod, aprintf(g->ar, "%s_g%d", g->sym, i), &s, "_rows", &rows,
+                         err, errlen);
   if (rc != RNNC_OK)
     return rc;
   size_t need = gemm_scratchsize(&s);
   if (need > *gscratch)
     *gscratch = need;
-  LLVMValueRef rows = LLVMGetNamedFunction(ir->mod, aprintf(g->ar, "%s_rows", gs));
-  if (!rows)
-    die("phasegen: gemm_gen2 made no %s_rows", gs);
   LLVMValueRef args[6] = {A, g->packbase[i], C, g->r0, g->r1,
                           gepc(g, g->scratch, g->gemmoff)};
   LLVMBuildCall2(ir->b, LLVMGlobalGetValueType(rows), rows, args, 6, "");

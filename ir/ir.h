@@ -720,6 +720,28 @@ int64_t gemm_apack_grain(void);
 int gemm_gen2(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
               char *err, size_t errlen);
 
+/* GEMMs shared by spec across the kernels of one compile. A model's kernels
+ * ask for a GEMM function by spec, and every GEMM of one spec is generated
+ * once, in the module of the first kernel that asks, whichever of the
+ * compile's modules (up to four, optimized at once: compile.c) its other
+ * callers are in: C2's kernels ask for 30 GEMMs of 19 specs. */
+typedef struct GemmShare GemmShare;
+GemmShare *gemm_share_new(Arena *a);
+/* *out: the function fn of the GEMM s ("_pack", "_rows", "_colsp", "_cols",
+ * "_packa" or "_colspa": gemm_gen2's) for a caller in mod, built in cx.
+ * The first time s is asked for (every time with sh NULL), gemm_gen2's
+ * functions are generated in mod under sym, with internal linkage (the
+ * optimizer drops those nothing calls). After that, *out is the existing
+ * function, declared in mod when it is defined in another module, where it
+ * then has external linkage (the JIT links the modules' objects). A _pack
+ * is shared by N, K, ldb, GEMM_BT and GEMM_PORTABLE alone (gemm_packsize).
+ * RNNC_ESHAPE with a message in err as gemm_gen2. */
+int gemm_share_fn(GemmShare *sh, struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym,
+                  const GemmSpec *s, const char *fn, struct LLVMOpaqueValue **out, char *err, size_t errlen);
+/* Whether the function name, defined in mod, is called from another module
+ * (it must keep external linkage). */
+int gemm_share_exported(const GemmShare *sh, struct LLVMOpaqueModule *mod, const char *name);
+
 /* ---- the kernels' ABI and where values live (compiler/, runtime/exec.c) --- */
 
 /* Every kernel the model compiler generates has this type:
@@ -768,8 +790,8 @@ static inline Addr addr_none(void) { return (Addr){-1, 0, 0, 0}; }
  *            matvecs run as loops (so does a GEMM node whose vector is a
  *            constant or has ld 0). The GEMM is the one over all nrows rows
  *            (M = nrows), run on each block's rows: a row's value does not
- *            depend on the range or the blocks. Its functions are named
- *            sym_g<i>_pack, _rows, ... (gemm_gen2 with sym_g<i>).
+ *            depend on the range or the blocks. Its functions are
+ *            gemm_share_fn(share, ..., sym_g<i>, ...)'s.
  * Elementwise work runs on vectors (AVX2: 8 floats; else 4) with SLEEF's
  * vector ≤ 1-ulp tanh, exp and log (sigmoid = 1 / (1 + exp(-x))), a scalar
  * tail for sizes that are not multiples of the width. */
@@ -781,6 +803,7 @@ typedef struct PhaseSpec {
   const Addr *at, *acc, *pack; /* per node */
   const char *gemm;      /* per node */
   int portable;          /* 4-wide, no AVX2 assumptions (GEMM_PORTABLE) */
+  GemmShare *share;      /* the compile's GEMMs (NULL: none shared) */
 } PhaseSpec;
 /* produce: in mod, the kernel sym (KernFn) and what it calls; *scratch the
  * floats of per-thread scratch it needs. RNNC_EINPUT / RNNC_ESHAPE with a
@@ -799,8 +822,8 @@ int phasegen(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const c
  * has AVX2 and FMA. Returns the previous setting; off at first. */
 int mk_portable(int on);
 
-/* GEMM as a kernel (compiler/gemm.c generates the GEMM under sym.g, made
- * internal: only the function the kernel calls survives optimization):
+/* GEMM as a kernel, calling the GEMM's function of gemm_share_fn(sh, ...)
+ * (generated under sym.g the first time its spec is asked for):
  *   MK_PACK   range panels [0, npanels): pack op(B) from b into pack
  *   MK_ROWS   range rows [0, M): C = A·B with B packed at pack
  *   MK_COLSP  range panels: the same by columns
@@ -811,8 +834,9 @@ int mk_portable(int on);
  *   MK_COLSPA range panels: MK_COLSP with op(A) packed by MK_PACKA at a
  * a, b, c, pack: t-strides apply (a kernel in a time loop). */
 enum { MK_PACK, MK_ROWS, MK_COLSP, MK_COLS, MK_PACKA, MK_COLSPA };
-int mk_gemm(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
-            int mode, Addr a, Addr b, Addr c, Addr pack, size_t *scratch, char *err, size_t errlen);
+int mk_gemm(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, GemmShare *sh, const char *sym,
+            const GemmSpec *s, int mode, Addr a, Addr b, Addr c, Addr pack, size_t *scratch, char *err,
+            size_t errlen);
 /* The fewest grains of mode's range (a micro-tile's rows for MK_ROWS, a
  * panel otherwise) worth one call when the executor shares the range
  * dynamically: each call of MK_ROWS streams all of op(B), each of MK_COLSP
@@ -823,8 +847,9 @@ int64_t mk_gemm_chunk(const GemmSpec *s, int mode, double *flops);
  * x.ld): a step's product and the add that is its only reader, by columns
  * (compile_cell.c, tailsum). Each element as the fused step computes it: the
  * whole product, then one add. */
-int mk_colgemm_sum(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, const GemmSpec *s,
-                   int mode, Addr a, Addr c, Addr pack, Addr x, size_t *scratch, char *err, size_t errlen);
+int mk_colgemm_sum(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, GemmShare *sh, const char *sym,
+                   const GemmSpec *s, int mode, Addr a, Addr c, Addr pack, Addr x, size_t *scratch, char *err,
+                   size_t errlen);
 /* range positions [0, npos): out[p, :] = weight[ids[p], :], ids int32 [npos]
  * (checked before the run), weight [V, E], out [npos, E] (ld E). */
 int mk_embed(struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod, const char *sym, int64_t npos,

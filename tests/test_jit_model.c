@@ -38,6 +38,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <llvm-c/Core.h>
+
 #include "testutil.h"
 
 #define JIT_TOL 1e-5
@@ -700,6 +702,63 @@ Test(jit_model, step_gemms_by_columns)
   by_columns("tests/models/sum_of_two_products", "T=3 B=17", 2, 1);
   by_columns("deepbench_lstm", "T=2 B=18 I=3 H=13", 2, 2);               /* C5's model: float inputs, a sum loss */
   by_columns("seq2seq", "S=2 T=3 B=16 H=6", 4, 4);       /* a decoder started from the encoder */
+}
+
+/* ---- GEMMs shared by spec ----------------------------------------------------- */
+
+/* Functions defined in c's model's module (cmodel_module: the AOT path's one
+ * module, before optimization) whose name ends with suffix. */
+static int gemm_defs(Case *c, const char *suffix)
+{
+  char err[512] = "";
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMModuleRef mod;
+  int st = cmodel_module(c->m, c->md, &c->env, &(CompileOpts){.grad = 1}, cx, &mod, err, sizeof err);
+  cr_assert_eq(st, RNNC_OK, "%s: cmodel_module: %s", c->tag, err);
+  int n = 0;
+  size_t ls = strlen(suffix), len;
+  for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+    const char *name = LLVMGetValueName2(f, &len);
+    n += !LLVMIsDeclaration(f) && len >= ls && strcmp(name + len - ls, suffix) == 0;
+  }
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(cx);
+  return n;
+}
+
+/* Every GEMM of one spec is generated once per compile (gemm_share_fn): a
+ * second LSTM layer of the first's sizes (E = H) adds no GEMM — its input
+ * projection, forward and backward steps, input gradient and weight
+ * gradients have the first layer's specs, and its weights' packs the first's
+ * layouts. Each generated GEMM defines one _rows; each pack kernel's is a GEMM
+ * of its own. */
+Test(jit_model, gemms_shared_by_spec)
+{
+  static const char one[] = "model one(V = 7, E = 24, H = 24) {\n"
+                            "  input tokens: i32[T, B], targets: i32[T, B]\n"
+                            "  x = embedding(tokens, V, E)\n"
+                            "  h1 = lstm(x, H = H)\n"
+                            "  loss = softmax(h1, V, target = targets)\n"
+                            "  output loss\n"
+                            "}\n";
+  Case c1, c2;
+  case_new(&c1, "one layer", NULL, one, "T=3 B=16", 5);
+  case_new(&c2, "charlm", "examples/charlm.rnn", NULL, "V=7 E=24 H=24 T=3 B=16", 5);
+  int rows1 = gemm_defs(&c1, "_rows"), rows2 = gemm_defs(&c2, "_rows");
+  cr_assert_gt(rows1, 4, "one LSTM layer: %d GEMMs", rows1);
+  cr_assert_eq(rows2, rows1, "two LSTM layers of one size: %d GEMMs, one layer %d", rows2, rows1);
+  /* the same model, its layers unlike (E != H): they share no spec but the
+   * recurrent weights' */
+  Case c3;
+  case_new(&c3, "charlm E != H", "examples/charlm.rnn", NULL, "V=7 E=20 H=24 T=3 B=16", 5);
+  int rows3 = gemm_defs(&c3, "_rows");
+  cr_assert_gt(rows3, rows1, "two LSTM layers, E != H: %d GEMMs, one layer %d", rows3, rows1);
+  /* and the shared functions compute the same: JIT (two modules, calls
+   * across them) against the interpreter */
+  check_case(&c2, 0, NULL);
+  case_free(&c1);
+  case_free(&c2);
+  case_free(&c3);
 }
 
 /* Ops of plan ops [k0, k1) that the executor shares dynamically (at the

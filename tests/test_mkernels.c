@@ -688,7 +688,7 @@ static void check_gemm(int64_t M, int64_t N, int64_t K, int flags, int tt)
   char *syms[4] = {sp, sr, sc, sx};
   for (int mode = MK_PACK; mode <= MK_COLS; mode++) {
     LLVMModuleRef mod = newmod(syms[mode], 32);
-    int rc = mk_gemm(jit_context(J), mod, syms[mode], &s, mode, mode == MK_PACK ? addr_none() : a,
+    int rc = mk_gemm(jit_context(J), mod, NULL, syms[mode], &s, mode, mode == MK_PACK ? addr_none() : a,
                      mode == MK_PACK || mode == MK_COLS ? b : addr_none(), mode == MK_PACK ? addr_none() : c,
                      mode == MK_COLS ? addr_none() : pack, &scr[mode], err, sizeof err);
     f[mode] = finish(mod, syms[mode], rc, err);
@@ -737,6 +737,86 @@ Test(mkernels, gemm)
       check_gemm(shapes[i][0], shapes[i][1], shapes[i][2], fl, (i + v) % 2);
     }
   check_gemm(7, 13, 11, GEMM_PORTABLE | GEMM_BT, 1);
+}
+
+/* GEMMs shared by spec (gemm_share_fn), here across two modules as a
+ * compile's modules call them: the second module's kernels declare the
+ * first's functions, which alone stay external, and compute the same bits.
+ * A pack whose spec differs only in M, lda, ldc and GEMM_ACC is the same
+ * pack. */
+Test(mkernels, gemm_shared)
+{
+  char s0[32], s1[32], sp[32], sq[32], err[1024], name[64];
+  GemmSpec s = {.M = 13, .N = 37, .K = 19, .lda = 19, .ldb = 19, .ldc = 40, .flags = GEMM_BT};
+  GemmSpec s2 = s; /* the same pack */
+  s2.M = 1, s2.lda = 21, s2.ldc = 37, s2.flags |= GEMM_ACC;
+  Run R = {.tt = 0};
+  Addr a = slot(&R, s.M * s.lda, s.lda), b = slot(&R, s.N * s.ldb, s.ldb), c = slot(&R, s.M * s.ldc, s.ldc);
+  Addr pack = slot(&R, (int64_t)gemm_packsize(&s), 0);
+  Arena *ar = arena_new();
+  GemmShare *sh = gemm_share_new(ar);
+  size_t scr[4];
+  LLVMModuleRef m0 = newmod(s0, sizeof s0), m1 = newmod(s1, sizeof s1);
+  LLVMModuleRef mp = newmod(sp, sizeof sp), mq = newmod(sq, sizeof sq);
+  LLVMContextRef cx = jit_context(J);
+  cr_assert_eq(mk_gemm(cx, m0, sh, s0, &s, MK_ROWS, a, addr_none(), c, pack, &scr[0], err, sizeof err), RNNC_OK,
+               "%s", err);
+  cr_assert_eq(mk_gemm(cx, mp, sh, sp, &s, MK_PACK, addr_none(), b, addr_none(), pack, &scr[2], err, sizeof err),
+               RNNC_OK, "%s", err);
+  cr_assert_eq(mk_gemm(cx, m1, sh, s1, &s, MK_ROWS, a, addr_none(), c, pack, &scr[1], err, sizeof err), RNNC_OK,
+               "%s", err);
+  cr_assert_eq(mk_gemm(cx, mq, sh, sq, &s2, MK_PACK, addr_none(), b, addr_none(), pack, &scr[3], err, sizeof err),
+               RNNC_OK, "%s", err);
+  snprintf(name, sizeof name, "%s.g_rows", s0);
+  LLVMValueRef def = LLVMGetNamedFunction(m0, name), use = LLVMGetNamedFunction(m1, name);
+  cr_assert(def && !LLVMIsDeclaration(def), "%s is not defined where it was first asked for", name);
+  cr_assert(use && LLVMIsDeclaration(use), "%s is not declared in the second module", name);
+  cr_assert_eq(LLVMGetLinkage(def), LLVMExternalLinkage);
+  cr_assert(gemm_share_exported(sh, m0, name), "%s is not exported", name);
+  snprintf(name, sizeof name, "%s.g_colsp", s0);
+  cr_assert_eq(LLVMGetLinkage(LLVMGetNamedFunction(m0, name)), LLVMInternalLinkage, "%s is external", name);
+  cr_assert(!gemm_share_exported(sh, m0, name), "%s is exported", name);
+  snprintf(name, sizeof name, "%s.g_rows", s1);
+  cr_assert_null(LLVMGetNamedFunction(m1, name), "the second module generated %s", name);
+  snprintf(name, sizeof name, "%s.g_pack", sp);
+  cr_assert(LLVMIsDeclaration(LLVMGetNamedFunction(mq, name)), "the second pack is not %s", name);
+  /* a bad spec: an error, nothing shared */
+  GemmSpec bad = s;
+  bad.ldc = 3;
+  LLVMValueRef f;
+  cr_assert_eq(gemm_share_fn(sh, cx, m1, "bad", &bad, "_rows", &f, err, sizeof err), RNNC_ESHAPE);
+  cr_assert_str_eq(err, "gemm 'bad': ldc = 3 is less than a row's 37 floats (C is [M, N])");
+  cr_assert_null(f);
+  KernFn f0 = finish(m0, s0, RNNC_OK, ""), fp = finish(mp, sp, RNNC_OK, "");
+  KernFn f1 = finish(m1, s1, RNNC_OK, ""), fq = finish(mq, sq, RNNC_OK, "");
+  /* each kernel from the same buffers: the same bits */
+  float *before[MAXSLOT], *first[MAXSLOT];
+  output(&R, pack, (int64_t)gemm_packsize(&s));
+  snapshot(&R, before);
+  run(&R, fp, gemm_npanels(&s), scr[2], "shared pack, first");
+  snapshot(&R, first);
+  restore(&R, before);
+  run(&R, fq, gemm_npanels(&s), scr[3], "shared pack, second");
+  cr_assert(memcmp(first[pack.slot], R.buf[pack.slot], sizeof(float) * (size_t)R.len[pack.slot]) == 0,
+            "the packs differ");
+  for (int i = 0; i < R.n; i++)
+    free(before[i]), free(first[i]);
+  output(&R, c, s.M * s.ldc);
+  snapshot(&R, before);
+  run(&R, f0, s.M, scr[0], "shared rows, first module");
+  snapshot(&R, first);
+  restore(&R, before);
+  run(&R, f1, s.M, scr[1], "shared rows, second module");
+  cr_assert(memcmp(first[c.slot], R.buf[c.slot], sizeof(float) * (size_t)R.len[c.slot]) == 0,
+            "the products differ");
+  for (int i = 0; i < R.n; i++)
+    free(before[i]), free(first[i]);
+  double ref = 0;
+  for (int64_t k = 0; k < s.K; k++)
+    ref += (double)init(&R, a, 5, k) * init(&R, b, 7, k);
+  cr_assert_float_eq(*el(&R, c, 5, 7), ref, 1e-5, "C[5, 7] = %g, expected %g", *el(&R, c, 5, 7), ref);
+  run_free(&R);
+  arena_free(ar);
 }
 
 /* ---- sizes --------------------------------------------------------------------------- */
