@@ -82,6 +82,11 @@ static int check(const CModel *cm, char *err, size_t errlen)
 
 int cmodel_run(CModel *cm, int grad, int nthreads, char *err, size_t errlen)
 {
+  return cmodel_run_prof(cm, grad, nthreads, NULL, NULL, err, errlen);
+}
+
+int cmodel_run_prof(CModel *cm, int grad, int nthreads, PlanProf *fwd, PlanProf *bwd, char *err, size_t errlen)
+{
   if (grad && !cm->grad) {
     snprintf(err, errlen, "the model was compiled without its backward pass");
     return RNNC_EMISUSE;
@@ -103,8 +108,8 @@ int cmodel_run(CModel *cm, int grad, int nthreads, char *err, size_t errlen)
     }
     cm->scratchbytes = need;
   }
-  rnnc_plan_exec(cm->plan.op, cm->plan.nop, cm->fn, cm->buf, cm->scratch, per, nth);
+  rnnc_plan_exec_prof(cm->plan.op, cm->plan.nop, cm->fn, cm->buf, cm->scratch, per, nth, fwd);
   if (grad)
-    rnnc_plan_exec(cm->bplan.op, cm->bplan.nop, cm->bfn, cm->buf, cm->scratch, per, nth);
+    rnnc_plan_exec_prof(cm->bplan.op, cm->bplan.nop, cm->bfn, cm->buf, cm->scratch, per, nth, bwd);
   return RNNC_OK;
 }

@@ -949,6 +949,21 @@ int rnnc_plan_dynamic(const PlanOp *op, int k, int k1, int fenced);
  * scratch may be NULL when per is 0). */
 void rnnc_plan_exec(const PlanOp *op, int nop, const KernFn *fn, void *const *buf, float *scratch, size_t per,
                     int nthreads);
+/* A profile of plan runs: per op k and thread tid (index k·nth + tid, for
+ * tid < nth), the seconds in the op's calls (busy), in the barrier after it
+ * (wait), and the calls (a loop's body ops: one per step, a dynamic op's:
+ * one per chunk), added to what the arrays hold (the caller zeroes them:
+ * nop·nth each), and the seconds of the whole runs (wall). Every thread
+ * times only its own entries. */
+typedef struct PlanProf {
+  int nth;
+  double *busy, *wait;
+  int64_t *calls;
+  double wall;
+} PlanProf;
+/* rnnc_plan_exec, profiled into prof (NULL: not profiled). */
+void rnnc_plan_exec_prof(const PlanOp *op, int nop, const KernFn *fn, void *const *buf, float *scratch,
+                         size_t per, int nthreads, PlanProf *prof);
 /* runtime/mem.c: zeroed buffers, 64-byte aligned, those of 2 MiB or more
  * on their own mapping, 2 MiB-aligned and advised onto transparent huge
  * pages (NULL when out of memory; free with the same size); and the advice
@@ -1022,6 +1037,10 @@ int cmodel_share_params(CModel *dst, CModel *src, char *err, size_t errlen);
  * targets are checked first: RNNC_EINPUT "input 'tokens' has token id 70 at
  * [3, 1], outside [0, 65)" as the interpreter says. */
 int cmodel_run(CModel *cm, int grad, int nthreads, char *err, size_t errlen);
+/* cmodel_run, profiling the forward plan into fwd and the backward into bwd
+ * (either NULL: not profiled; arrays of cmodel_plan's and cmodel_bplan's
+ * nop ops). */
+int cmodel_run_prof(CModel *cm, int grad, int nthreads, PlanProf *fwd, PlanProf *bwd, char *err, size_t errlen);
 /* Zero every CT_STATE tensor. */
 void cmodel_reset_state(CModel *cm);
 /* Milliseconds spent generating and JIT-compiling (cmodel_compile). */

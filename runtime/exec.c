@@ -32,6 +32,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "ir.h"
 
@@ -113,16 +114,39 @@ typedef struct Own {
   int fenced;
 } Own;
 
+static double seconds(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Call kernel f on [lo, hi); with a profile, time it into op k's entry. */
+static void call(KernFn f, void *const *buf, int64_t t, int64_t lo, int64_t hi, float *scratch, PlanProf *pr,
+                 int k, int tid)
+{
+  if (!pr || tid >= pr->nth) {
+    f(buf, t, lo, hi, scratch);
+    return;
+  }
+  double t0 = seconds();
+  f(buf, t, lo, hi, scratch);
+  size_t i = (size_t)k * (size_t)pr->nth + (size_t)tid;
+  pr->busy[i] += seconds() - t0;
+  pr->calls[i]++;
+}
+
 /* Run ops [k0, k1) of op at step t; loops recurse. A NULL kernel is a
  * barrier only. */
 static void run_ops(const PlanOp *op, const KernFn *fn, void *const *buf, float *scratch, Team *tm, Own *me,
-                    int tid, int nth, int k0, int k1, int64_t t)
+                    int tid, int nth, int k0, int k1, int64_t t, PlanProf *pr)
 {
   for (int k = k0; k < k1; k++) {
     const PlanOp *o = &op[k];
     if (o->kind == PK_LOOP) {
       for (int64_t s = 0; s < o->T; s++)
-        run_ops(op, fn, buf, scratch, tm, me, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s);
+        run_ops(op, fn, buf, scratch, tm, me, tid, nth, k + 1, k + 1 + o->nbody, o->reverse ? o->T - 1 - s : s,
+                pr);
       k += o->nbody;
       continue;
     }
@@ -133,7 +157,7 @@ static void run_ops(const PlanOp *op, const KernFn *fn, void *const *buf, float 
         if (!(sz = rnnc_plan_chunk(ng, o->chunk, nth, c, &lo)))
           break;
         int64_t hi = (lo + sz) * g;
-        fn[o->fn](buf, t, lo * g, hi < o->n ? hi : o->n, scratch);
+        call(fn[o->fn], buf, t, lo * g, hi < o->n ? hi : o->n, scratch, pr, k, tid);
       }
       for (nc = 0; rnnc_plan_chunk(ng, o->chunk, nth, nc, &lo); nc++)
         ;
@@ -142,29 +166,45 @@ static void run_ops(const PlanOp *op, const KernFn *fn, void *const *buf, float 
       int64_t lo, hi;
       rnnc_plan_share(o->n, o->grain, tid, nth, &lo, &hi);
       if (lo < hi && fn[o->fn])
-        fn[o->fn](buf, t, lo, hi, scratch);
+        call(fn[o->fn], buf, t, lo, hi, scratch, pr, k, tid);
     }
     me->fenced = o->barrier;
-    if (o->barrier && nth > 1)
-      barrier_wait(&tm->bar, nth);
+    if (o->barrier && nth > 1) {
+      if (pr && tid < pr->nth) {
+        double t0 = seconds();
+        barrier_wait(&tm->bar, nth);
+        pr->wait[(size_t)k * (size_t)pr->nth + (size_t)tid] += seconds() - t0;
+      } else {
+        barrier_wait(&tm->bar, nth);
+      }
+    }
   }
+}
+
+void rnnc_plan_exec_prof(const PlanOp *op, int nop, const KernFn *fn, void *const *buf, float *scratch,
+                         size_t per, int nthreads, PlanProf *prof)
+{
+  int nth = nthreads > 0 ? nthreads : omp_get_max_threads();
+  Team tm = {{0, 0}, 0};
+  double t0 = prof ? seconds() : 0;
+  if (nth == 1) {
+    Own me = {0, 1};
+    run_ops(op, fn, buf, scratch, &tm, &me, 0, 1, 0, nop, 0, prof);
+  } else {
+#pragma omp parallel num_threads(nth)
+    {
+      /* the team may be smaller than asked (OMP_THREAD_LIMIT, nesting) */
+      int tid = omp_get_thread_num(), n = omp_get_num_threads();
+      Own me = {0, 1};
+      run_ops(op, fn, buf, scratch ? scratch + per * (size_t)tid : NULL, &tm, &me, tid, n, 0, nop, 0, prof);
+    }
+  }
+  if (prof)
+    prof->wall += seconds() - t0;
 }
 
 void rnnc_plan_exec(const PlanOp *op, int nop, const KernFn *fn, void *const *buf, float *scratch, size_t per,
                     int nthreads)
 {
-  int nth = nthreads > 0 ? nthreads : omp_get_max_threads();
-  Team tm = {{0, 0}, 0};
-  if (nth == 1) {
-    Own me = {0, 1};
-    run_ops(op, fn, buf, scratch, &tm, &me, 0, 1, 0, nop, 0);
-    return;
-  }
-#pragma omp parallel num_threads(nth)
-  {
-    /* the team may be smaller than asked (OMP_THREAD_LIMIT, nesting) */
-    int tid = omp_get_thread_num(), n = omp_get_num_threads();
-    Own me = {0, 1};
-    run_ops(op, fn, buf, scratch ? scratch + per * (size_t)tid : NULL, &tm, &me, tid, n, 0, nop, 0);
-  }
+  rnnc_plan_exec_prof(op, nop, fn, buf, scratch, per, nthreads, NULL);
 }

@@ -202,6 +202,14 @@ Test(cli, engine_options)
   cr_assert_str_eq(out, "rnnc run: --threads wants a count from 1 to 4096, not 0\n"
                         "try 'rnnc run --help'\n");
   free(out);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params p --inputs i --out o --profile 0", m), 2);
+  cr_assert_str_eq(out, "rnnc run: --profile wants a number of runs from 1 to 100000, not 0\n"
+                        "try 'rnnc run --help'\n");
+  free(out);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params p --inputs i --out o --f64 --profile 2", m), 2);
+  cr_assert_str_eq(out, "rnnc run: --profile goes with --engine jit (it times the compiled kernels)\n"
+                        "try 'rnnc run --help'\n");
+  free(out);
   cr_assert_eq(rnnc_cmd(&out, "gradcheck '%s' --engine interp --jit-tol 1e-3", m), 2);
   cr_assert_str_eq(out, "rnnc gradcheck: --threads and --jit-tol go with --engine jit\n"
                         "try 'rnnc gradcheck --help'\n");
@@ -785,6 +793,43 @@ Test(cli, run_jit_threads_bitwise)
                     tmp("d.st")),
                0, "%s", out);
   cr_assert(strstr(out, "(float64, interp)"), "%s", out);
+  free(out);
+  rmtmp();
+}
+
+/* --profile 3: the outputs as without it, then a line per op of both plans
+ * (the step kernels inside their loops, called once per step per thread
+ * with rows for each), and --quiet keeps the profile. */
+Test(cli, run_profile)
+{
+  mktmp();
+  char *out, cmd[1024];
+  const char *m = ex("charlm_lstm.rnn");
+  cr_assert_eq(rnnc_cmd(&out, "init '%s' --out '%s' --inputs '%s' --dim T=5 --dim B=4 --dim H=16", m, tmp("p.st"),
+                        tmp("i.st")),
+               0, "%s", out);
+  free(out);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --threads 2 --dim H=16", m, tmp("p.st"),
+                        tmp("i.st"), tmp("a.st")),
+               0, "%s", out);
+  free(out);
+  cr_assert_eq(rnnc_cmd(&out, "run '%s' --params '%s' --inputs '%s' --out '%s' --grad --threads 2 --dim H=16 --profile 3 --quiet",
+                        m, tmp("p.st"), tmp("i.st"), tmp("b.st")),
+               0, "%s", out);
+  static const char head[] = "profile: 3 runs, 2 threads; per op: ";
+  cr_assert(strncmp(out, head, strlen(head)) == 0, "%s", out);
+  cr_assert(strstr(out, "\nforward: "), "%s", out);
+  cr_assert(strstr(out, "\nbackward: "), "%s", out);
+  cr_assert(strstr(out, "  loop over 5 steps\n"), "%s", out);
+  cr_assert(strstr(out, "  loop over 5 steps, reversed\n"), "%s", out);
+  /* 5 steps, 2 threads: 10 calls per run */
+  const char *step = strstr(out, "_lstm_step ");
+  cr_assert(step && strtol(step + strlen("_lstm_step "), NULL, 10) == 10, "%s", out);
+  cr_assert(strstr(out, "  all ops "), "%s", out);
+  cr_assert_null(strstr(out, "wrote "), "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "cmp '%s' '%s'", tmp("a.st"), tmp("b.st"));
+  cr_assert_eq(run_cmd(cmd, &out), 0, "--profile changed the outputs: %s", out);
   free(out);
   rmtmp();
 }

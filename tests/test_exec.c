@@ -52,15 +52,20 @@ static PlanOp call(int64_t n, int64_t grain, int barrier, int chunk)
 
 static const PlanOp bar = {.kind = PK_CALL, .fn = 1, .n = 0, .grain = 1, .barrier = 1};
 
-static Rec *run(const PlanOp *op, int nop, int nth, int64_t sleep_at)
+static Rec *run_prof(const PlanOp *op, int nop, int nth, int64_t sleep_at, PlanProf *prof)
 {
   static Rec r;
   memset(&r, 0, sizeof r);
   r.sleep_at = sleep_at;
   KernFn fn[3] = {record, NULL, nothing};
   void *buf[1] = {&r};
-  rnnc_plan_exec(op, nop, fn, buf, NULL, 0, nth);
+  rnnc_plan_exec_prof(op, nop, fn, buf, NULL, 0, nth, prof);
   return &r;
+}
+
+static Rec *run(const PlanOp *op, int nop, int nth, int64_t sleep_at)
+{
+  return run_prof(op, nop, nth, sleep_at, NULL);
 }
 
 /* the chunks of a range: contiguous from 0, each a multiple of chunk grains
@@ -162,4 +167,43 @@ Test(exec, a_held_up_thread_leaves_the_rest_to_the_others)
   }
   cr_assert_eq(mine, first, "the held-up thread covered %lld elements, not just its first chunk's %lld",
                (long long)mine, (long long)first);
+}
+
+/* The profile (rnnc_plan_exec_prof): per op and thread, calls as the
+ * executor made them (a loop's body once per step, a dynamic op per chunk),
+ * the 200 ms a call sleeps in its thread's busy time, and the other
+ * thread's wait for it at the barrier after; the whole run in wall. */
+Test(exec, profile_times_calls_and_waits)
+{
+  enum { NOP = 5, NTH = 2 };
+  /* op 1: static, thread 0's share sleeps; ops 2-4: a loop of 3 steps of a
+   * static op and a barrier */
+  PlanOp op[NOP] = {bar, call(100, 1, 1, 0), {.kind = PK_LOOP, .T = 3, .nbody = 2}, call(10, 1, 0, 0), bar};
+  double busy[NOP * NTH] = {0}, wait[NOP * NTH] = {0};
+  int64_t calls[NOP * NTH] = {0};
+  PlanProf p = {.nth = NTH, .busy = busy, .wait = wait, .calls = calls};
+  Rec *r = run_prof(op, NOP, NTH, 0, &p);
+  cr_assert_eq(r->ncall, 2 + 3 * 2);
+  for (int t = 0; t < NTH; t++) {
+    cr_assert_eq(calls[1 * NTH + t], 1, "op 1, thread %d: %lld calls", t, (long long)calls[1 * NTH + t]);
+    cr_assert_eq(calls[3 * NTH + t], 3, "op 3, thread %d: %lld calls", t, (long long)calls[3 * NTH + t]);
+    cr_assert_eq(calls[0 * NTH + t] + calls[2 * NTH + t] + calls[4 * NTH + t], 0, "a barrier or loop called");
+    cr_assert_eq(wait[3 * NTH + t], 0, "op 3 has no barrier, yet a wait");
+  }
+  int slept = r->owner[0], other = 1 - slept;
+  cr_assert(busy[1 * NTH + slept] >= 0.19, "the sleeping call took %g s", busy[1 * NTH + slept]);
+  cr_assert(busy[1 * NTH + other] < 0.1, "the other call took %g s", busy[1 * NTH + other]);
+  cr_assert(wait[1 * NTH + other] >= 0.15, "the other thread waited %g s", wait[1 * NTH + other]);
+  cr_assert(wait[1 * NTH + slept] < 0.1, "the sleeping thread waited %g s", wait[1 * NTH + slept]);
+  cr_assert(p.wall >= 0.19 && p.wall < 10, "the run took %g s", p.wall);
+  /* a second run adds; a dynamic op counts its chunks */
+  PlanOp dyn[] = {call(800, 1, 1, 4)};
+  double b2[NTH] = {0}, w2[NTH] = {0};
+  int64_t c2[NTH] = {0};
+  PlanProf q = {.nth = NTH, .busy = b2, .wait = w2, .calls = c2};
+  for (int k = 0; k < 2; k++) {
+    r = run_prof(dyn, 1, NTH, -1, &q);
+    cr_assert_eq(c2[0] + c2[1], (k + 1) * (int64_t)r->ncall, "run %d: %lld chunks counted, %d called", k,
+                 (long long)(c2[0] + c2[1]), r->ncall);
+  }
 }

@@ -113,6 +113,11 @@ int jit_load(CModel *cm, const TensorSet *params, const TensorSet *inputs, const
  * every declared output, then per node grad.<node>.<param> and grad.<input>
  * (with grad). RNNC_ENOMEM or RNNC_OK (out changed only then). */
 int jit_results(CModel *cm, const Model *md, int grad, TensorSet *out, char *err, size_t errlen);
+/* `rnnc run --profile`: run cm (loaded, run once) runs more times, forward
+ * (and backward with grad) on nthreads (0: OpenMP's default), every call and
+ * barrier timed per thread, and print a table per plan (profile.c). Prints
+ * the reason and returns EXIT_USER on an error; EXIT_OK. */
+int jit_profile(CModel *cm, Arena *a, int grad, int nthreads, int runs);
 /* --threads N: 0 when not given (OpenMP's default); a usage error for N < 1. */
 int opt_threads(const Opts *o, int *n);
 

@@ -12,14 +12,14 @@
 static const OptSpec spec[] = {
     {"--params", 1, 0}, {"--inputs", 1, 0}, {"--out", 1, 0},   {"--grad", 0, 0},
     {"--engine", 1, 0}, {"--dim", 1, 1},    {"--f64", 0, 0},   {"--model", 1, 0},
-    {"--quiet", 0, 0},  {"--threads", 1, 0},
+    {"--quiet", 0, 0},  {"--threads", 1, 0}, {"--profile", 1, 0},
 };
 
 static void help(void)
 {
   fputs("usage: rnnc run MODEL.rnn --params PARAMS --inputs INPUTS --out OUT [--grad]\n"
         "                [--engine jit|interp] [--threads N] [--dim NAME=N ...] [--f64]\n"
-        "                [--model NAME] [--quiet]\n"
+        "                [--model NAME] [--quiet] [--profile RUNS]\n"
         "\n"
         "Run the model forward on the tensors of INPUTS (one per model input, named\n"
         "after it) with the parameters of PARAMS (<node>.<param>), and write every\n"
@@ -44,7 +44,11 @@ static void help(void)
         "                   --engine interp; it computes in float32 otherwise, rounded op\n"
         "                   by op)\n"
         "  --model NAME     the model to run when the file has several\n"
-        "  --quiet          print nothing on success\n"
+        "  --quiet          print nothing on success but the profile\n"
+        "  --profile RUNS   jit: after the run, run RUNS more times with every kernel call\n"
+        "                   and barrier timed per thread, and print per op of the plans\n"
+        "                   (forward, then backward with --grad) its calls, its time and\n"
+        "                   the time threads waited after it, per run\n"
         "\n"
         "exit status: 0 written, 1 an error in the model or the files, 2 bad usage\n",
         stdout);
@@ -92,7 +96,7 @@ static void show_outputs(Arena *a, const TensorSet *s)
 /* The jit engine: bind the dims from the tensors, compile, copy the tensors
  * in, run, and collect the results into out. Prints the reason on an error. */
 static int run_jit(Loaded *ld, Model *md, Env *env, const TensorSet *params, const TensorSet *inputs,
-                   int wantgrad, int nthreads, TensorSet *out, double *ms)
+                   int wantgrad, int nthreads, int profile, TensorSet *out, double *ms)
 {
   char err[512];
   if (bind_dims(ld->m, md, env, params, inputs, ld->m->arena, err, sizeof err) != RNNC_OK)
@@ -117,6 +121,8 @@ static int run_jit(Loaded *ld, Model *md, Env *env, const TensorSet *params, con
   } else if (cmodel_run(cm, wantgrad, nthreads, err, sizeof err) != RNNC_OK ||
              jit_results(cm, md, wantgrad, out, err, sizeof err) != RNNC_OK) {
     st = user_error("%s", err);
+  } else if (profile) {
+    st = jit_profile(cm, ld->m->arena, wantgrad, nthreads, profile);
   }
   cmodel_free(cm);
   return st;
@@ -148,6 +154,14 @@ int cmd_run(int argc, char **argv)
   if (!jit && nthreads)
     return usage_error("run", "--threads goes with --engine jit (the interpreter runs on one thread)");
   int wantgrad = opt_given(&o, "--grad");
+  uint64_t profile;
+  if ((st = opt_u64(&o, "--profile", 0, &profile)))
+    return st;
+  if (opt_given(&o, "--profile") && (profile < 1 || profile > 100000))
+    return usage_error("run", "--profile wants a number of runs from 1 to 100000, not %llu",
+                       (unsigned long long)profile);
+  if (!jit && profile)
+    return usage_error("run", "--profile goes with --engine jit (it times the compiled kernels)");
 
   Loaded ld;
   if ((st = load_model(&ld, path, PASS_VERIFY, NULL)))
@@ -179,7 +193,7 @@ int cmd_run(int argc, char **argv)
     goto done;
   }
   if (jit) {
-    if ((st = run_jit(&ld, md, &env, &params, &inputs, wantgrad, nthreads, &out, &ms)))
+    if ((st = run_jit(&ld, md, &env, &params, &inputs, wantgrad, nthreads, (int)profile, &out, &ms)))
       goto done;
   } else {
     ModelGrad *g = NULL;
