@@ -963,7 +963,7 @@ int gemm_share_fn(GemmShare *sh, LLVMContextRef cx, LLVMModuleRef mod, const cha
     return rc;
   GemmSpec key = *s;
   if (k == 0) /* the pack: only B's layout matters (gemm_packsize) */
-    key = (GemmSpec){.M = 1, .N = s->N, .K = s->K, .lda = s->flags & GEMM_AT ? 1 : s->K, .ldb = s->ldb,
+    key = (GemmSpec){.M = 1, .N = s->N, .K = s->K, .lda = s->K, .ldb = s->ldb,
                      .ldc = s->N, .flags = s->flags & (GEMM_BT | GEMM_PORTABLE)};
   Shared *e = NULL;
   for (int i = 0; sh && i < sh->n && !e; i++)

@@ -742,14 +742,14 @@ Test(mkernels, gemm)
 /* GEMMs shared by spec (gemm_share_fn), here across two modules as a
  * compile's modules call them: the second module's kernels declare the
  * first's functions, which alone stay external, and compute the same bits.
- * A pack whose spec differs only in M, lda, ldc and GEMM_ACC is the same
- * pack. */
+ * A pack whose spec differs only in M, lda, ldc, GEMM_ACC and GEMM_AT is the
+ * same pack. */
 Test(mkernels, gemm_shared)
 {
   char s0[32], s1[32], sp[32], sq[32], err[1024], name[64];
   GemmSpec s = {.M = 13, .N = 37, .K = 19, .lda = 19, .ldb = 19, .ldc = 40, .flags = GEMM_BT};
   GemmSpec s2 = s; /* the same pack */
-  s2.M = 1, s2.lda = 21, s2.ldc = 37, s2.flags |= GEMM_ACC;
+  s2.M = 1, s2.lda = 21, s2.ldc = 37, s2.flags |= GEMM_ACC | GEMM_AT;
   Run R = {.tt = 0};
   Addr a = slot(&R, s.M * s.lda, s.lda), b = slot(&R, s.N * s.ldb, s.ldb), c = slot(&R, s.M * s.ldc, s.ldc);
   Addr pack = slot(&R, (int64_t)gemm_packsize(&s), 0);
@@ -779,7 +779,8 @@ Test(mkernels, gemm_shared)
   snprintf(name, sizeof name, "%s.g_rows", s1);
   cr_assert_null(LLVMGetNamedFunction(m1, name), "the second module generated %s", name);
   snprintf(name, sizeof name, "%s.g_pack", sp);
-  cr_assert(LLVMIsDeclaration(LLVMGetNamedFunction(mq, name)), "the second pack is not %s", name);
+  LLVMValueRef pk = LLVMGetNamedFunction(mq, name);
+  cr_assert(pk && LLVMIsDeclaration(pk), "the second pack is not %s", name);
   /* a bad spec: an error, nothing shared */
   GemmSpec bad = s;
   bad.ldc = 3;
