@@ -31,19 +31,23 @@
 
 /* ---- the target CPU --------------------------------------------------------- */
 
-/* CPUs rnnc compile knows, and whether the kernels may use AVX2 + FMA there. */
+/* CPUs rnnc compile knows, and the vector instructions kernels may use there
+ * (ISA_*, irb_isa). */
 static const struct {
   const char *name;
-  int avx2;
+  int isa;
 } cpus[] = {
-    {"x86-64", 0},         {"x86-64-v2", 0},      {"x86-64-v3", 1},      {"x86-64-v4", 1},
-    {"nehalem", 0},        {"westmere", 0},       {"sandybridge", 0},    {"ivybridge", 0},
-    {"haswell", 1},        {"broadwell", 1},      {"skylake", 1},        {"skylake-avx512", 1},
-    {"cascadelake", 1},    {"cooperlake", 1},     {"cannonlake", 1},     {"icelake-client", 1},
-    {"icelake-server", 1}, {"tigerlake", 1},      {"rocketlake", 1},     {"alderlake", 1},
-    {"raptorlake", 1},     {"meteorlake", 1},     {"sapphirerapids", 1}, {"emeraldrapids", 1},
-    {"graniterapids", 1},  {"btver2", 0},         {"bdver4", 1},         {"znver1", 1},
-    {"znver2", 1},         {"znver3", 1},         {"znver4", 1},
+    {"x86-64", ISA_SSE2},          {"x86-64-v2", ISA_SSE2},       {"x86-64-v3", ISA_AVX2},
+    {"x86-64-v4", ISA_AVX512},     {"nehalem", ISA_SSE2},         {"westmere", ISA_SSE2},
+    {"sandybridge", ISA_SSE2},     {"ivybridge", ISA_SSE2},       {"haswell", ISA_AVX2},
+    {"broadwell", ISA_AVX2},       {"skylake", ISA_AVX2},         {"skylake-avx512", ISA_AVX512},
+    {"cascadelake", ISA_AVX512},   {"cooperlake", ISA_AVX512},    {"cannonlake", ISA_AVX512},
+    {"icelake-client", ISA_AVX512}, {"icelake-server", ISA_AVX512}, {"tigerlake", ISA_AVX512},
+    {"rocketlake", ISA_AVX512},    {"alderlake", ISA_AVX2},       {"raptorlake", ISA_AVX2},
+    {"meteorlake", ISA_AVX2},      {"sapphirerapids", ISA_AVX512}, {"emeraldrapids", ISA_AVX512},
+    {"graniterapids", ISA_AVX512}, {"btver2", ISA_SSE2},          {"bdver4", ISA_AVX2},
+    {"znver1", ISA_AVX2},          {"znver2", ISA_AVX2},          {"znver3", ISA_AVX2},
+    {"znver4", ISA_AVX512},
 };
 
 int aot_target(const char *cpu, AotTarget *t, char *err, size_t errlen)
@@ -56,16 +60,16 @@ int aot_target(const char *cpu, AotTarget *t, char *err, size_t errlen)
     snprintf(t->desc, sizeof t->desc, "native (%s)", name);
     LLVMDisposeMessage(name);
     LLVMDisposeMessage(features);
-    t->avx2 = irb_avx2_fma();
-    t->portable = !t->avx2;
+    t->isa = irb_isa();
+    t->portable = t->isa == ISA_SSE2;
     return RNNC_OK;
   }
   for (size_t k = 0; k < sizeof cpus / sizeof cpus[0]; k++)
     if (!strcmp(cpu, cpus[k].name)) {
       snprintf(t->cpu, sizeof t->cpu, "%s", cpu);
       snprintf(t->desc, sizeof t->desc, "%s", cpu);
-      t->avx2 = cpus[k].avx2;
-      t->portable = !t->avx2;
+      t->isa = cpus[k].isa;
+      t->portable = t->isa == ISA_SSE2;
       return RNNC_OK;
     }
   snprintf(err, errlen,
@@ -502,7 +506,7 @@ int aot_compile(const AotSpec *s, char *err, size_t errlen)
   types(&a, tm);
   rnnc_aot_model d = {.abi = RNNC_AOT_ABI, .cpu = s->target.desc};
   CModel *cm[RNNC_AOT_NPROG] = {0};
-  int old = irb_target_avx2(s->target.avx2);
+  int old = irb_target_isa(s->target.isa);
   int st = RNNC_OK, train = 0;
   for (int k = 0; k < RNNC_AOT_NPROG && st == RNNC_OK; k++) {
     const AotProg *ap = &s->prog[k];
@@ -523,7 +527,7 @@ int aot_compile(const AotSpec *s, char *err, size_t errlen)
       train |= o.grad;
     }
   }
-  irb_target_avx2(old);
+  irb_target_isa(old);
   if (st == RNNC_OK && train)
     optgen(cx, a.mod, aprintf(ar, "%s.opt", s->prefix));
   if (st == RNNC_OK) {

@@ -8,6 +8,7 @@
  * exactly what the generators wrote by hand before, instruction for
  * instruction and name for name, so a generator's output does not depend on
  * whether it goes through here. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include <llvm-c/Core.h>
@@ -35,31 +36,47 @@ void irb_free(IRB *ir)
   ir->b = NULL;
 }
 
-/* -1: the host's; else what irb_target_avx2 set (rnnc compile --cpu). */
-static _Thread_local int target_avx2 = -1;
+/* -1: the host's; else what irb_target_isa set (rnnc compile --cpu). */
+static _Thread_local int target_isa = -1;
 
-int irb_target_avx2(int v)
+int irb_target_isa(int v)
 {
-  int old = target_avx2;
-  target_avx2 = v;
+  int old = target_isa;
+  target_isa = v;
   return old;
 }
 
-int irb_avx2_fma(void)
+/* Whether the comma-separated feature list f enables feature name ("+avx2"). */
+static int has_feature(const char *f, const char *name)
 {
-  if (target_avx2 >= 0)
-    return target_avx2;
-  char *f = LLVMGetHostCPUFeatures();
-  int avx2 = 0, fma = 0;
+  size_t len = strlen(name);
   for (const char *p = f; p && *p;) {
     size_t n = strcspn(p, ",");
-    avx2 |= n == 5 && !strncmp(p, "+avx2", 5);
-    fma |= n == 4 && !strncmp(p, "+fma", 4);
+    if (n == len && !strncmp(p, name, n))
+      return 1;
     p += n + (p[n] == ',');
   }
-  LLVMDisposeMessage(f);
-  return avx2 && fma;
+  return 0;
 }
+
+static int host_isa(void)
+{
+  static _Atomic int isa = -1; /* computed once; two threads computing it agree */
+  int v = atomic_load_explicit(&isa, memory_order_relaxed);
+  if (v >= 0)
+    return v;
+  char *f = LLVMGetHostCPUFeatures();
+  v = !has_feature(f, "+avx2") || !has_feature(f, "+fma") ? ISA_SSE2
+      : has_feature(f, "+avx512f")                         ? ISA_AVX512
+                                                           : ISA_AVX2;
+  LLVMDisposeMessage(f);
+  atomic_store_explicit(&isa, v, memory_order_relaxed);
+  return v;
+}
+
+int irb_isa(void) { return target_isa >= 0 ? target_isa : host_isa(); }
+
+int irb_avx2_fma(void) { return irb_isa() >= ISA_AVX2; }
 
 /* ---- functions ----------------------------------------------------------- */
 

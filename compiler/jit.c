@@ -41,11 +41,17 @@ static int errmsg(LLVMErrorRef e, int status, const char *what, char *err, size_
  * process link them (with --as-needed a library nothing references is
  * dropped, and the JIT would then not find its symbols). */
 #ifndef __AVX__
-/* sleef.h declares the 8-wide (AVX2) functions only under -mavx; only their
- * addresses are taken here, so any function type will do. */
+/* sleef.h declares the 8-wide (AVX2) functions only under -mavx, the 16-wide
+ * (AVX-512F) ones only under -mavx512f; only their addresses are taken here,
+ * so any function type will do. */
 void Sleef_expf8_u10avx2(void);
 void Sleef_logf8_u10avx2(void);
 void Sleef_tanhf8_u10avx2(void);
+#endif
+#ifndef __AVX512F__
+void Sleef_expf16_u10avx512f(void);
+void Sleef_logf16_u10avx512f(void);
+void Sleef_tanhf16_u10avx512f(void);
 #endif
 static const struct {
   const char *name;
@@ -54,13 +60,17 @@ static const struct {
     {"Sleef_expf_u10", (void (*)(void))Sleef_expf_u10},
     {"Sleef_logf_u10", (void (*)(void))Sleef_logf_u10},
     {"Sleef_tanhf_u10", (void (*)(void))Sleef_tanhf_u10},
-    /* phasegen.c's vectors: 4-wide (SSE2, any x86-64) and 8-wide (AVX2) */
+    /* phasegen.c's vectors: 4-wide (SSE2, any x86-64), 8-wide (AVX2) and
+       16-wide (AVX-512F) */
     {"Sleef_expf4_u10sse2", (void (*)(void))Sleef_expf4_u10sse2},
     {"Sleef_logf4_u10sse2", (void (*)(void))Sleef_logf4_u10sse2},
     {"Sleef_tanhf4_u10sse2", (void (*)(void))Sleef_tanhf4_u10sse2},
     {"Sleef_expf8_u10avx2", (void (*)(void))Sleef_expf8_u10avx2},
     {"Sleef_logf8_u10avx2", (void (*)(void))Sleef_logf8_u10avx2},
     {"Sleef_tanhf8_u10avx2", (void (*)(void))Sleef_tanhf8_u10avx2},
+    {"Sleef_expf16_u10avx512f", (void (*)(void))Sleef_expf16_u10avx512f},
+    {"Sleef_logf16_u10avx512f", (void (*)(void))Sleef_logf16_u10avx512f},
+    {"Sleef_tanhf16_u10avx512f", (void (*)(void))Sleef_tanhf16_u10avx512f},
 };
 
 static int define_runtime(Jit *j, char *err, size_t errlen)

@@ -567,12 +567,18 @@ typedef struct IRLoop {
 void irb_init(IRB *ir, struct LLVMOpaqueContext *cx, struct LLVMOpaqueModule *mod);
 /* Disposes the builder. */
 void irb_free(IRB *ir);
-/* Whether the target CPU has AVX2 and FMA: 8-wide kernels, SLEEF's AVX2
- * functions. The target is the host (LLVMGetHostCPUFeatures) unless this
- * thread set another with irb_target_avx2(0 or 1; -1: the host again), which
+/* The vector instructions kernels may use on the target CPU:
+ *   ISA_SSE2    any x86-64: the portable 4-wide path
+ *   ISA_AVX2    AVX2 and FMA: 8-wide kernels, SLEEF's AVX2 functions
+ *   ISA_AVX512  those and AVX-512F: the fused cell kernels' elementwise work
+ *               16 wide, SLEEF's AVX-512F functions (phasegen.c)
+ * The target is the host (LLVMGetHostCPUFeatures, read once) unless this
+ * thread set another with irb_target_isa(level; -1: the host again), which
  * returns the previous setting (rnnc compile --cpu). */
-int irb_avx2_fma(void);
-int irb_target_avx2(int v);
+enum { ISA_SSE2, ISA_AVX2, ISA_AVX512 };
+int irb_isa(void);
+int irb_target_isa(int v);
+int irb_avx2_fma(void); /* irb_isa() >= ISA_AVX2 */
 /* Enum attribute name (value 0) on fn at idx (LLVMAttributeFunctionIndex, or parameter i + 1). */
 void irb_attr(IRB *ir, struct LLVMOpaqueValue *fn, unsigned idx, const char *name);
 /* void name(pt[0..n)) in mod: nounwind, pointer parameters noalias, named after names
@@ -1102,12 +1108,12 @@ int emit_to(struct LLVMOpaqueModule *mod, struct LLVMOpaqueTargetMachine *tm, in
 /* ---- compiler/aot.c, aot_header.c: rnnc compile ---------------------------- */
 
 /* The CPU an object is compiled for: LLVM's CPU name and features (native:
- * the host's, as the JIT's), and whether kernels use AVX2 + FMA (8 wide) or
- * the portable 4-wide SSE2 path. */
+ * the host's, as the JIT's), and the vector instructions kernels use there
+ * (ISA_*; portable: ISA_SSE2, the 4-wide path). */
 typedef struct AotTarget {
   char cpu[64], features[2048];
   char desc[96];         /* "x86-64-v3", "native (znver3)": in the descriptor and header */
-  int avx2, portable;
+  int isa, portable;
 } AotTarget;
 /* RNNC_EINPUT "unknown CPU 'x' (known: ...)" for a name not in aot.c's table;
  * NULL is "native". */

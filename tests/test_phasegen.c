@@ -103,6 +103,7 @@ typedef struct Case {
 /* What the layouts of a test exercised, summed over its checks. */
 static struct {
   int temps, views, inconcat, inplace, accs, gemms;
+  int sleef[3]; /* modules that call SLEEF's 4-, 8- and 16-wide tanh */
 } seen;
 
 static int isleafop(int op) { return op == OP_INPUT || op == OP_STATE || op == OP_PARAM; }
@@ -331,6 +332,9 @@ static void compile(Jit *j, Case *k, Lay *L, Bufs *B, KernFn *fn, size_t *scratc
     snprintf(name, sizeof name, "pg%d_pack%d", id, i);
     cr_assert_eq(gemm_gen2(cx, mod, name, &spec[i], err, sizeof err), RNNC_OK, "%s", err);
   }
+  static const char *const tanhs[3] = {"Sleef_tanhf4_u10sse2", "Sleef_tanhf8_u10avx2", "Sleef_tanhf16_u10avx512f"};
+  for (int w = 0; w < 3; w++)
+    seen.sleef[w] += LLVMGetNamedFunction(mod, tanhs[w]) != NULL;
   cr_assert_eq(jit_add(j, mod, err, sizeof err), RNNC_OK, "%s: %s", k->c->name, err);
   for (int q = 0; q < L->nk; q++) {
     uintptr_t a = 0;
@@ -688,6 +692,33 @@ Test(phasegen, portable)
   const char *names[] = {"lstm", "gru", "mix"};
   for (int q = 0; q < 3; q++)
     check_cell(j, m, names[q], dims, 29, 1);
+  module_free(m);
+  jit_free(j);
+}
+
+/* Each vector width the host has (irb_target_isa): 16-wide vectors with
+ * AVX-512F, then one of 8 (25 = 16 + 8 + 1 and 24 = 16 + 8 elements a row)
+ * and single elements; 8-wide with AVX2 only. */
+Test(phasegen, vector_widths)
+{
+  static const long dims[2] = {25, 24};
+  const char *names[] = {"lstm", "gru", "mix"};
+  int host = irb_isa();
+  if (host < ISA_AVX2)
+    cr_skip_test("the host has no AVX2");
+  Jit *j = newjit();
+  Module *m = cells_module();
+  for (int isa = ISA_AVX2; isa <= host; isa++) {
+    memset(seen.sleef, 0, sizeof seen.sleef);
+    int old = irb_target_isa(isa);
+    for (int q = 0; q < 3; q++)
+      check_cell(j, m, names[q], dims, 29, 0);
+    irb_target_isa(old);
+    cr_expect(seen.sleef[0] == 0, "ISA %d: %d modules call the 4-wide tanh", isa, seen.sleef[0]);
+    cr_expect(seen.sleef[1] > 0, "ISA %d: no module calls the 8-wide tanh", isa);
+    cr_expect(isa == ISA_AVX512 ? seen.sleef[2] > 0 : seen.sleef[2] == 0, "ISA %d: %d modules call the 16-wide tanh",
+              isa, seen.sleef[2]);
+  }
   module_free(m);
   jit_free(j);
 }
