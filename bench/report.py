@@ -2,7 +2,11 @@
 """Merge the outputs of one bench/run.sh run into one table and one JSON file.
 
 Inputs (JSON lines, any may be missing or empty): fma_peak's, rnnc_bench's,
-torch_bench.py's, and optionally dnnl_side_by_side's JSON line.
+torch_bench.py's, and optionally dnnl_side_by_side's JSON line. With several
+rounds (run.sh --rounds), a configuration has one line per round on each
+side, in the order they ran: a time is the median over the rounds, a speedup
+the median of the rounds' ratios (the k-th runs of the two sides, back to
+back, paired).
 
 Usage: report.py --threads N --fma F --rnnc R --torch P [--dnnl D] --out OUT.json
 Prints the table (Markdown) on stdout. Columns:
@@ -17,6 +21,7 @@ Prints the table (Markdown) on stdout. Columns:
                       process before the model (run_peak_delta_mib), rnnc / PyTorch
 """
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -41,6 +46,54 @@ def read_lines(path):
     return out
 
 
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    if not n:
+        return None
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def group(lines):
+    """config -> its records, in the order they ran (one per round)."""
+    g = {}
+    for x in lines:
+        if "config" in x:
+            g.setdefault(x["config"], []).append(x)
+    return g
+
+
+def merge(recs):
+    """One record for a configuration's rounds: the first's fields, with each
+    mode's time, tokens/s and GFLOP/s, the compile time and the memory the
+    medians over the rounds; "rounds" says how many, and each mode's
+    "ms_rounds" lists the rounds' times."""
+    out = copy.deepcopy(recs[0])
+    for mode in ("train", "fwd", "gen"):
+        vals = [r[mode] for r in recs if isinstance(r.get(mode), dict) and r[mode].get("ms_median")]
+        if not vals:
+            continue
+        m = out[mode] = dict(vals[0])
+        for key in ("ms_median", "us_median", "tokens_per_s", "gflops"):
+            xs = [v[key] for v in vals if isinstance(v.get(key), (int, float))]
+            if xs:
+                m[key] = median(xs)
+        m["ms_rounds"] = [v["ms_median"] for v in vals]
+    for key in ("compile_ms", "run_peak_delta_mib"):
+        xs = [r[key] for r in recs if isinstance(r.get(key), (int, float))]
+        if xs:
+            out[key] = median(xs)
+    out["rounds"] = len(recs)
+    return out
+
+
+def round_ratios(rg, pg, k, mode):
+    """PyTorch time / rnnc time in each round of configuration k."""
+    rs = [r.get(mode, {}).get("ms_median") for r in rg.get(k, [])]
+    ps = [p.get(mode, {}).get("ms_median") for p in pg.get(k, [])]
+    return [p / r for r, p in zip(rs, ps) if r and p]
+
+
 def fmt(x, nd=1):
     if x is None:
         return "—"
@@ -53,8 +106,9 @@ def fmt(x, nd=1):
     return f"{x:.{nd}f}"
 
 
-def check_targets(rn, pt, peak):
-    """Issue 3's targets, each {what, value, met}, for the rows that were measured."""
+def check_targets(rn, pt, peak, speedup):
+    """Issue 3's targets, each {what, value, met}, for the rows that were
+    measured; speedup(k, mode) is the median ratio and the rounds' ratios."""
     out = []
 
     def ms(d, k, mode):
@@ -66,13 +120,16 @@ def check_targets(rn, pt, peak):
     for k, need_train in [("C1", 3), ("C2", 2), ("C3", 2), ("C4", 2), ("C5", 2)]:
         for mode, label, need in [("train", "training", need_train), ("fwd", "forward-only", 2)]:
             r, p = ms(rn, k, mode), ms(pt, k, mode)
-            if r and p:
-                value = f"{p / r:.2f}×"
+            ratio, each = speedup(k, mode)
+            if r and p and ratio:
+                value = f"{ratio:.2f}×"
+                if len(each) > 1:
+                    value += f" (rounds {min(each):.2f}–{max(each):.2f}×)"
                 gf = rn.get(k, {}).get(mode, {}).get("gflop_per_step")
                 if gf and peak:
                     value += (f" ({need}× needs {100 * need * gf / (p / 1000) / peak:.0f}% of the FMA peak;"
                               f" rnnc ran at {100 * gf / (r / 1000) / peak:.0f}%)")
-                out.append(dict(what=f"{k} {label} ≥ {need}× PyTorch", value=value, met=p / r >= need))
+                out.append(dict(what=f"{k} {label} ≥ {need}× PyTorch", value=value, met=ratio >= need))
     for k in ("C2", "C5"):
         g = rn.get(k, {}).get("train", {}).get("gflops")
         if g and peak:
@@ -111,8 +168,14 @@ def main():
 
     fma = read_lines(a.fma)
     peak = next((x["gflops_best"] for x in fma if x.get("threads") == a.threads), None)
-    rn = {x["config"]: x for x in read_lines(a.rnnc)}
-    pt = {x["config"]: x for x in read_lines(a.torch)}
+    rgrp, pgrp = group(read_lines(a.rnnc)), group(read_lines(a.torch))
+    rn = {k: merge(v) for k, v in rgrp.items()}
+    pt = {k: merge(v) for k, v in pgrp.items()}
+
+    def speedup(k, mode):
+        each = round_ratios(rgrp, pgrp, k, mode)
+        return median(each), each
+
     dnnl = None
     if a.dnnl:
         try:
@@ -139,18 +202,28 @@ def main():
         rows.append([
             label,
             fmt(rm, 3 if k == "C6" else 1), fmt(pm, 3 if k == "C6" else 1),
-            fmt(pm / rm, 2) + "×" if rm and pm else "—",
+            fmt(speedup(k, mode)[0], 2) + "×" if rm and pm else "—",
             fmt(r.get(mode, {}).get("tokens_per_s"), 0),
             fmt(rg),
             f"{100 * rg / peak:.{0 if 100 * rg / peak >= 1 else 1}f}%" if rg and peak else "—",
             fmt(rf), fmt(pf),
-            fmt(pf / rf, 2) + "×" if rf and pf else "—",
+            fmt(speedup(k, "fwd")[0], 2) + "×" if rf and pf else "—",
             fmt(r.get("compile_ms")),
             f"{fmt(r.get('run_peak_delta_mib'))} / {fmt(p.get('run_peak_delta_mib'))}",
         ])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     print("\n".join(lines))
+    nr = max([len(v) for v in rgrp.values()] + [len(v) for v in pgrp.values()] + [1])
+    if nr > 1:
+        print(f"\n{nr} rounds: times are medians over the rounds, speedups the medians of the rounds' ratios; "
+              "each round's (training or token; forward):")
+        for k in order:
+            mode = "gen" if k == "C6" else "train"
+            each, fwd = round_ratios(rgrp, pgrp, k, mode), round_ratios(rgrp, pgrp, k, "fwd")
+            if each:
+                print(f"- {k}: " + " ".join(f"{x:.2f}×" for x in each) +
+                      ("; " + " ".join(f"{x:.2f}×" for x in fwd) if fwd else ""))
     cc = rn.get("C2-compile")
     if cc and "compile" in cc:
         print("\nC2 JIT compile (RNNC_GRAD), rnnc_compile_ms: " +
@@ -158,7 +231,7 @@ def main():
     for k, r in rn.items():
         if "error" in r:
             print(f"\nrnnc {k}: {r['error']}")
-    targets = check_targets(rn, pt, peak)
+    targets = check_targets(rn, pt, peak, speedup)
     if targets:
         print("\nIssue 3's targets (2 threads on the 2-core development machine):")
         for t in targets:
@@ -189,8 +262,10 @@ def main():
         print("oneDNN: skipped (see the note above)")
     if a.note:
         print(a.note)
+    ratios = {k: {m: round_ratios(rgrp, pgrp, k, m) for m in ("train", "fwd", "gen") if round_ratios(rgrp, pgrp, k, m)}
+              for k in order}
     doc = dict(targets=targets, date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host=platform.node(),
-               threads=a.threads, fma_peak=fma, rnnc=list(rn.values()), pytorch=list(pt.values()),
+               threads=a.threads, fma_peak=fma, rnnc=list(rn.values()), pytorch=list(pt.values()), speedups=ratios,
                dnnl=dnnl, table=dict(head=head, rows=rows))
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1)

@@ -3,7 +3,8 @@
 # one run, same machine, same thread count (bench/README.md).
 #
 #   bash bench/run.sh [--threads N] [--quick] [--out results.json] [--build DIR]
-#                     [--configs C1,C2,...] [--steps N] [--rnnc-wait POLICY]
+#                     [--configs C1,C2,...] [--steps N] [--rounds N]
+#                     [--rnnc-wait POLICY]
 #
 # Builds rnnc_bench and fma_peak (cmake --build DIR, default build/), measures
 # the FMA peak, then for each configuration runs rnnc_bench (a child process)
@@ -12,7 +13,9 @@
 # installed (dnnl_side_by_side), and prints
 # one table; every number goes to the JSON file (default
 # bench-results.json). --quick: one tiny configuration, a few steps (a smoke
-# test, no meaningful timing).
+# test, no meaningful timing). --rounds N (default 1): every configuration's
+# pair of runs N times over, the configurations in turn, so that each ratio
+# is the median of N ratios measured minutes apart (report.py).
 #
 # Threads: each side gets its fastest settings here. rnnc: OMP_NUM_THREADS=N,
 # rnnc_set_threads N, libgomp's default wait policy (rnnc's plan executor has
@@ -21,9 +24,9 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-threads=2 quick=0 out=bench-results.json build="$root/build" configs="" steps="" rwait=""
+threads=2 quick=0 out=bench-results.json build="$root/build" configs="" steps="" rwait="" rounds=1
 
-usage() { sed -n '4,6p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
+usage() { sed -n '4,7p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=${2:?}; shift 2 ;;
@@ -32,12 +35,14 @@ while [ $# -gt 0 ]; do
     --build) build=${2:?}; shift 2 ;;
     --configs) configs=${2:?}; shift 2 ;;
     --steps) steps=${2:?}; shift 2 ;;
+    --rounds) rounds=${2:?}; shift 2 ;;
     --rnnc-wait) rwait=${2:?}; shift 2 ;;
     -h|--help) usage ;;
     *) echo "run.sh: unknown option '$1'" >&2; usage ;;
   esac
 done
 case "$threads" in ''|*[!0-9]*|0) echo "run.sh: --threads needs a number >= 1" >&2; exit 2 ;; esac
+case "$rounds" in ''|*[!0-9]*|0) echo "run.sh: --rounds needs a number >= 1" >&2; exit 2 ;; esac
 
 work="$build/bench-run"
 mkdir -p "$work" || exit 1
@@ -96,23 +101,26 @@ else
   # first of the two alternating from one configuration to the next): on this
   # shared machine the minutes differ by more than the ratios' precision, so
   # the two sides of a ratio run in the same minute. C2's compile times at
-  # T = 1, 64 and 1024 (rnnc only) go with C2.
+  # T = 1, 64 and 1024 (rnnc only) go with C2, in the first round.
   i=0
-  for k in $(echo "${configs:-C1,C2,C3,MGU,C4,C5,C6}" | tr ',' ' '); do
-    rk=$k
-    [ "$k" = C2 ] && [[ ",$configs," != *",C2-compile,"* ]] && rk=C2,C2-compile
-    sargs=()
-    [ -n "$steps" ] && sargs=(--steps "$steps")
-    if [ "$k" = C2-compile ]; then
-      run_rnnc "$k" --configs "$k" "${sargs[@]}"
-    elif [ $((i % 2)) = 0 ]; then
-      run_rnnc "$rk" --configs "$rk" "${sargs[@]}"
-      run_torch "$k" --configs "$k" "${sargs[@]}"
-    else
-      run_torch "$k" --configs "$k" "${sargs[@]}"
-      run_rnnc "$rk" --configs "$rk" "${sargs[@]}"
-    fi
-    i=$((i + 1))
+  for round in $(seq "$rounds"); do
+    [ "$rounds" -gt 1 ] && echo "== round $round of $rounds" >&2
+    for k in $(echo "${configs:-C1,C2,C3,MGU,C4,C5,C6}" | tr ',' ' '); do
+      rk=$k
+      [ "$k" = C2 ] && [ "$round" = 1 ] && [[ ",$configs," != *",C2-compile,"* ]] && rk=C2,C2-compile
+      sargs=()
+      [ -n "$steps" ] && sargs=(--steps "$steps")
+      if [ "$k" = C2-compile ]; then
+        [ "$round" = 1 ] && run_rnnc "$k" --configs "$k" "${sargs[@]}"
+      elif [ $((i % 2)) = 0 ]; then
+        run_rnnc "$rk" --configs "$rk" "${sargs[@]}"
+        run_torch "$k" --configs "$k" "${sargs[@]}"
+      else
+        run_torch "$k" --configs "$k" "${sargs[@]}"
+        run_rnnc "$rk" --configs "$rk" "${sargs[@]}"
+      fi
+      i=$((i + 1))
+    done
   done
 fi
 
