@@ -149,6 +149,17 @@ Addr dhs_initial(const Comp *C, int node, int s);
 /* compile_cell.c: a cell node's forward kernels, and its backward ones */
 int cell_forward(Comp *C, int i);
 int cell_backward(Comp *C, int i);
+/* An embedding's rows x = weight[ids] that a GEMM over them can take from the
+ * table instead (compile_cell.c: W·x as (weight·W)[ids], the adjoint's and
+ * the weight gradient's sums grouped by id). */
+typedef struct EmbedFold {
+  int64_t V;
+  Addr ids, weight, grad; /* grad.slot < 0: no gradient */
+} EmbedFold;
+/* compile_model.c: whether model node a is an embedding of `rows` positions
+ * with at most half as many table rows (then *f), unless
+ * CompileOpts.nofold. */
+int embed_fold(Comp *C, int a, int64_t rows, EmbedFold *f);
 /* compile_model.c: every other node kind */
 int node_forward(Comp *C, int i);
 int node_backward(Comp *C, int i);

@@ -48,6 +48,9 @@ typedef struct CC {
   char *skip;        /* backward: an input's adjoint that goes nowhere (its
                         operand carries none, e.g. a onehot) and nothing else
                         reads: not computed */
+  const Grad *gr;    /* backward: the cell's Grad; forward: NULL */
+  Addr *sum, *sumids; /* backward: a node's rows summed by embedding id
+                        (scatter_rows), and the ids; slot < 0: not yet */
 } CC;
 
 static int isleaf(int op)
@@ -86,6 +89,8 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
   cc->bigemm = aalloc(C->a, nn);
   cc->steptmp = aalloc(C->a, nn);
   cc->skip = aalloc(C->a, nn);
+  cc->sum = aalloc(C->a, nn * sizeof *cc->sum);
+  cc->sumids = aalloc(C->a, nn * sizeof *cc->sumids);
   cc->stnew = aalloc(C->a, ((size_t)c->nstate + 1) * sizeof *cc->stnew);
   for (int i = 0; i < c->nnode; i++) {
     const Node *nd = &c->node[i];
@@ -104,7 +109,7 @@ static int cc_begin(Comp *C, CC *cc, int node, const Cell *c)
     cc->V[i] = nd->op == OP_INPUT || nd->op == OP_STATE;
     for (int k = 0; k < nd->narg; k++)
       cc->V[i] |= cc->V[nd->arg[k]];
-    cc->sa[i] = cc->acc[i] = cc->pack[i] = addr_none();
+    cc->sa[i] = cc->acc[i] = cc->pack[i] = cc->sum[i] = addr_none();
     cc->tailsum[i] = -1;
   }
   return RNNC_OK;
@@ -384,6 +389,110 @@ static int pack_as(CC *cc, const char *mask, int64_t nrows, int inloop, int tail
   return RNNC_OK;
 }
 
+/* Whether cell node x is read from an embedding's rows that a GEMM over them
+ * can take from the table instead (embed_fold): in forward an input of the
+ * cell, in backward a saved input of the forward cell. */
+static int fold_in(const CC *cc, int x, EmbedFold *f)
+{
+  const MNode *n = &cc->C->md->node[cc->node];
+  const Cell *c = cc->c;
+  int j = -1;
+  for (int k = 0; k < c->ninput; k++)
+    if (c->input[k] == x)
+      j = k;
+  if (j >= 0 && cc->gr) { /* the forward input it saves */
+    int fx = j < cc->gr->nsaved ? cc->gr->saved[j] : -1;
+    j = -1;
+    for (int k = 0; fx >= 0 && k < n->cell->ninput; k++)
+      if (n->cell->input[k] == fx)
+        j = k;
+  }
+  return j >= 0 && embed_fold(cc->C, n->arg[j], cc->TB, f);
+}
+
+/* *S [V, numel]: S[v] = the sum of node d's rows r with f->ids[r] = v, in
+ * row order (mk_embed_grad, by columns); computed once per node and ids, a
+ * fill and the sum each followed by a barrier. */
+static int scatter_rows(CC *cc, int d, const EmbedFold *f, Addr *S)
+{
+  Comp *C = cc->C;
+  if (cc->sum[d].slot >= 0 && memcmp(&cc->sumids[d], &f->ids, sizeof f->ids) == 0) {
+    *S = cc->sum[d];
+    return RNNC_OK;
+  }
+  Addr D = where(cc, d, 0);
+  int64_t n = cc->numel[d];
+  if (D.slot < 0)
+    die("compile: cell '%s': node %d is summed by id but has no home", cc->c->name, d);
+  *S = ws_tmp(C, f->V * n, n);
+  int st = k_fill(C, f->V, n, *S, 0, 1);
+  if (st)
+    return st;
+  const char *s = ksym(C, "scatter");
+  if ((st = mk_embed_grad(C->cx, C->mod, s, cc->TB, f->V, n, f->ids, D, *S, C->err, C->errlen)))
+    return st;
+  plan_call(C, s, n, 8, 1);
+  cc->sum[d] = *S;
+  cc->sumids[d] = f->ids;
+  return RNNC_OK;
+}
+
+/* GEMM node i over all T·B rows (bigemm, spec gs, its home Cm) when those
+ * rows come from an embedding, x = weight[ids], with V <= T·B / 2 rows in
+ * the table (embed_fold): in forward W·x, x an input of the cell, is the
+ * table's GEMM weight·Wᵀ over V rows, its rows gathered by ids into node i's
+ * home: each element is the sum the GEMM over x's rows gives, the same bits
+ * (gemm.c: they depend on N, K and the flags). In backward the adjoint of
+ * such an input, Wᵀ·d added straight into x's adjoint, becomes the
+ * embedding's weight gradient += S·W, S the rows of d summed by id
+ * (scatter_rows): V rows multiplied instead of T·B, and nothing goes to x's
+ * adjoint to be scattered. Returns 1 when node i was so compiled (*st its
+ * status), 0 when it is not such a GEMM. */
+static int fold_gemm(CC *cc, int i, GemmSpec gs, Addr Cm, int *st)
+{
+  Comp *C = cc->C;
+  const Cell *c = cc->c;
+  int x = c->node[i].arg[1], j = -1;
+  EmbedFold f;
+  size_t scr = 0;
+  const char *s;
+  if (!cc->gr) {
+    if (Cm.slot < 0 || c->node[i].op != OP_MATVEC || !fold_in(cc, x, &f))
+      return 0;
+    s = ksym(C, "gemm");
+    Addr tab = ws_tmp(C, f.V * gs.N, gs.N);
+    gs.M = f.V, gs.lda = f.weight.ld, gs.ldc = gs.N;
+    if ((*st = mk_gemm(C->cx, C->mod, C->share, s, &gs, MK_ROWS, f.weight, addr_none(), tab, cc->pack[i], &scr,
+                       C->err, C->errlen)))
+      return 1;
+    need_scratch(C, scr);
+    plan_call(C, s, f.V, 6, 1);
+    plan_gemm_chunk(C, &gs, MK_ROWS);
+    s = ksym(C, "gather");
+    if (!(*st = mk_embed(C->cx, C->mod, s, cc->TB, f.V, gs.N, f.ids, tab, Cm, C->err, C->errlen)))
+      plan_call(C, s, cc->TB, 1, 0);
+    return 1;
+  }
+  for (int k = 0; k < c->nout; k++)
+    if (c->out[k] == i)
+      j = k;
+  if (Cm.slot >= 0 || j < 0 || c->node[i].op != OP_MATVECT ||
+      !embed_fold(C, C->md->node[cc->node].arg[j], cc->TB, &f) || f.grad.slot < 0)
+    return 0;
+  Addr S;
+  if ((*st = scatter_rows(cc, x, &f, &S)))
+    return 1;
+  s = ksym(C, "gemm");
+  gs.M = f.V, gs.lda = S.ld, gs.ldc = f.grad.ld, gs.flags |= GEMM_ACC;
+  if (!(*st = mk_gemm(C->cx, C->mod, C->share, s, &gs, MK_ROWS, S, addr_none(), f.grad, cc->pack[i], &scr, C->err,
+                      C->errlen))) {
+    need_scratch(C, scr);
+    plan_call(C, s, f.V, 6, 0);
+    plan_gemm_chunk(C, &gs, MK_ROWS);
+  }
+  return 1;
+}
+
 /* The GEMMs of a phase in kernels of their own, then a barrier; they leave
  * mask. tail 0: those run before the phase's kernel (colgemm, bigemm); 1:
  * those run after it (tailgemm). */
@@ -410,6 +519,13 @@ static int col_gemms(CC *cc, char *mask, int64_t nrows, int inloop, int tail)
     if (apk[x].slot >= 0 && prepacked(cc, i, nrows, inloop)) {
       colmode = MK_COLSPA;
       A = apk[x];
+    }
+    if (cc->bigemm[i] && fold_gemm(cc, i, gs, Cm, &st)) { /* over an embedding's table */
+      if (st)
+        return st;
+      mask[i] = 0;
+      any = 1;
+      continue;
     }
     const char *s = ksym(C, cc->gemv[i] ? "gemv" : cc->bigemm[i] ? "gemm" : "colgemm");
     size_t scr = 0;
@@ -809,11 +925,18 @@ static int gemm_terms(CC *cc, const MNode *n, int p, int g, int sign)
   Addr A = cc->sa[a], Bm = cc->sa[b];
   if (A.slot < 0 || Bm.slot < 0)
     die("compile: cell '%s': an outer's operands have no home", cc->c->name);
-  int64_t M = cc->numel[a], N = cc->numel[b];
+  int64_t M = cc->numel[a], N = cc->numel[b], K = cc->TB;
   Addr G = grad_addr(C, n, p);
   G.ld = N;
   Addr dst = sign > 0 ? G : ws_tmp(C, M * N, N);
-  int st = k_wgrad(C, ksym(C, "wgrad"), M, N, cc->TB, A, Bm, dst, sign > 0);
+  EmbedFold f;
+  int st;
+  if (fold_in(cc, b, &f)) { /* Σ_r a_r x_rᵀ with x_r = weight[ids[r]]: Σ_v S_v weight_vᵀ */
+    if ((st = scatter_rows(cc, a, &f, &A)))
+      return st;
+    Bm = f.weight, K = f.V;
+  }
+  st = k_wgrad(C, ksym(C, "wgrad"), M, N, K, A, Bm, dst, sign > 0);
   if (st)
     return st;
   if (sign < 0)
@@ -831,6 +954,7 @@ int cell_backward(Comp *C, int i)
   int st = cc_begin(C, &cc, i, c);
   if (st)
     return st;
+  cc.gr = gr;
   int rev = n->backward, ns = c->nstate;
   int64_t B = cc.B, T = cc.T;
   for (int k = 0; k < gr->nsaved; k++) {

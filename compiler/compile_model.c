@@ -90,6 +90,26 @@ static int fwd_embedding(Comp *C, int i)
   return RNNC_OK;
 }
 
+int embed_fold(Comp *C, int a, int64_t rows, EmbedFold *f)
+{
+  const MNode *n = &C->md->node[a];
+  const MV *v = &C->v[a];
+  int64_t V;
+  if (C->o->nofold || n->kind != M_EMBEDDING || v->npos != rows || comp_mdim(C, n->size[0], &V) != RNNC_OK ||
+      2 * V > rows)
+    return 0;
+  *f = (EmbedFold){.V = V, .ids = C->v[n->arg[0]].val, .grad = addr_none()};
+  param_tensor(C, n, "weight", v->d, &f->weight);
+  for (int p = 0; C->o->grad && p < n->nparam; p++)
+    if (strcmp(n->param[p].name, "weight") == 0) {
+      const char *gname = aprintf(C->a, "grad.%s", n->param[p].full);
+      for (int k = 0; k < C->cm->nt; k++)
+        if (C->cm->t[k].role == CT_GRAD && strcmp(C->cm->t[k].name, gname) == 0)
+          f->grad = (Addr){C->cm->t[k].slot, 0, 0, v->d};
+    }
+  return 1;
+}
+
 /* onehot(tokens, V): rows of zeros with a one at the token id; no adjoint
  * (a function of token ids: a cell reading it skips its input's adjoint) */
 static int fwd_onehot(Comp *C, int i)

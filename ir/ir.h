@@ -1010,6 +1010,9 @@ typedef struct CompileOpts {
                             many floats run by columns over the threads
                             (compile_cell.c, BIGWEIGHT); 0: the default.
                             Never changes a result's bits (tests set 1) */
+  int nofold;            /* a GEMM over an embedding's rows runs over them,
+                            not over its table (compile_cell.c, fold_in);
+                            forward bits are the same either way */
 } CompileOpts;
 
 typedef struct CModel CModel;

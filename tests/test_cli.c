@@ -935,27 +935,31 @@ Test(cli, print_emit)
   cr_assert(strstr(out, "#     k"), "%s", out); /* a kernel in the loop */
   free(out);
   /* big enough, between barriers: the hoisted GEMM and the logits are
-   * shared dynamically; the step (rows kept through the loop) is not */
+   * shared dynamically; the step (rows kept through the loop) is not. The
+   * hoisted GEMM reads the embedding's rows: it runs over the table's 65
+   * rows, gathered by id into the 256 (embed_fold) */
   cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit plan --dim H=256 --dim B=32", ex("charlm_lstm.rnn")), 0, "%s",
                out);
-  cr_assert(strstr(out, "#   k3_gemm                      [0, 256) in grains of 6, "
-                        "dynamic (chunks a multiple of 5)\n"),
+  cr_assert(strstr(out, "#   k3_gemm                      [0, 65) in grains of 6, then a barrier, "
+                        "dynamic (chunks a multiple of 5)\n"
+                        "#   k4_gather                    [0, 256) in grains of 1\n"),
             "%s", out);
-  cr_assert(strstr(out, "#   k6_logits                    [0, 256) in grains of 6, "
+  cr_assert(strstr(out, "#   k7_logits                    [0, 256) in grains of 6, "
                         "dynamic (chunks a multiple of 10)\n"),
             "%s", out);
-  cr_assert(strstr(out, "#     k4_lstm_step                 [0, 32) in grains of 1\n"), "%s", out);
+  cr_assert(strstr(out, "#     k5_lstm_step                 [0, 32) in grains of 1\n"), "%s", out);
   free(out);
   /* weight gradients: by rows of the gradient, op(B) packed per slice of
    * 1024 of the T·B rows (a loop over slices when there are several), each
-   * GEMM shared dynamically; with fewer row tiles than panels, by panels */
+   * GEMM shared dynamically (W_ih's over the embedding's 65 table rows, one
+   * slice); with fewer row tiles than panels, by panels */
   cr_assert_eq(rnnc_cmd(&out, "print '%s' --emit plan --grad --dim H=256 --dim B=32 --dim T=64",
                         ex("charlm_lstm.rnn")),
                0, "%s", out);
   cr_assert(strstr(out, "#   loop s = 0 .. 1 (2 slices of the rows, 3 ops)\n"
-                        "#     k38_pack                     [0, 4) in grains of 1\n"
+                        "#     k43_pack                     [0, 16) in grains of 1\n"
                         "#     -- barrier --\n"
-                        "#     k37_wgrad                    [0, 1024) in grains of 6, then a barrier, "
+                        "#     k42_wgrad                    [0, 1024) in grains of 6, then a barrier, "
                         "dynamic (chunks a multiple of 5)\n"),
             "%s", out);
   free(out);

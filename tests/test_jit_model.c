@@ -708,6 +708,63 @@ Test(jit_model, step_gemms_by_columns)
 
 /* Functions defined in c's model's module (cmodel_module: the AOT path's one
  * module, before optimization) whose name ends with suffix. */
+/* An embedding's rows, x = weight[ids], read by a GEMM over all T·B rows
+ * with V <= T·B / 2 (compile_cell.c, fold_gemm): forward W·x is the table
+ * weight·Wᵀ gathered by ids, backward the adjoint's GEMM and the weight
+ * gradient run over the V rows of d summed by id. Forward outputs
+ * memcmp-equal to CompileOpts.nofold's (the same sums); every gradient
+ * within JIT_TOL of the interpreter; 1, 2 and 3 threads the same bits.
+ * ngather: the gathers the plans must have (one per GEMM over an
+ * embedding's rows), nscatter: the sums by id (one per backward cell). */
+static void folded(const char *name, const char *dims, int ngather, int nscatter)
+{
+  Case c;
+  char path[256], tag[160];
+  snprintf(path, sizeof path, "examples/%s.rnn", name);
+  snprintf(tag, sizeof tag, "%s %s folded", name, dims);
+  case_new(&c, tag, path, NULL, dims, 7);
+  CModel *plain = case_compile_with(&c, &(CompileOpts){.grad = 1, .nofold = 1}), *fold = case_compile(&c, 1);
+  cr_assert_eq(plan_kernels(plain, "gather") + plan_kernels(plain, "scatter"), 0, "%s: nofold has a fold", tag);
+  cr_assert_eq(plan_kernels(fold, "gather"), ngather, "%s: %d gathers, expected %d", tag,
+               plan_kernels(fold, "gather"), ngather);
+  cr_assert_eq(plan_kernels(fold, "scatter"), nscatter, "%s: %d sums by id, expected %d", tag,
+               plan_kernels(fold, "scatter"), nscatter);
+  run(&c, plain, 1, 2);
+  Snap out, all;
+  snap_take(plain, 0, &out);
+  char otag[200];
+  snprintf(otag, sizeof otag, "%s, outputs against nofold's", tag);
+  for (int nth = 1; nth <= 3; nth++) {
+    run(&c, fold, 1, nth);
+    snap_expect_same(otag, fold, &out, nth);
+    if (nth == 1)
+      snap_take(fold, 1, &all);
+    snap_expect_same(tag, fold, &all, nth);
+  }
+  int n;
+  double worst = compare(tag, fold, &c.ref, c.md, 0, 0, &n);
+  cr_expect(n == c.ref.n, "%s: compared %d of %d tensors", tag, n, c.ref.n);
+  cr_expect(worst <= JIT_TOL, "%s: relative error %.3g > %g", tag, worst, JIT_TOL);
+  snap_free(&out);
+  snap_free(&all);
+  cmodel_free(plain);
+  cmodel_free(fold);
+  case_free(&c);
+}
+
+Test(jit_model, embedding_rows_from_the_table)
+{
+  folded("charlm_lstm", "T=6 B=5 V=11", 1, 1);  /* V = 11 <= 30 / 2: W_ih·x and its adjoint */
+  folded("charlm_lstm", "T=6 B=5 V=16", 0, 0);  /* 16 > 15: over the rows */
+  folded("charlm", "T=4 B=8 V=9", 1, 1);        /* layer 2 reads layer 1's rows: no fold */
+  /* two cells (both directions) with two GEMMs of x each; the adjoint of x,
+   * W_fᵀ·d_f + W_hᵀ·d_n, is an add of two GEMMs: over the rows */
+  folded("mgu", "T=5 B=4 V=7", 4, 4);
+  folded("charlm_gru", "T=7 B=3 V=5", 1, 1);
+  /* two masked LSTMs read x: both add S·W_ih into the embedding's gradient */
+  folded("bilstm_tagger", "T=5 B=4 V=9 H=5 K=3", 2, 2);
+}
+
 static int gemm_defs(Case *c, const char *suffix)
 {
   char err[512] = "";
@@ -731,10 +788,11 @@ static int gemm_defs(Case *c, const char *suffix)
  * projection, forward and backward steps, input gradient and weight
  * gradients have the first layer's specs, and its weights' packs the first's
  * layouts. Each generated GEMM defines one _rows; each pack kernel's is a GEMM
- * of its own. */
+ * of its own. V = 31 is over half the 48 rows: the first layer's GEMMs run
+ * over the embedding's rows, not its table (embed_fold), as the second's. */
 Test(jit_model, gemms_shared_by_spec)
 {
-  static const char one[] = "model one(V = 7, E = 24, H = 24) {\n"
+  static const char one[] = "model one(V = 31, E = 24, H = 24) {\n"
                             "  input tokens: i32[T, B], targets: i32[T, B]\n"
                             "  x = embedding(tokens, V, E)\n"
                             "  h1 = lstm(x, H = H)\n"
@@ -743,14 +801,14 @@ Test(jit_model, gemms_shared_by_spec)
                             "}\n";
   Case c1, c2;
   case_new(&c1, "one layer", NULL, one, "T=3 B=16", 5);
-  case_new(&c2, "charlm", "examples/charlm.rnn", NULL, "V=7 E=24 H=24 T=3 B=16", 5);
+  case_new(&c2, "charlm", "examples/charlm.rnn", NULL, "V=31 E=24 H=24 T=3 B=16", 5);
   int rows1 = gemm_defs(&c1, "_rows"), rows2 = gemm_defs(&c2, "_rows");
   cr_assert_gt(rows1, 4, "one LSTM layer: %d GEMMs", rows1);
   cr_assert_eq(rows2, rows1, "two LSTM layers of one size: %d GEMMs, one layer %d", rows2, rows1);
   /* the same model, its layers unlike (E != H): they share no spec but the
    * recurrent weights' */
   Case c3;
-  case_new(&c3, "charlm E != H", "examples/charlm.rnn", NULL, "V=7 E=20 H=24 T=3 B=16", 5);
+  case_new(&c3, "charlm E != H", "examples/charlm.rnn", NULL, "V=31 E=20 H=24 T=3 B=16", 5);
   int rows3 = gemm_defs(&c3, "_rows");
   cr_assert_gt(rows3, rows1, "two LSTM layers, E != H: %d GEMMs, one layer %d", rows3, rows1);
   /* and the shared functions compute the same: JIT (two modules, calls
@@ -822,11 +880,11 @@ Test(jit_model, dynamic_shares)
 }
 
 /* Weight gradients over more than one slice of the T·B rows (k_wgrad packs
- * x, h and the softmax's input 1024 rows at a time): 2080 rows are two
- * slices in a plan loop and a rest of 32. Within JIT_TOL of the interpreter
- * (which sums in double), memcmp-equal on 1, 2 and 3 threads; the backward
- * plan has the slice loops: the cell's two and the softmax's, besides the
- * time loop. */
+ * h and the softmax's input 1024 rows at a time): 2080 rows are two slices
+ * in a plan loop and a rest of 32. Within JIT_TOL of the interpreter (which
+ * sums in double), memcmp-equal on 1, 2 and 3 threads; the backward plan has
+ * the slice loops: W_hh's and the softmax's, besides the time loop (W_ih's
+ * gradient sums over the embedding's 11 table rows: embed_fold). */
 Test(jit_model, weight_gradient_slices)
 {
   Case c;
@@ -843,7 +901,7 @@ Test(jit_model, weight_gradient_slices)
       loops++;
       slices += b->op[k].T == 2;
     }
-  cr_expect(loops == 4 && slices == 3, "backward plan: %d loops, %d of 2 slices", loops, slices);
+  cr_expect(loops == 3 && slices == 2, "backward plan: %d loops, %d of 2 slices", loops, slices);
   cmodel_free(keep);
   case_free(&c);
 }
