@@ -13,7 +13,7 @@
 # installed (dnnl_side_by_side), and prints
 # one table; every number goes to the JSON file (default
 # bench-results.json). --quick: one tiny configuration, a few steps (a smoke
-# test, no meaningful timing). --rounds N (default 1): every configuration's
+# test, no meaningful timing). --rounds N (default 3): every configuration's
 # pair of runs N times over, the configurations in turn, so that each ratio
 # is the median of N ratios measured minutes apart (report.py).
 #
@@ -24,7 +24,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-threads=2 quick=0 out=bench-results.json build="$root/build" configs="" steps="" rwait="" rounds=1
+threads=2 quick=0 out=bench-results.json build="$root/build" configs="" steps="" rwait="" rounds=3
 
 usage() { sed -n '4,7p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
