@@ -346,16 +346,24 @@ static void snap_free(Snap *s)
 /* The whole check of a case, as described at the top. forward: also compile
  * it without gradients. keep: the model compiled with gradients, after a run
  * with them on 2 threads (else it is freed). */
-static void check_case(Case *c, int forward, CModel **keep)
+/* Every output and gradient of cm (after a run) within JIT_TOL of the
+ * interpreter's (c->ref); returns the worst relative error. */
+static double expect_as_interp(const char *tag, Case *c, CModel *cm)
 {
   int n;
+  double worst = compare(tag, cm, &c->ref, c->md, 0, 0, &n);
+  cr_expect(n == c->ref.n, "%s: compared %d of %d tensors", tag, n, c->ref.n);
+  cr_expect(worst <= JIT_TOL, "%s: relative error %.3g > %g", tag, worst, JIT_TOL);
+  return worst;
+}
+
+static void check_case(Case *c, int forward, CModel **keep)
+{
   double t0 = now_ms();
   CModel *cm = case_compile(c, 1);
   double t1 = now_ms();
   run(c, cm, 1, 1);
-  double worst = compare(c->tag, cm, &c->ref, c->md, 0, 0, &n);
-  cr_expect(n == c->ref.n, "%s: compared %d of %d tensors", c->tag, n, c->ref.n);
-  cr_expect(worst <= JIT_TOL, "%s: relative error %.3g > %g", c->tag, worst, JIT_TOL);
+  double worst = expect_as_interp(c->tag, c, cm);
 
   Snap s;
   snap_take(cm, 1, &s);
@@ -392,8 +400,8 @@ static void check_case(Case *c, int forward, CModel **keep)
     snap_free(&s);
     cmodel_free(cm);
   }
-  fprintf(stderr, "jit %-28s %2d tensors, max rel err %.2e (forward %.2e%s); compile %4.0f ms%s\n", c->tag, n,
-          worst, wf, forward ? aprintf(c->m->arena, ", no-grad build %.2e", wf2) : "", t1 - t0,
+  fprintf(stderr, "jit %-28s %2d tensors, max rel err %.2e (forward %.2e%s); compile %4.0f ms%s\n", c->tag,
+          c->ref.n, worst, wf, forward ? aprintf(c->m->arena, ", no-grad build %.2e", wf2) : "", t1 - t0,
           forward ? aprintf(c->m->arena, " + %.0f ms", t3 - t2) : "");
 }
 
@@ -676,10 +684,7 @@ static void by_columns(const char *name, const char *dims, int ncol, int npack)
     run(&c, cols, 1, nth);
     snap_expect_same(tag, cols, &s, nth);
   }
-  int n;
-  double worst = compare(tag, cols, &c.ref, c.md, 0, 0, &n);
-  cr_expect(n == c.ref.n, "%s: compared %d of %d tensors", tag, n, c.ref.n);
-  cr_expect(worst <= JIT_TOL, "%s: relative error %.3g > %g", tag, worst, JIT_TOL);
+  expect_as_interp(tag, &c, cols);
   snap_free(&s);
   cmodel_free(rows);
   cmodel_free(cols);
@@ -741,10 +746,7 @@ static void folded(const char *name, const char *dims, int ngather, int nscatter
       snap_take(fold, 1, &all);
     snap_expect_same(tag, fold, &all, nth);
   }
-  int n;
-  double worst = compare(tag, fold, &c.ref, c.md, 0, 0, &n);
-  cr_expect(n == c.ref.n, "%s: compared %d of %d tensors", tag, n, c.ref.n);
-  cr_expect(worst <= JIT_TOL, "%s: relative error %.3g > %g", tag, worst, JIT_TOL);
+  expect_as_interp(tag, &c, fold);
   snap_free(&out);
   snap_free(&all);
   cmodel_free(plain);
